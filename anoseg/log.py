@@ -1,0 +1,21 @@
+"""Console output shared by every stage: rich consoles on stdout/stderr and warnings said once."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+_said: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """Print a yellow warning line to stderr."""
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, markup=True)
+
+
+def warn_once(message: str) -> None:
+    """Print a warning only the first time this exact message is given in this process."""
+    if message not in _said:
+        _said.add(message)
+        warn(message)
