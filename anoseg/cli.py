@@ -1,0 +1,241 @@
+"""The ``anoseg`` command line. It parses options, applies them over the recipe, and calls one stage function.
+
+Heavy packages (torch, anomalib, pandas) are imported inside the commands so that ``anoseg --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from anoseg.errors import AnosegError
+
+DEBUG = {"on": False}
+
+
+class Cli(click.Group):
+    """Turns user errors into one red line (exit 2) and bugs into one line too unless ``--debug`` (exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AnosegError as exc:
+            _fail(str(exc), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: one line, traceback only with --debug
+            if DEBUG["on"]:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    from anoseg.log import err_console
+
+    err_console.print(f"[bold red]error:[/bold red] [red]{message}[/red]", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+# ---- shared option vocabulary -------------------------------------------------------------------------------------
+
+def recipe_option(default: str = "demo"):
+    return click.option("--recipe", default=default, show_default=True,
+                        help="Recipe name (recipes/NAME.yaml) or path to a recipe YAML.")
+
+
+output_option = click.option("--output", "--outputs", "output", type=click.Path(path_type=Path), default="outputs",
+                             show_default=True, help="Root folder of all outputs.")
+generator_option = click.option("--generator", help="Name of the generated-pair set (none = real data only). "
+                                "Default: the recipe's.")
+seed_option = click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+device_option = click.option("--device", default="auto", show_default=True,
+                             help="auto (CUDA when present), cpu, cuda or cuda:N.")
+model_option = click.option("--model", "model_name", required=True, help="Segmenter name; `anoseg models` lists them.")
+category_option = click.option(
+    "--category", "--categories", "category",
+    help="`all` (one unified model), one category, or a comma list (one model each). Default: the recipe's mode.")
+
+
+def _load(recipe: str, **overrides):
+    from anoseg.recipes import load_recipe
+
+    return load_recipe(recipe).override(**overrides)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _run_categories(recipe, category: str | None) -> list[str]:
+    """The training runs a --category value asks for: ["all"] or one name per per-category model."""
+    from anoseg.paths import ALL_CATEGORIES
+
+    if category is None:
+        return [ALL_CATEGORIES] if recipe.train.unified else list(recipe.categories)
+    return _csv(category) or [ALL_CATEGORIES]
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(package_name="anoseg")
+def main(debug: bool) -> None:
+    """anoseg: supervised industrial anomaly segmentation.
+
+    \b
+    Stages, each writing files the next one reads:
+      synth     write the built-in demo dataset (MVTec layout + generated pairs)
+      generate  make defect image/mask pairs from train/good (perlin, cutpaste)
+      prepare   split real + generated data into a manifest (LFD protocol)
+      train     fit a segmenter (lfd, sanet_*, liteseg_*, lednet, sfnet_lite_*, ...)
+      eval      image/pixel AUROC, AP, F1-max and IoU on the test split
+      predict   masks and heatmaps for new images (checkpoint or ONNX)
+      report    the papers' tables and figures from everything under outputs/
+      bench     parameters, MACs, latency of the segmenters
+      export    ONNX / TorchScript for deployment
+    """
+    DEBUG["on"] = debug
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default="data/demo", show_default=True,
+              help="Folder to write the demo dataset into.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed writes the same files.")
+def synth(out: Path, seed: int) -> None:
+    """Write the built-in demo dataset: an MVTec-layout set and SeaS-layout generated pairs."""
+    from anoseg.data.synth import make_demo_data
+    from anoseg.log import console
+
+    paths = make_demo_data(out, seed=seed)
+    console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
+
+
+@main.command()
+@recipe_option()
+@click.option("--data-root", type=click.Path(path_type=Path), help="The original dataset. Default: the recipe's.")
+@click.option("--generated", type=click.Path(path_type=Path),
+              help="Folder of generated pairs <category>/<defect>/image|mask. "
+              "Default: <recipe generated_root>/<generator>.")
+@generator_option
+@category_option
+@output_option
+@seed_option
+@click.option("--lenient", is_flag=True, help="Skip and report bad files instead of stopping at the first one.")
+@click.option("--mask-threshold", type=int,
+              help="Mask pixels above this value are defect (default: > 0; 127 for JPEG).")
+@click.option("--drop-empty-generated", is_flag=True, help="Leave out generated pairs whose mask is empty.")
+def prepare(recipe, data_root, generated, generator, category, output, seed, lenient, mask_threshold,
+            drop_empty_generated) -> None:
+    """Split real and generated data into a manifest (train: generated + first 1/3 per defect type + train/good)."""
+    from anoseg.stages import run_prepare
+
+    if generated is not None and generator is None:
+        generator = generated.name
+    rec = _load(recipe, data_root=data_root, generator=generator)
+    run_prepare(rec, generated=generated, categories=_csv(category), output=output, strict=not lenient,
+                mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated)
+
+
+def _train_options(func):
+    for option in reversed([
+        recipe_option(), model_option, category_option, generator_option, output_option, seed_option,
+        click.option("--epochs", type=int, help="Default: the recipe's (150 for the paper)."),
+        click.option("--batch-size", type=int, help="Default: the recipe's (8)."),
+        click.option("--lr", type=float, help="Initial learning rate (cosine decay per iteration). Default: 0.01."),
+        click.option("--image-size", type=int, nargs=2, help="H W of the network input. Default: the recipe's."),
+        device_option,
+        click.option("--devices", type=int, default=1, show_default=True, help="Number of devices (DDP when > 1)."),
+        click.option("--precision", default="32-true", show_default=True,
+                     help="Lightning precision: 32-true, 16-mixed, bf16-mixed."),
+        click.option("--backbone-weights", default="imagenet", show_default=True,
+                     help="imagenet (torchvision's, if in the local torch cache), none, or a state-dict file."),
+        click.option("--augment", help="Comma list of joint augmentations: hflip,vflip,affine,color. Default: none."),
+        click.option("--workers", type=int, help="Data-loader worker processes. Default: the recipe's (2)."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
+        click.option("--fresh", is_flag=True, help="Replace an existing finished run."),
+    ]):
+        func = option(func)
+    return func
+
+
+@main.command()
+@_train_options
+def train(recipe, model_name, category, generator, output, seed, epochs, batch_size, lr, image_size, device, devices,
+          precision, backbone_weights, augment, workers, resume, fresh) -> None:
+    """Train a segmenter on the prepared manifest, e.g. `anoseg train --model lfd --category bottle`."""
+    from anoseg.stages import run_train
+
+    rec = _load(recipe, generator=generator, image_size=tuple(image_size) if image_size else None,
+                train__epochs=epochs, train__batch_size=batch_size, train__lr=lr, train__workers=workers,
+                train__augment=tuple(_csv(augment)) if augment else None)
+    run_train(rec, model_name, _run_categories(rec, category), output=output, device=device, devices=devices,
+              precision=precision, seed=seed, backbone_weights=backbone_weights, resume=resume, fresh=fresh)
+
+
+@main.command("eval")
+@recipe_option()
+@model_option
+@category_option
+@generator_option
+@output_option
+@device_option
+@click.option("--epoch", type=int,
+              help="Checkpoint epoch to evaluate. Default: the recipe's eval_epoch, else the last.")
+@click.option("--protocol", type=click.Choice(["clean", "lfd-compat"]), help="Mask protocol. Default: the recipe's.")
+@click.option("--save-scores", is_flag=True, help="Also write scores/<category>.npz (maps, masks, images).")
+@click.option("--overlays", type=int, default=4, show_default=True, help="Overlay PNGs per category (0 = none).")
+def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays) -> None:
+    """Image- and pixel-level AUROC / AP / F1-max and IoU on the test split, per category and mean."""
+    from anoseg.stages import run_eval
+
+    rec = _load(recipe, generator=generator)
+    run_eval(rec, model_name, _run_categories(rec, category), output=output, device=device, epoch=epoch,
+             protocol=protocol, save_scores=save_scores, overlays=overlays)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint written by `anoseg train`.")
+@click.option("--model-file", type=click.Path(path_type=Path), help="An exported .onnx file (instead of --checkpoint).")
+@click.option("--threshold", type=float, help="Decision threshold. Default: the F1-max threshold found by eval.")
+@click.option("--out", type=click.Path(path_type=Path), default="outputs/predict", show_default=True)
+@device_option
+def predict(images, checkpoint, model_file, threshold, out, device) -> None:
+    """Binary masks and heatmap overlays for images (files or folders); prints each image's anomaly score."""
+    from anoseg.engine.predict import predict as run_predict
+
+    if (checkpoint is None) == (model_file is None):
+        raise AnosegError("give exactly one of --checkpoint and --model-file")
+    run_predict(list(images), checkpoint=checkpoint, model_file=model_file, threshold=threshold, out=out,
+                device=device)
+
+
+@main.command()
+@output_option
+@click.option("--dataset", default="demo", show_default=True, help="Which dataset's runs (a recipe name).")
+@click.option("--out", type=click.Path(path_type=Path), help="Markdown file. Default: <output>/report.md.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True)
+@click.option("--no-figures", is_flag=True, help="Skip the PR-curve and heatmap figures.")
+def report(output, dataset, out, fmt, no_figures) -> None:
+    """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
+    from anoseg.log import console
+    from anoseg.report import build_report, print_report
+
+    result = build_report(output, dataset, out or output / "report.md", fmt=fmt, figures=not no_figures)
+    print_report(result, console)
+
+
+@main.command()
+def models() -> None:
+    """List the registered segmenters."""
+    from anoseg.log import console
+    from anoseg.models import list_models
+
+    console.print("\n".join(list_models()))
+
+
+if __name__ == "__main__":
+    main()

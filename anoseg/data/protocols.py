@@ -1,0 +1,55 @@
+"""The two evaluation protocols, and the only place that says how a resized mask becomes each kind of label.
+
+``clean`` (default): binarise the raw mask (``anoseg.data.masks``), resize with nearest neighbour, and use that one
+binary mask everywhere. ``lfd-compat``: LFD's reference code — bilinear resize of the raw mask's first channel, then
+truncation (``== 255``) for the training target and IoU, ``!= 0`` for pixel labels and the image label
+(protocol.md §2.3, §2.6).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PROTOCOLS = ("clean", "lfd-compat")
+
+
+def resized_mask(path: str | Path | None, size: tuple[int, int], protocol: str, threshold: int | None = None
+                 ) -> np.ndarray:
+    """The stored form of a mask at ``size = (H, W)``: clean → {0, 1}; lfd-compat → bilinear uint8 0…255."""
+    height, width = size
+    if not path:
+        return np.zeros((height, width), np.uint8)
+    if protocol == "clean":
+        from anoseg.data.masks import read_mask
+
+        binary = Image.fromarray(read_mask(path, threshold=threshold).astype(np.uint8))
+        return np.asarray(binary.resize((width, height), Image.Resampling.NEAREST), dtype=np.uint8)
+    with Image.open(path) as image:
+        raw = np.asarray(image)
+    if raw.ndim == 3:  # LFD keeps channel 0
+        raw = raw[..., 0]
+    raw = np.clip(raw, 0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(raw).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def train_target(mask: np.ndarray, protocol: str) -> np.ndarray:
+    """Class index per pixel for the loss."""
+    return (mask == 255).astype(np.uint8) if protocol == "lfd-compat" else (mask > 0).astype(np.uint8)
+
+
+def pixel_labels(mask: np.ndarray, protocol: str) -> np.ndarray:
+    """Positive pixels for pixel AUROC / AP / F1-max (both protocols: any non-zero value)."""
+    return mask > 0
+
+
+def iou_mask(mask: np.ndarray, protocol: str) -> np.ndarray:
+    """Ground truth for the per-image IoU: truncation in lfd-compat (thin defects vanish), the binary mask otherwise."""
+    return mask == 255 if protocol == "lfd-compat" else mask > 0
+
+
+def image_label(mask: np.ndarray, protocol: str) -> np.ndarray:
+    """Image labels (N,) from masks (N, H, W): anomalous iff any pixel is non-zero."""
+    return mask.reshape(len(mask), -1).max(axis=1) > 0

@@ -1,0 +1,1 @@
+"""Training, evaluation and prediction machinery, kept apart from the networks (``anoseg.models``)."""

@@ -1,0 +1,182 @@
+"""``anoseg eval``: score the test split with a trained checkpoint and write the paper's metrics.
+
+Anomaly map = softmax probability of the defect class at the recipe's image size; image score = its max. The
+metric definitions live in ``anoseg.metrics``; which mask counts as which label lives in ``anoseg.data.protocols``.
+Writes ``metrics.json`` (fractions + counts), ``metrics.csv`` (the LFD layout: metrics as rows, categories as
+columns, percentages), optional ``scores/<category>.npz`` and ``overlays/<category>/*.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anoseg.data import protocols
+from anoseg.data.dataset import load_cached, normalize
+from anoseg.data.manifest import read_manifest
+from anoseg.engine.checkpoint import build_model, find_checkpoint, load_checkpoint, resolve_device
+from anoseg.engine.train import select_rows
+from anoseg.errors import AnosegError
+from anoseg.io import write_json, write_with
+from anoseg.log import console, warn
+from anoseg.paths import ALL_CATEGORIES, dataset_dir, manifest_path, run_dir
+from anoseg.recipes import Recipe
+
+METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "iou")
+LFD_CSV_ROWS = {"auroc_sp": "image_auroc", "f1_sp": "image_f1max", "ap_sp": "image_ap", "auroc_px": "pixel_auroc",
+                "f1_px": "pixel_f1max", "ap_px": "pixel_ap", "iou_px": "iou"}
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """Evaluate the run of ``model`` trained on ``category`` (or ``all``) of a (dataset, generator) pair."""
+
+    recipe: Recipe
+    model: str
+    category: str = ALL_CATEGORIES
+    generator: str = "none"
+    output: Path = Path("outputs")
+    epoch: int | None = None  # None: the recipe's eval_epoch, else the last
+    protocol: str | None = None  # None: the recipe's
+    device: str = "auto"
+    save_scores: bool = False
+    overlays: int = 4
+    batch_size: int = 8
+
+    @property
+    def run(self) -> Path:
+        return run_dir(self.output, self.recipe.name, self.generator, self.model, self.category)
+
+
+def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: torch.device,
+                 batch_size: int = 8) -> np.ndarray:
+    """Softmax probability of class 1 for uint8 images (N, H, W, 3) → float32 (N, H, W)."""
+    maps = np.empty(images.shape[:3], np.float32)
+    model = model.to(device).eval()
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            logits = model(normalize(batch.permute(0, 3, 1, 2), mean, std))
+            maps[start:start + len(batch)] = torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
+    return maps
+
+
+def evaluate(job: EvalJob) -> dict:
+    """Evaluate every category the run covers; write and return the metrics dict (schema ``anoseg.metrics/1``)."""
+    from anoseg.metrics.anomaly import anomaly_metrics, mean_over_categories
+
+    recipe = job.recipe
+    protocol = job.protocol or recipe.protocol
+    if protocol not in protocols.PROTOCOLS:
+        raise AnosegError(f"--protocol must be one of {', '.join(protocols.PROTOCOLS)}, not {protocol!r}")
+    epoch = job.epoch if job.epoch is not None else recipe.train.eval_epoch
+    checkpoint_file = _checkpoint_for(job.run, epoch)
+    checkpoint = load_checkpoint(checkpoint_file)
+    if checkpoint["model"] != job.model:
+        raise AnosegError(f"{checkpoint_file} holds a {checkpoint['model']} model, not {job.model}")
+    model = build_model(checkpoint)
+    device = resolve_device(job.device)
+    size = tuple(checkpoint["meta"]["image_size"])
+    manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
+    test = select_rows(manifest, "test", job.category)
+    categories = _ordered(test["category"].unique(), recipe.categories)
+    per_category, warnings = {}, []
+    cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
+    for category in categories:
+        cached = load_cached(test[test["category"] == category], size, cache, protocol)
+        maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
+                            job.batch_size)
+        masks = np.asarray(cached.masks)
+        result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol),
+                                 image_labels=protocols.image_label(masks, protocol),
+                                 iou_masks=protocols.iou_mask(masks, protocol))
+        empty = int(((cached.rows["label"].to_numpy() == 1) & ~protocols.image_label(masks, protocol)).sum())
+        if empty:
+            result["warnings"].append(f"{empty} defect image(s) have an empty mask at this size; scored as normal")
+        warnings += [f"{category}: {w}" for w in result.pop("warnings")]
+        per_category[category] = result
+        names = [f"{d}/{Path(p).stem}" for d, p in zip(cached.rows["defect"], cached.rows["image"], strict=True)]
+        if job.save_scores:
+            _save_scores(job.run / "scores" / f"{category}.npz", maps, masks, cached.images, names, protocol)
+        if job.overlays:
+            _save_overlays(job.run / "overlays" / category, maps, masks > 0, cached.images, names, job.overlays)
+        console.print(f"  {category}: " + "  ".join(f"{k} {_pct(result[k])}" for k in METRICS), highlight=False)
+    mean, excluded = mean_over_categories(per_category)
+    for metric, names in excluded.items():
+        if names:
+            warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")
+    for message in warnings:
+        warn(message)
+    metrics = {
+        "schema": "anoseg.metrics/1", "task": "anomaly", "dataset": recipe.name, "generator": job.generator,
+        "model": job.model, "trained_on": job.category, "protocol": protocol, "epoch": checkpoint["epoch"],
+        "image_size": list(size), "created": datetime.now().isoformat(timespec="seconds"),
+        "checkpoint": str(checkpoint_file), "categories": per_category, "mean": mean, "mean_excluded": excluded,
+        "warnings": warnings,
+    }
+    write_json(job.run / "metrics.json", metrics)
+    _write_lfd_csv(job.run / "metrics.csv", per_category, mean)
+    return metrics
+
+
+def _checkpoint_for(run: Path, epoch: int | None) -> Path:
+    """The requested epoch's checkpoint; for the recipe default, fall back to the last one if it was not kept."""
+    try:
+        return find_checkpoint(run, epoch)
+    except AnosegError:
+        if epoch is None:
+            raise
+        last = find_checkpoint(run, None)
+        kept = load_checkpoint(last)["epoch"]
+        if kept >= epoch:
+            raise
+        warn(f"the run has only {kept} epochs (< eval epoch {epoch}); evaluating the last checkpoint")
+        return last
+
+
+def _ordered(categories, recipe_order) -> list[str]:
+    rank = {name: i for i, name in enumerate(recipe_order)}
+    return sorted(categories, key=lambda c: (rank.get(c, len(rank)), c))
+
+
+def _pct(value: float | None) -> str:
+    return "  n/a" if value is None else f"{100 * value:6.2f}"
+
+
+def _write_lfd_csv(path: Path, per_category: dict, mean: dict) -> None:
+    import pandas as pd
+
+    columns = {**per_category, "mean": mean}
+    table = pd.DataFrame({name: {row: _round(values.get(metric)) for row, metric in LFD_CSV_ROWS.items()}
+                          for name, values in columns.items()})
+    table.index.name = "class_name"
+    write_with(path, lambda tmp: table.to_csv(tmp))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def _save_scores(path: Path, maps, masks, images, names, protocol: str) -> None:
+    payload = {
+        "image_scores": maps.reshape(len(maps), -1).max(axis=1).astype(np.float32),
+        "image_labels": protocols.image_label(masks, protocol).astype(np.uint8),
+        "pixel_scores": maps, "gt_masks": protocols.pixel_labels(masks, protocol).astype(np.uint8),
+        "images": np.asarray(images), "names": np.array(names),
+    }
+    write_with(path, lambda tmp: np.savez_compressed(tmp, **payload))
+
+
+def _save_overlays(folder: Path, maps, masks, images, names, count: int) -> None:
+    from PIL import Image
+
+    from anoseg.engine.visual import overlay_strip
+
+    anomalous_first = sorted(range(len(maps)), key=lambda i: (not masks[i].any(), i))[:count]
+    for i in anomalous_first:
+        picture = Image.fromarray(overlay_strip(np.asarray(images[i]), maps[i], masks[i]))
+        write_with(folder / f"{names[i].replace('/', '_')}.png", picture.save)
