@@ -41,7 +41,8 @@ def count_used_parameters(model: nn.Module, x: torch.Tensor) -> int:
 def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     """Multiply-accumulates of an eval-mode forward pass on ``x``, counted per call (thop conventions).
 
-    Conv: ``N·Cout·Hout·Wout·Cin/groups·kh·kw``; Linear: ``in·out`` per row; affine norm layers: 2 per element.
+    Conv: ``N·Cout·Hout·Wout·Cin/groups·kh·kw``; Linear: ``in·out`` per row; norm layers: 2 per element, doubled when
+    affine — thop's convention, which produced the reference table.
     """
     total = 0
 
@@ -53,7 +54,7 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
         elif isinstance(module, nn.Linear) and isinstance(output, torch.Tensor):
             total += output.numel() * module.in_features
         elif isinstance(module, nn.modules.batchnorm._BatchNorm) and isinstance(output, torch.Tensor):
-            total += 2 * output.numel() if module.affine else output.numel()
+            total += 4 * output.numel() if module.affine else 2 * output.numel()
 
     _run_with_hooks(model, x, hook)
     return total

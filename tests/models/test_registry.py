@@ -29,6 +29,12 @@ REFERENCE = {
 
 BIG = {"upernet_r50", "liteseg_darknet19"}
 
+# Deliberate deviations from the reference MACs, each explained in the model's docstring and tested in its own file.
+MACS_DEVIATIONS = {
+    "liteseg_darknet19": "fixed paddings keep the 1/16 maps at 16×16; the reference's wandering 18/20-px maps cost "
+    "~1 G more (test_liteseg reproduces 7.831 G with the reference paddings)",
+}
+
 
 def _models() -> list[str]:
     return [name for name in REFERENCE if name in list_models()]
@@ -60,6 +66,8 @@ def test_macs_match_reference(name):
     expected = REFERENCE[name][2]
     if expected is None:
         pytest.skip("no reference MACs")
+    if name in MACS_DEVIATIONS:
+        pytest.skip(MACS_DEVIATIONS[name])
     macs = count_macs(create_model(name), torch.zeros(1, 3, 256, 256))
     assert abs(macs - expected) / expected < 0.03, f"{name}: {macs / 1e9:.3f} GMACs vs reference {expected / 1e9:.3f}"
 
