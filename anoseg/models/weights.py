@@ -48,9 +48,11 @@ def read_state_dict(path: str | Path) -> StateDict:
 def load_into(module: nn.Module, state: StateDict, source: str) -> None:
     """Copy ``state`` into ``module``: every parameter/buffer of the module must be present with the same shape.
 
-    Extra keys in ``state`` (e.g. an ImageNet classifier) are ignored.
+    Extra keys in ``state`` (e.g. an ImageNet classifier) are ignored, and so are missing BN ``num_batches_tracked``
+    counters (torchvision's older ImageNet files predate them).
     """
     own = module.state_dict()
+    state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
     missing = [k for k in own if k not in state]
     if missing:
         raise AnosegError(f"weights from {source} lack {len(missing)} tensors, e.g. {', '.join(missing[:3])}")

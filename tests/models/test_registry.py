@@ -13,6 +13,7 @@ from anoseg.models.profile import count_macs, count_used_parameters
 # (shared/specs/architectures.md, reference table). None = not given by the reference.
 REFERENCE = {
     "lfd": (936_067, 938_260, 1.177e9),
+    # 925,014 counts the encoder's never-called output_conv widened to 19 classes; the network that runs has 922,821
     "lednet": (918_367, 925_014, 1.428e9),
     "liteseg_mobilenetv2": (3_100_058, 3_101_707, 0.570e9),
     "liteseg_shufflenet": (1_969_802, 1_971_451, 0.303e9),
