@@ -52,3 +52,48 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
     """Bilinear resize of a ``(N, C, H, W)`` tensor to ``size = (H', W')``."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
+class PyramidPooling(nn.Module):
+    """Pyramid pooling module (PSPNet): pool to ``bins``×``bins`` grids, project, upsample, concat with the input, fuse.
+
+    Each bin is ``AdaptiveAvgPool2d(bin)`` → 1×1 conv ``in_channels → channels`` → BN (→ ``bin_act``). The pooled maps
+    are upsampled bilinearly to the input size and concatenated with the input itself (``in_channels + len(bins) *
+    channels`` channels), then fused by ``bottleneck_kernel``×``bottleneck_kernel`` conv-BN-ReLU (→ Dropout2d).
+    The two heads that use it differ only in these knobs:
+
+    * SFNet / SFNet-Lite: ``bin_act=None, bottleneck_kernel=1, dropout=0.1, align_corners=True``.
+    * mmseg UPerHead: ``bin_act=nn.ReLU, bottleneck_kernel=3, dropout=0.0, align_corners=False``.
+
+    The concatenation order is ``[pooled..., input]`` (SFNet's; mmseg puts the input first). It only permutes the
+    bottleneck's input channels, so both are the same function family with the same parameter count.
+
+    Example:
+        >>> ppm = PyramidPooling(512, 128, bin_act=None, bottleneck_kernel=1, dropout=0.1, align_corners=True)
+        >>> ppm.eval()(torch.zeros(1, 512, 8, 8)).shape
+        torch.Size([1, 128, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        bin_act: ActFactory | None = nn.ReLU,
+        bottleneck_kernel: int = 3,
+        dropout: float = 0.0,
+        align_corners: bool = False,
+    ) -> None:
+        super().__init__()
+        self.align_corners = align_corners
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBNAct(in_channels, channels, 1, act=bin_act)) for b in bins
+        )
+        self.bottleneck = ConvBNAct(in_channels + len(bins) * channels, channels, bottleneck_kernel)
+        # Identity when dropout is 0 so the eval graph (and an exported model) carries no no-op node.
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pooled = [resize(stage(x), size, align_corners=self.align_corners) for stage in self.stages]
+        return self.dropout(self.bottleneck(torch.cat([*pooled, x], dim=1)))
