@@ -67,6 +67,10 @@ def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: 
 
 def evaluate(job: EvalJob) -> dict:
     """Evaluate every category the run covers; write and return the metrics dict (schema ``anoseg.metrics/1``)."""
+    if job.recipe.task != "anomaly":
+        from anoseg.engine.evaluate_scene import evaluate_scene
+
+        return evaluate_scene(job)
     from anoseg.metrics.anomaly import anomaly_metrics, mean_over_categories
 
     recipe = job.recipe

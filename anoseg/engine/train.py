@@ -77,8 +77,7 @@ def train(job: TrainJob) -> Path:
     start_epoch, history, previous = _prepare_run_dir(job)
     manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
     rows = select_rows(manifest, "train", job.category)
-    cached = _load_with_progress(rows, job)
-    dataset = SegmentationDataset(cached, recipe.protocol, settings.augment)
+    dataset = _train_dataset(rows, job)
 
     accelerator = "cpu" if job.device == "cpu" else ("cuda" if job.device.startswith("cuda") else "auto")
     fabric = Fabric(accelerator=accelerator, devices=job.devices, precision=job.precision)
@@ -148,6 +147,15 @@ def _prepare_run_dir(job: TrainJob):
                               "to replace it")
         shutil.rmtree(job.run)
     return 0, [], None
+
+
+def _train_dataset(rows, job: TrainJob) -> torch.utils.data.Dataset:
+    """Anomaly recipes: resized arrays from the cache. Road/scene recipes: native-size images with scale/crop."""
+    if job.recipe.task != "anomaly":
+        from anoseg.data.scenes import scene_train_dataset
+
+        return scene_train_dataset(rows, job.recipe)
+    return SegmentationDataset(_load_with_progress(rows, job), job.recipe.protocol, job.recipe.train.augment)
 
 
 def _load_with_progress(rows, job: TrainJob):
