@@ -229,6 +229,60 @@ def report(output, dataset, out, fmt, no_figures) -> None:
 
 
 @main.command()
+@click.option("--model", "model_names", help="Comma list of models. Default: every registered model.")
+@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True, help="Input H W (multiples of 32).")
+@device_option
+@click.option("--runs", type=int, default=30, show_default=True, help="Timed forward passes (median reported).")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed forward passes first.")
+@click.option("--onnx", is_flag=True, help="Also time ONNX Runtime (ratio to eager in the same run).")
+@click.option("--compile", "compile_model", is_flag=True, help="Also try torch.compile as a fast path.")
+@output_option
+def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) -> None:
+    """Used parameters, GMACs, latency, FPS and peak memory at batch 1, with the fast-path speed-up."""
+    from anoseg.stages import run_bench
+
+    run_bench(_csv(model_names), tuple(size), device=device, runs=runs, warmup=warmup, onnx=onnx,
+              compile_model=compile_model, output=output)
+
+
+@main.command()
+@click.option("--method", type=click.Choice(["perlin", "cutpaste"]), required=True, help="How to make defects.")
+@recipe_option()
+@click.option("--data-root", type=click.Path(path_type=Path), help="The original dataset. Default: the recipe's.")
+@category_option
+@click.option("--count", type=int, default=20, show_default=True, help="Pairs per category.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output root. Default: <recipe generated_root>/<method>, where `prepare --generator` looks.")
+@seed_option
+@click.option("--textures", type=click.Path(path_type=Path), help="perlin: a folder of texture images (e.g. DTD).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output.")
+def generate(method, recipe, data_root, category, count, out, seed, textures, overwrite) -> None:
+    """Make defect image/mask pairs from train/good images only, in the layout `prepare` reads."""
+    from anoseg.stages import run_generate
+
+    rec = _load(recipe, data_root=data_root)
+    run_generate(rec, method, categories=None if category in (None, "all") else _csv(category), count=count,
+                 out=out, seed=seed, textures=textures, overwrite=overwrite)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A checkpoint of `anoseg train`.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("--image-size", type=int, nargs=2, help="Input H W. Default: the size the model was trained at.")
+@click.option("--dynamic", is_flag=True, help="Dynamic batch and spatial axes (sides multiples of 32).")
+@click.option("--out", type=click.Path(path_type=Path), help="Model file. Default: <run>/export/model.<ext>.")
+def export(checkpoint, fmt, image_size, dynamic, out) -> None:
+    """A self-contained ONNX or TorchScript file plus a JSON sidecar, verified against PyTorch."""
+    from anoseg.export import export_model
+    from anoseg.log import console
+
+    result = export_model(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
+                          dynamic=dynamic)
+    console.print(f"exported {result['path']} (max abs diff vs PyTorch {result['max_abs_diff']:.2e}); "
+                  f"sidecar {result['sidecar']}", highlight=False)
+
+
+@main.command()
 def models() -> None:
     """List the registered segmenters."""
     from anoseg.log import console

@@ -105,3 +105,59 @@ def print_metrics(metrics: dict) -> None:
         view.add_row(category, *["n/a" if values.get(n) is None else f"{100 * values[n]:.2f}" for n in names],
                      style="bold" if category == "mean" else None)
     console.print(view)
+
+
+def run_bench(models: list[str] | None, size: tuple[int, int], *, device: str, runs: int, warmup: int, onnx: bool,
+              compile_model: bool, output: Path) -> dict:
+    """Benchmark the models, print a table and write ``<output>/bench/bench.json``."""
+    from rich.table import Table
+
+    from anoseg.bench import run_bench as bench
+    from anoseg.models import create_model, list_models
+    from anoseg.paths import bench_path
+
+    names = models or list_models()
+    for name in names:
+        create_model(name)  # unknown names fail before any timing starts
+    with console.status("benchmarking") as status:
+        result = bench(names, size, device, runs=runs, warmup=warmup, compile_model=compile_model, onnx=onnx,
+                       output=output, progress=lambda name: status.update(f"benchmarking {name}"))
+    view = Table(title=f"{result['device']} · batch 1 · {size[0]}×{size[1]} · {result['threads']} threads · "
+                       f"median of {runs}")
+    for column in ("model", "params", "GMACs", "ms", "FPS", "peak MB", "fast ms", "fast ×", "fast path"):
+        view.add_column(column, justify="left" if column in ("model", "fast path") else "right")
+    if onnx:
+        view.add_column("onnx ms", justify="right")
+        view.add_column("onnx ×", justify="right")
+    for row in result["models"]:
+        cells = [row["model"], f"{row['params']:,}", f"{row['gmacs']:.3f}", f"{row['latency_ms']:.1f}",
+                 f"{row['fps']:.1f}", f"{row['peak_mem_mb']:.1f}", f"{row['fast_latency_ms']:.1f}",
+                 f"{row['fast_speedup']:.2f}", row["fast_path"]]
+        if onnx:
+            cells += [f"{row['onnx_latency_ms']:.1f}", f"{row['onnx_speedup']:.2f}"]
+        view.add_row(*cells)
+    console.print(view)
+    console.print(f"bench: {bench_path(output)}")
+    return result
+
+
+def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, count: int, out: Path | None,
+                 seed: int, textures: Path | None, overwrite: bool) -> dict:
+    """Write generated pairs under ``<generated_root>/<method>`` (or ``out``) and print what was made."""
+    from rich.progress import Progress
+
+    from anoseg.data.generators import generate_pairs
+
+    if recipe.task != "anomaly":
+        raise AnosegError(f"generate makes defect pairs for anomaly recipes, not for {recipe.name} ({recipe.task})")
+    if count < 1:
+        raise AnosegError("--count must be at least 1")
+    target = out or recipe.generated_root / method
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"generating ({method})", total=None)
+        summary = generate_pairs(method=method, layout=recipe.layout, data_root=recipe.data_root,
+                                 categories=categories or list(recipe.categories), count=count, out=target, seed=seed,
+                                 textures=textures, overwrite=overwrite,
+                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"generated pairs: {target}  (then: anoseg prepare --recipe {recipe.name} --generator {method})")
+    return summary
