@@ -1,0 +1,179 @@
+"""Figures of one category: pixel-level PR curves of every run, and test images with ground truth and heatmaps.
+
+Read from ``scores/<category>.npz`` (schemas.md). Drawn with matplotlib's object API (``Figure``, Agg canvas), so
+nothing touches pyplot's global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from anoseg.io import write_with
+
+MAX_PR_POINTS = 2_000_000  # pixels per run fed to the PR curve; more is slow and changes nothing visible
+N_EXAMPLES = 4
+_PLOT_POINTS = 5000  # points drawn per curve (the curve itself is computed on every sampled pixel)
+FIGURE_KINDS = {"pr": "pixel-level PR curves", "examples": "test images, ground truth and heatmaps"}  # file suffix
+SCORE_KEYS = ("image_labels", "pixel_scores", "gt_masks", "images", "names")
+
+
+@dataclass
+class _Scores:
+    label: str
+    pixel_scores: np.ndarray
+    gt_masks: np.ndarray
+    images: np.ndarray
+    image_labels: np.ndarray
+    names: list[str]
+
+
+def figure_stem(category: str) -> str:
+    """A file-name-safe stem for a category: ``"metal nut/x"`` → ``"metal_nut_x"``."""
+    return re.sub(r"[^\w.-]+", "_", category)
+
+
+def load_scores(label: str, path: Path) -> _Scores:
+    """Read the arrays a figure needs from a ``scores.npz``; ``ValueError`` says what is wrong with the file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in SCORE_KEYS if k in npz.files}
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # truncated or not an npz
+        raise ValueError(f"unreadable: {exc}") from None
+    missing = [k for k in SCORE_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"missing arrays {missing}")
+    scores = _Scores(
+        label,
+        arrays["pixel_scores"].astype(np.float32, copy=False),
+        arrays["gt_masks"],
+        arrays["images"],
+        arrays["image_labels"],
+        [str(n) for n in arrays["names"]],
+    )
+    n = len(scores.names)
+    if scores.pixel_scores.ndim != 3 or scores.gt_masks.shape != scores.pixel_scores.shape or len(scores.images) != n:
+        raise ValueError(f"inconsistent shapes {scores.pixel_scores.shape}, {scores.gt_masks.shape}")
+    return scores
+
+
+def pr_curve(scores: np.ndarray, labels: np.ndarray, max_points: int = MAX_PR_POINTS) -> tuple[np.ndarray, ...]:
+    """Pixel-level precision/recall on at most ``max_points`` pixels (a seeded, hence repeatable, random subset).
+
+    Returns ``(precision, recall, ap, n_used)``; ``ap`` is the step-wise average precision of that curve.
+
+    Example:
+        >>> precision, recall, ap, n = pr_curve(np.array([0.1, 0.9]), np.array([0, 1]))
+        >>> float(ap)
+        1.0
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    scores, labels = scores.ravel(), labels.ravel()
+    if scores.size > max_points:
+        keep = np.random.default_rng(0).choice(scores.size, max_points, replace=False)
+        scores, labels = scores[keep], labels[keep]
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    ap = -np.sum(np.diff(recall) * precision[:-1])  # the same sum sklearn's average_precision_score takes
+    return precision, recall, ap, scores.size
+
+
+def category_figures(
+    category: str,
+    runs: list[tuple[str, Path]],
+    out_dir: Path,
+    max_points: int = MAX_PR_POINTS,
+    n_examples: int = N_EXAMPLES,
+) -> tuple[list[Path], list[str]]:
+    """Write ``<category>_pr.png`` and ``<category>_examples.png`` for the runs ``(label, scores.npz)`` given.
+
+    Returns the written paths and a warning per unreadable scores file. Nothing is written if none is readable.
+
+    Example:
+        >>> category_figures("bottle", [("LFD / SeaS", Path("…/scores/bottle.npz"))], Path("report_figures"))
+        ([PosixPath('report_figures/bottle_pr.png'), PosixPath('report_figures/bottle_examples.png')], [])
+    """
+    warnings, loaded = [], []
+    for label, path in runs:
+        try:
+            loaded.append(load_scores(label, path))
+        except ValueError as exc:
+            warnings.append(f"figures of {category!r}: skipped {path} ({exc})")
+    if not loaded:
+        return [], warnings
+    stem = figure_stem(category)
+    pr_path, grid_path = out_dir / f"{stem}_pr.png", out_dir / f"{stem}_examples.png"
+    _save(_pr_figure(category, loaded, max_points), pr_path)
+    _save(_examples_figure(category, loaded, n_examples), grid_path)
+    return [pr_path, grid_path], warnings
+
+
+def _pr_figure(category: str, runs: list[_Scores], max_points: int) -> Figure:
+    fig = Figure(figsize=(5.5, 4.5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    sampled = False
+    for run in runs:
+        if not run.gt_masks.any():
+            ax.plot([], [], label=f"{run.label} (no anomalous pixels)")
+            continue
+        precision, recall, ap, n_used = pr_curve(run.pixel_scores, run.gt_masks, max_points)
+        sampled |= n_used < run.pixel_scores.size
+        idx = _corners(recall)
+        ax.plot(recall[idx], precision[idx], drawstyle="steps-post", linewidth=1.5,
+                label=f"{run.label} (AP {100 * ap:.2f})")  # fmt: skip
+    how = f"random subsample: {max_points:,} pixels per run, seed 0" if sampled else "exact: every pixel"
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+    ax.set_title(f"{category}: pixel-level PR\n({how})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def _corners(recall: np.ndarray) -> np.ndarray:
+    """Indices to draw: the best-precision point of each recall level, thinned evenly to ``_PLOT_POINTS``.
+
+    Thresholds come in increasing order, so within one recall level the last point has the highest precision;
+    these corners are the staircase itself. Each corner adds one positive pixel, so taking every k-th is even in
+    recall and drops nothing visible (thinning all thresholds instead would skip short, steep stretches).
+    """
+    corners = np.r_[np.flatnonzero(recall[:-1] != recall[1:]), len(recall) - 1]
+    step = max(1, len(corners) // _PLOT_POINTS)
+    return np.unique(np.r_[corners[::step], corners[-1]])
+
+
+def _examples_figure(category: str, runs: list[_Scores], n_examples: int) -> Figure:
+    first = runs[0]
+    # anomalous images first (in file order), then normal ones
+    order = np.argsort(first.image_labels == 0, kind="stable")[:n_examples]
+    names = [first.names[i] for i in order]
+    n_cols = 2 + len(runs)
+    fig = Figure(figsize=(1.9 * n_cols, 2.0 * len(names) + 0.4), dpi=100, layout="constrained")
+    axes = fig.subplots(len(names), n_cols, squeeze=False)
+    ranges = [(float(r.pixel_scores.min()), float(r.pixel_scores.max())) for r in runs]  # one scale per run
+    for row, (i, name) in enumerate(zip(order, names, strict=True)):
+        axes[row, 0].imshow(first.images[i])
+        axes[row, 0].set_ylabel(name, fontsize=7)
+        axes[row, 1].imshow(first.gt_masks[i], cmap="gray", vmin=0, vmax=1)
+        for col, (run, (lo, hi)) in enumerate(zip(runs, ranges, strict=True), start=2):
+            if name in run.names:
+                j = run.names.index(name)
+                axes[row, col].imshow(run.images[j])
+                axes[row, col].imshow(run.pixel_scores[j], cmap="jet", alpha=0.5, vmin=lo, vmax=max(hi, lo + 1e-12))
+            else:
+                axes[row, col].text(0.5, 0.5, "not scored", ha="center", va="center", fontsize=8)
+    for col, title in enumerate(["image", "ground truth", *[r.label for r in runs]]):
+        axes[0, col].set_title(title, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{category}: test images (anomalous first) and heatmaps", fontsize=10)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> None:
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png"))

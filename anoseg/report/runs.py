@@ -1,0 +1,207 @@
+"""Read every ``metrics.json`` of a dataset into one tidy table, and name/order models and generators for display.
+
+One row of the tidy table is one number: (model, mode, generator, category, metric) → value, plus where it came from.
+Everything the report shows is a pandas reshaping of this table, so no number is computed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from anoseg.paths import ALL_CATEGORIES
+
+METRICS_SCHEMA = "anoseg.metrics/1"
+TASKS = ("anomaly", "road", "scene")
+UNIFIED, PER_CATEGORY = "unified", "per-category"
+
+# schemas.md, "Display names and order": the dict order is the report order.
+MODEL_NAMES = {
+    "lfd": "LFD",
+    "sanet_s": "SANet-S",
+    "sanet_m": "SANet-M",
+    "sanet_l": "SANet-L",
+    "liteseg_mobilenetv2": "LiteSeg-MobileNetV2",
+    "liteseg_shufflenet": "LiteSeg-ShuffleNet",
+    "liteseg_darknet19": "LiteSeg-DarkNet19",
+    "lednet": "LEDNet",
+    "sfnet_lite_r18": "SFNet-Lite-R18",
+    "sfnet_lite_stdc1": "SFNet-Lite-STDC1",
+    "sfnet_lite_stdc2": "SFNet-Lite-STDC2",
+    "bisenetv2": "BiSeNetV2",
+    "upernet_r50": "UperNet-R50",
+}
+GENERATOR_NAMES = {"seas": "SeaS", "dfmgan": "DFMGAN", "anomalydiffusion": "AnomalyDiffusion"}
+NO_GENERATOR = "none"
+
+# The columns of the tidy table, in order.
+TIDY_COLUMNS = ["task", "model", "mode", "generator", "protocol", "epoch", "category", "metric", "value", "run_dir"]
+
+
+def model_label(model: str, mode: str = UNIFIED) -> str:
+    """Display name of a segmenter block, e.g. ``model_label("lfd", "per-category") == "LFD (per-category)"``."""
+    name = MODEL_NAMES.get(model, model)
+    return f"{name} ({PER_CATEGORY})" if mode == PER_CATEGORY else name
+
+
+def model_rank(model: str) -> tuple[int, str]:
+    """Sort key: the families in schemas.md order, unknown names last (alphabetically among themselves)."""
+    order = list(MODEL_NAMES)
+    return (order.index(model), "") if model in MODEL_NAMES else (len(order), model)
+
+
+def generator_label(generator: str) -> str:
+    """Display name of a generator: ``seas`` → ``SeaS``; names without a display name are shown as given."""
+    return GENERATOR_NAMES.get(generator, generator)
+
+
+def generator_rank(generator: str) -> tuple[int, str]:
+    """Sort key: ``none`` first, then alphabetical by name."""
+    return (0, "") if generator == NO_GENERATOR else (1, generator)
+
+
+def run_rank(model: str, mode: str, generator: str) -> tuple:
+    """Sort key of a (segmenter block, generator) row: block order, unified before per-category, generator order."""
+    return (*model_rank(model), mode != UNIFIED, *generator_rank(generator))
+
+
+@dataclass(frozen=True)
+class MetricsFile:
+    """One parsed ``metrics.json`` (one evaluated run)."""
+
+    path: Path
+    task: str
+    generator: str
+    model: str
+    trained_on: str
+    protocol: str
+    epoch: int | None
+    categories: dict[str, dict[str, float | None]]
+
+    @property
+    def mode(self) -> str:
+        return UNIFIED if self.trained_on == ALL_CATEGORIES else PER_CATEGORY
+
+
+def parse_metrics(path: Path, dataset: str) -> MetricsFile:
+    """Parse and validate one ``metrics.json``; raise ``ValueError`` saying why it cannot be used.
+
+    Example:
+        >>> parse_metrics(Path("outputs/mvtec_ad/seas/lfd/all/metrics.json"), "mvtec_ad").model
+        'lfd'
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("schema") != METRICS_SCHEMA:
+        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise ValueError(f"not an {METRICS_SCHEMA} file (schema: {found!r})")
+    if raw.get("dataset") != dataset:
+        raise ValueError(f"belongs to dataset {raw.get('dataset')!r}, not {dataset!r}")
+    if raw.get("task") not in TASKS:
+        raise ValueError(f"unknown task {raw.get('task')!r}")
+    for key in ("generator", "model", "trained_on"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ValueError(f"missing or invalid {key!r}")
+    categories = raw.get("categories")
+    if not isinstance(categories, dict) or not categories:
+        raise ValueError("no 'categories'")
+    parsed = {}
+    for category, metrics in categories.items():
+        if not isinstance(metrics, dict):
+            raise ValueError(f"category {category!r} is not an object")
+        parsed[category] = {name: _number(value, f"{category}.{name}") for name, value in metrics.items()}
+    epoch = raw.get("epoch")
+    return MetricsFile(
+        path=path,
+        task=raw["task"],
+        generator=raw["generator"],
+        model=raw["model"],
+        trained_on=raw["trained_on"],
+        protocol=str(raw.get("protocol") or "unknown"),
+        epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
+        categories=parsed,
+    )
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} is not a number ({value!r})")
+    return None if math.isnan(value) else float(value)
+
+
+def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[str]]:
+    """Every usable ``metrics.json`` under ``outputs/<dataset>``, and one warning per file that was skipped.
+
+    Files of another task than the dataset's (the most common one) are skipped too: one report shows one task.
+    """
+    root = Path(outputs) / dataset
+    files, warnings = [], []
+    for path in sorted(root.rglob("metrics.json")):
+        try:
+            files.append(parse_metrics(path, dataset))
+        except ValueError as exc:
+            warnings.append(f"skipped {_rel(path, outputs)}: {exc}")
+    if files:
+        counts = Counter(f.task for f in files)
+        task = max(TASKS, key=lambda t: counts[t])  # ties go to the first task in TASKS
+        for f in files:
+            if f.task != task:
+                warnings.append(f"skipped {_rel(f.path, outputs)}: task {f.task!r}, this report shows {task!r}")
+        files = [f for f in files if f.task == task]
+    return files, warnings
+
+
+def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per number (``TIDY_COLUMNS``). Per-category runs of one model+generator merge into one run.
+
+    A (run, category) found in two files keeps the first (sorted path) and warns: a row never mixes two
+    evaluations of the same category.
+    """
+    rows, warnings, seen = [], [], {}
+    for f in files:
+        for category, metrics in f.categories.items():
+            key = (f.model, f.mode, f.generator, category)
+            if key in seen:
+                warnings.append(
+                    f"{_rel(f.path, outputs)}: category {category!r} already reported by {_rel(seen[key], outputs)}"
+                    " — ignored here"
+                )
+                continue
+            seen[key] = f.path
+            for metric, value in metrics.items():
+                rows.append((f.task, f.model, f.mode, f.generator, f.protocol, f.epoch, category, metric, value,
+                             str(f.path.parent)))  # fmt: skip
+    frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+    frame["value"] = frame["value"].astype(float)
+    return frame, warnings
+
+
+def category_order(files: list[MetricsFile], categories: list[str] | None) -> list[str]:
+    """The row order of categories: ``categories`` when given, else the order the files list them in.
+
+    ``anoseg eval`` writes categories in the recipe's order, so merging the files' own orders (the longest list
+    first) reproduces the recipe order without reading the recipe here.
+    """
+    if categories:
+        return list(dict.fromkeys(categories))
+    order: dict[str, None] = {}
+    for f in sorted(files, key=lambda f: -len(f.categories)):
+        order.update(dict.fromkeys(f.categories))
+    return list(order)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
