@@ -226,6 +226,8 @@ def report(output, dataset, out, fmt, no_figures) -> None:
 
     result = build_report(output, dataset, out or output / "report.md", fmt=fmt, figures=not no_figures)
     print_report(result, console)
+    for path in result.paths:
+        console.print(f"wrote {path}")
 
 
 @main.command()
