@@ -29,7 +29,7 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
             task = progress.add_task("checking files", total=None)
             frame, report = build_manifest(
                 dataset=recipe.name, layout=recipe.layout, data_root=recipe.data_root,
-                categories=categories or (list(recipe.categories) or None), generated_root=generated,
+                categories=categories, expected_categories=list(recipe.categories) or None, generated_root=generated,
                 generator=recipe.generator, strict=strict, mask_threshold=mask_threshold,
                 drop_empty_generated=drop_empty_generated,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))

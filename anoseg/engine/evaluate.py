@@ -17,13 +17,13 @@ import torch
 
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached, normalize
-from anoseg.data.manifest import read_manifest
+from anoseg.data.manifest import prepared_mask_threshold, read_manifest
 from anoseg.engine.checkpoint import build_model, find_checkpoint, load_checkpoint, resolve_device
 from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn
-from anoseg.paths import ALL_CATEGORIES, dataset_dir, manifest_path, run_dir
+from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path, run_dir
 from anoseg.recipes import Recipe
 
 METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "iou")
@@ -90,8 +90,9 @@ def evaluate(job: EvalJob) -> dict:
     categories = _ordered(test["category"].unique(), recipe.categories)
     per_category, warnings = {}, []
     cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
+    threshold = prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator))
     for category in categories:
-        cached = load_cached(test[test["category"] == category], size, cache, protocol)
+        cached = load_cached(test[test["category"] == category], size, cache, protocol, threshold)
         maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
                             job.batch_size)
         masks = np.asarray(cached.masks)

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
-from anoseg.data.manifest import read_manifest
+from anoseg.data.manifest import prepared_mask_threshold, read_manifest
 from anoseg.engine.checkpoint import FORMAT, LAST, epoch_path, load_checkpoint, save_checkpoint
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
 from anoseg.log import console
-from anoseg.paths import ALL_CATEGORIES, dataset_dir, manifest_path, run_dir
+from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path, run_dir
 from anoseg.recipes import Recipe
 
 
@@ -161,10 +161,11 @@ def _train_dataset(rows, job: TrainJob) -> torch.utils.data.Dataset:
 def _load_with_progress(rows, job: TrainJob):
     from rich.progress import Progress
 
-    cache = dataset_dir(job.output, job.recipe.name, job.generator) / "cache"
+    folder = dataset_dir(job.output, job.recipe.name, job.generator)
+    threshold = prepared_mask_threshold(data_report_path(job.output, job.recipe.name, job.generator))
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("decoding images (once)", total=len(rows))
-        return load_cached(rows, job.recipe.image_size, cache, job.recipe.protocol,
+        return load_cached(rows, job.recipe.image_size, folder / "cache", job.recipe.protocol, threshold,
                            progress=lambda done, n: progress.update(task, completed=done))
 
 

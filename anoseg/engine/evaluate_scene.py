@@ -1,0 +1,256 @@
+"""``anoseg eval`` for the road and scene recipes: native-resolution inference, KITTI devkit and mIoU metrics.
+
+Every test image is run at its own size, padded (black, at the bottom/right) to a multiple of 32 and cropped back —
+or, when the run was trained with a fixed ``image_size``, resized to it and the logits resized back. Then:
+
+* road (KITTI): road probability = softmax class 1, scored in perspective space against the devkit's ground truth
+  (road = B plane, evaluation area = R plane) with ``anoseg.metrics.road`` per category (um, umm, uu) and pooled
+  (``URBAN``). The probabilities are used as floats, not quantised to the devkit's uint8 PNGs. The official
+  benchmark's bird's-eye-view evaluation is not implemented.
+* scene (Cityscapes, CamVid): arg-max class, one confusion matrix over the split (``anoseg.metrics.scene``).
+
+Writes ``metrics.json`` (schemas.md, fractions), ``metrics.csv`` (percentages; the road table in LFD_RoadSeg's layout)
+and ``overlays/<category>/*.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anoseg.data.images import read_image
+from anoseg.data.manifest import read_manifest
+from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
+from anoseg.data.scenes.layouts import row_label_formats
+from anoseg.engine.checkpoint import build_model, load_checkpoint, resolve_device
+from anoseg.engine.train import select_rows
+from anoseg.errors import AnosegError
+from anoseg.io import write_json, write_with
+from anoseg.log import console, warn
+from anoseg.paths import manifest_path
+
+ROAD_METRICS = ("maxf", "ap", "pre", "rec", "fpr", "fnr", "threshold", "n_images")
+URBAN = "URBAN"
+#: LFD_RoadSeg's result table: column name → metric.
+ROAD_CSV_COLUMNS = {"MaxF": "maxf", "AvgPrec": "ap", "PRE_wp": "pre", "REC_wp": "rec", "FPR_wp": "fpr",
+                    "FNR_wp": "fnr"}
+SIZE_MULTIPLE = 32  # the output stride most segmenters need their input to divide
+
+Runner = Callable[[np.ndarray], np.ndarray]  # float32 (N, 3, H, W) normalised → logits (N, C, H, W)
+
+
+def torch_runner(model: torch.nn.Module, device: torch.device) -> Runner:
+    """A ``Runner`` around a torch model (eval mode, no gradients)."""
+    model = model.to(device).eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def dense_logits(run: Runner, image: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                 size: Sequence[int] | None = None, multiple: int = SIZE_MULTIPLE) -> np.ndarray:
+    """Logits (C, H, W) float32 for one uint8 RGB image (H, W, 3) at its native size.
+
+    ``size`` None: the image is padded with black at the bottom/right to a multiple of ``multiple`` and the logits are
+    cropped back. ``size`` (h, w): the image is resized (bilinear) to it and the logits resized back (bilinear).
+
+    Example:
+        >>> logits = dense_logits(torch_runner(model, torch.device("cpu")), np.zeros((375, 1242, 3), np.uint8),
+        ...                       IMAGENET_MEAN, IMAGENET_STD)
+        >>> logits.shape
+        (2, 375, 1242)
+    """
+    height, width = image.shape[:2]
+    if size:
+        from PIL import Image
+
+        model_input = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    else:
+        padded_h, padded_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+        model_input = np.zeros((padded_h, padded_w, 3), np.uint8)
+        model_input[:height, :width] = image
+    mean_a = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    std_a = np.asarray(std, np.float32).reshape(3, 1, 1)
+    batch = ((model_input.transpose(2, 0, 1).astype(np.float32) / 255.0 - mean_a) / std_a)[None]
+    logits = run(np.ascontiguousarray(batch, np.float32))[0]
+    if size:
+        resized = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(height, width),
+                                                  mode="bilinear", align_corners=False)
+        return resized[0].numpy()
+    return np.ascontiguousarray(logits[:, :height, :width])
+
+
+def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Numerically stable softmax over the class axis."""
+    exp = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def evaluate_scene(job: Any) -> dict:
+    """Evaluate a road/scene run (an ``EvalJob``); write and return the metrics dict (schema ``anoseg.metrics/1``).
+
+    Example:
+        >>> metrics = evaluate_scene(EvalJob(recipe=load_recipe("kitti_road"), model="sanet_s"))
+        >>> metrics["mean"]["maxf"]
+        0.93
+    """
+    from rich.progress import Progress
+
+    from anoseg.engine.evaluate import _checkpoint_for
+
+    recipe = job.recipe
+    warnings: list[str] = []
+    if job.protocol not in (None, "clean"):
+        warnings.append(f"--protocol {job.protocol} concerns anomaly masks only; road/scene evaluation is 'clean'")
+    if job.save_scores:
+        warnings.append("--save-scores writes anomaly score files only; ignored for road/scene recipes")
+    epoch = job.epoch if job.epoch is not None else recipe.train.eval_epoch
+    checkpoint_file = _checkpoint_for(job.run, epoch)
+    checkpoint = load_checkpoint(checkpoint_file)
+    if checkpoint["model"] != job.model:
+        raise AnosegError(f"{checkpoint_file} holds a {checkpoint['model']} model, not {job.model}")
+    if checkpoint["num_classes"] != recipe.num_classes:
+        raise AnosegError(f"{checkpoint_file} predicts {checkpoint['num_classes']} classes; recipe {recipe.name} has "
+                          f"{recipe.num_classes}")
+    meta = checkpoint["meta"]
+    run = torch_runner(build_model(checkpoint), resolve_device(job.device))
+    size = tuple(meta["image_size"]) or None
+    test = select_rows(read_manifest(manifest_path(job.output, recipe.name, job.generator)), "test", job.category)
+    test = test.assign(label_format=row_label_formats(test, recipe.layout))
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        return dense_logits(run, image, meta["mean"], meta["std"], size)
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(test))
+        evaluate_split = _evaluate_road if recipe.task == "road" else _evaluate_classes
+        per_category, mean = evaluate_split(test, predict, recipe, job, warnings, lambda: progress.advance(task))
+    for message in warnings:
+        warn(message)
+    metrics = {
+        "schema": "anoseg.metrics/1", "task": recipe.task, "dataset": recipe.name, "generator": job.generator,
+        "model": job.model, "trained_on": job.category, "protocol": "clean", "epoch": checkpoint["epoch"],
+        "image_size": list(size or []), "created": datetime.now().isoformat(timespec="seconds"),
+        "checkpoint": str(checkpoint_file), "categories": per_category, "mean": mean, "mean_excluded": {},
+        "warnings": warnings,
+    }
+    write_json(job.run / "metrics.json", metrics)
+    _write_csv(job.run / "metrics.csv", recipe.task, per_category)
+    return metrics
+
+
+def _category_order(found, recipe_order: Sequence[str]) -> list[str]:
+    rank = {name: i for i, name in enumerate(recipe_order)}
+    return sorted(set(found), key=lambda c: (rank.get(c, len(rank)), c))
+
+
+def _road_truth(mask: str, label_format: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(road, evaluation area)``: the devkit's planes for KITTI; class 1 / non-ignored for any other format."""
+    if label_format == KITTI_RGB:
+        return read_kitti_gt(mask)
+    target = read_label(mask, label_format)
+    return target == 1, target != IGNORE
+
+
+def _evaluate_road(test, predict, recipe, job, warnings: list[str], step) -> tuple[dict, dict]:
+    from anoseg.metrics.road import RoadAccumulator
+
+    accumulators: dict[str, RoadAccumulator] = {}
+    written: dict[str, int] = {}
+    for row in test.itertuples(index=False):
+        image = read_image(row.image)
+        road, valid = _road_truth(row.mask, row.label_format)
+        probability = softmax(predict(image))[1]
+        accumulators.setdefault(row.category, RoadAccumulator()).update(probability, road, valid)
+        if written.get(row.category, 0) < job.overlays:
+            written[row.category] = written.get(row.category, 0) + 1
+            _road_overlay(job.run / "overlays" / row.category / f"{Path(row.image).stem}.png", image, probability,
+                          road & valid)
+        step()
+    order = _category_order(accumulators, recipe.categories)
+    pooled = RoadAccumulator()
+    for category in order:
+        pooled.merge(accumulators[category])
+    per_category = {c: _road_entry(accumulators[c].compute(), c, warnings) for c in order}
+    per_category[URBAN] = _road_entry(pooled.compute(), URBAN, warnings)
+    for category, values in per_category.items():
+        console.print(f"  {category}: " + "  ".join(f"{k} {_pct(values[k])}" for k in ROAD_CSV_COLUMNS.values()),
+                      highlight=False)
+    return per_category, dict(per_category[URBAN])
+
+
+def _road_entry(result: dict, category: str, warnings: list[str]) -> dict:
+    if result["maxf"] is None:
+        warnings.append(f"{category}: no road pixel in the evaluation area; road metrics undefined")
+    return {k: result[k] for k in ROAD_METRICS}
+
+
+def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step) -> tuple[dict, dict]:
+    from anoseg.metrics.scene import SceneAccumulator
+
+    accumulator = SceneAccumulator(recipe.num_classes, list(recipe.class_names), ignore_index=IGNORE)
+    palette = class_palette(recipe.class_names)
+    for index, row in enumerate(test.itertuples(index=False)):
+        image = read_image(row.image)
+        target = read_label(row.mask, row.label_format)
+        prediction = predict(image).argmax(axis=0).astype(np.uint8)
+        if prediction.shape != target.shape:
+            raise AnosegError(f"{row.image} and its label {row.mask} differ in size")
+        accumulator.update(prediction, target)
+        if index < job.overlays:
+            from anoseg.engine.visual import blend, strip
+
+            panels = [image, blend(image, colourize(target, palette)), blend(image, colourize(prediction, palette))]
+            write_with(job.run / "overlays" / "all" / f"{Path(row.image).stem}.png",
+                       _png_writer(strip(panels)))
+        step()
+    result = accumulator.compute()
+    missing = [name for name in recipe.class_names if result[f"iou/{name}"] is None]
+    if missing:
+        warnings.append(f"IoU undefined (class absent from labels and predictions), left out of mIoU: "
+                        f"{', '.join(missing)}")
+    console.print("  all: " + "  ".join(f"{k} {_pct(result[k])}" for k in ("miou", "pixel_acc", "mean_class_acc")),
+                  highlight=False)
+    return {"all": result}, dict(result)
+
+
+def _road_overlay(path: Path, image: np.ndarray, probability: np.ndarray, road: np.ndarray) -> None:
+    from anoseg.engine.visual import overlay_strip
+
+    write_with(path, _png_writer(overlay_strip(image, probability, road)))
+
+
+def _png_writer(array: np.ndarray) -> Callable[[Path], None]:
+    from PIL import Image
+
+    return lambda tmp: Image.fromarray(array).save(tmp)
+
+
+def _pct(value: float | None) -> str:
+    return "  n/a" if value is None else f"{100 * value:6.2f}"
+
+
+def _write_csv(path: Path, task: str, per_category: dict) -> None:
+    """Percentages: the road table as LFD_RoadSeg prints it (categories as rows), or one column for scenes."""
+    import pandas as pd
+
+    def pct(value):
+        return None if value is None else round(100 * value, 2)
+
+    if task == "road":
+        table = pd.DataFrame({column: {c: pct(v[metric]) for c, v in per_category.items()}
+                              for column, metric in ROAD_CSV_COLUMNS.items()})
+        table.index.name = "Benchmark"
+    else:
+        values = per_category["all"]
+        table = pd.DataFrame({"all": {k: pct(v) for k, v in values.items() if k != "n_images"}})
+        table.index.name = "metric"
+    write_with(path, lambda tmp: table.to_csv(tmp))
