@@ -89,18 +89,22 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
     return results
 
 
+SHORT_NAMES = {"image_auroc": "I-AUROC", "image_ap": "I-AP", "image_f1max": "I-F1max", "pixel_auroc": "P-AUROC",
+               "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "iou": "IoU"}
+
+
 def print_metrics(metrics: dict) -> None:
     """A rich table of one metrics.json: categories as rows plus the mean, values in percent."""
     from rich.table import Table
 
     rows = {**metrics["categories"], "mean": metrics["mean"]}
     names = [k for k, v in metrics["mean"].items() if isinstance(v, float | int | type(None))]
-    names = [k for k in names if not k.startswith("n_") and k != "pixel_threshold"]
+    names = [k for k in names if not k.startswith("n_") and k not in ("pixel_threshold", "threshold")]
     view = Table(title=f"{metrics['model']} · {metrics['dataset']}/{metrics['generator']} · epoch {metrics['epoch']}"
                        f" · {metrics['protocol']}")
     view.add_column("category")
     for name in names:
-        view.add_column(name, justify="right")
+        view.add_column(SHORT_NAMES.get(name, name), justify="right")
     for category, values in rows.items():
         view.add_row(category, *["n/a" if values.get(n) is None else f"{100 * values[n]:.2f}" for n in names],
                      style="bold" if category == "mean" else None)

@@ -59,7 +59,7 @@ def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: 
     model = model.to(device).eval()
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            batch = torch.from_numpy(np.array(images[start:start + batch_size])).to(device)  # copy: memmap is read-only
             logits = model(normalize(batch.permute(0, 3, 1, 2), mean, std))
             maps[start:start + len(batch)] = torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
     return maps
@@ -92,6 +92,7 @@ def evaluate(job: EvalJob) -> dict:
     cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
     threshold = prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator))
     for category in categories:
+        console.print(f"  scoring {category}", highlight=False)
         cached = load_cached(test[test["category"] == category], size, cache, protocol, threshold)
         maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
                             job.batch_size)
@@ -109,7 +110,6 @@ def evaluate(job: EvalJob) -> dict:
             _save_scores(job.run / "scores" / f"{category}.npz", maps, masks, cached.images, names, protocol)
         if job.overlays:
             _save_overlays(job.run / "overlays" / category, maps, masks > 0, cached.images, names, job.overlays)
-        console.print(f"  {category}: " + "  ".join(f"{k} {_pct(result[k])}" for k in METRICS), highlight=False)
     mean, excluded = mean_over_categories(per_category)
     for metric, names in excluded.items():
         if names:
@@ -146,10 +146,6 @@ def _checkpoint_for(run: Path, epoch: int | None) -> Path:
 def _ordered(categories, recipe_order) -> list[str]:
     rank = {name: i for i, name in enumerate(recipe_order)}
     return sorted(categories, key=lambda c: (rank.get(c, len(rank)), c))
-
-
-def _pct(value: float | None) -> str:
-    return "  n/a" if value is None else f"{100 * value:6.2f}"
 
 
 def _write_lfd_csv(path: Path, per_category: dict, mean: dict) -> None:

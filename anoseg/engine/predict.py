@@ -14,7 +14,7 @@ import numpy as np
 
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.log import console
+from anoseg.log import console, warn
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -88,6 +88,9 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
             threshold: float | None = None, out: Path = Path("outputs/predict"), device: str = "auto") -> list[dict]:
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` per image and ``predictions.csv``; print scores.
 
+    Road/scene checkpoints (``meta.task`` road/scene) write ``<stem>_road.png`` / ``<stem>_classes.png`` instead
+    (see ``_predict_dense``).
+
     Example:
         >>> predict([Path("line/cam0")], checkpoint=Path("outputs/demo/seas/lfd/all/last.pt"))
     """
@@ -99,6 +102,10 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
 
     files = collect_images(sources)
     run, meta = load_predictor(checkpoint, model_file, device)
+    if meta.get("task", "anomaly") != "anomaly":
+        if threshold is not None:
+            warn("--threshold is for anomaly models; road/scene models write probabilities or class maps")
+        return _predict_dense(files, run, meta, out)
     threshold = threshold if threshold is not None else meta.get("threshold")
     if threshold is None:
         raise AnosegError("no decision threshold: run `anoseg eval` on this run first, or pass --threshold")
@@ -126,4 +133,58 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
     frame = pd.DataFrame(results)
     write_with(out / "predictions.csv", lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"threshold {threshold:.4f}; wrote {len(results)} masks and overlays to {out}")
+    return results
+
+
+def _predict_dense(files: list[Path], run: Callable[[np.ndarray], np.ndarray], meta: dict, out: Path) -> list[dict]:
+    """Road/scene models at native resolution (padded to a multiple of 32, or resized to the run's ``image_size``).
+
+    Two classes (road): ``<stem>_road.png``, the road probability × 255 as 8-bit gray (the KITTI devkit's submission
+    encoding). More classes: ``<stem>_classes.png``, a palette PNG whose pixel values are the class ids and whose
+    colours are the dataset's. Plus ``<stem>_overlay.png`` and ``predictions.csv``.
+    """
+    import pandas as pd
+    from PIL import Image
+
+    from anoseg.data.images import read_image
+    from anoseg.data.scenes.labels import class_palette, colourize
+    from anoseg.engine.evaluate_scene import dense_logits, softmax
+    from anoseg.engine.visual import blend, overlay_strip, strip
+
+    names = list(meta.get("class_names") or [])
+    palette = class_palette(names)
+    results, used = [], set()
+    for path in files:
+        image = read_image(path)
+        logits = dense_logits(run, image, meta["mean"], meta["std"], meta.get("image_size") or None)
+        if not names:
+            names = [str(i) for i in range(len(logits))]
+            palette = class_palette(names)
+        stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
+        used.add(stem)
+        if len(names) == 2:
+            probability = softmax(logits)[1]
+            target = out / f"{stem}_road.png"
+            encoded = np.clip(probability * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            write_with(target, Image.fromarray(encoded).save)
+            write_with(out / f"{stem}_overlay.png", Image.fromarray(overlay_strip(image, probability)).save)
+            result = {"image": str(path), "road_fraction": float((probability >= 0.5).mean()), "mask": str(target)}
+            console.print(f"{path}  road pixels {100 * result['road_fraction']:.2f}%", highlight=False)
+        else:
+            classes = logits.argmax(axis=0).astype(np.uint8)
+            target = out / f"{stem}_classes.png"
+            picture = Image.fromarray(classes)
+            picture.putpalette(palette.reshape(-1).tolist())
+            write_with(target, picture.save)
+            coloured = blend(image, colourize(classes, palette))
+            write_with(out / f"{stem}_overlay.png", Image.fromarray(strip([image, coloured])).save)
+            counts = np.bincount(classes.reshape(-1), minlength=len(names))
+            top = int(counts.argmax())
+            result = {"image": str(path), "dominant_class": names[top],
+                      "dominant_fraction": float(counts[top] / classes.size), "mask": str(target)}
+            console.print(f"{path}  mostly {names[top]} ({100 * result['dominant_fraction']:.1f}%)", highlight=False)
+        results.append(result)
+    frame = pd.DataFrame(results)
+    write_with(out / "predictions.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    console.print(f"wrote {len(results)} {'road maps' if len(names) == 2 else 'class maps'} and overlays to {out}")
     return results

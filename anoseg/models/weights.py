@@ -22,8 +22,13 @@ StateDict = dict[str, torch.Tensor]
 
 def torchvision_state_dict(weights: Any) -> StateDict | None:
     """The state dict of a torchvision ``WeightsEnum`` member from the hub cache (downloaded if possible), else None."""
-    try:
-        return torch.hub.load_state_dict_from_url(weights.url, progress=False, map_location="cpu", weights_only=True)
+    import contextlib
+    import io
+
+    try:  # torch prints "Downloading: ..." to stderr even when the download cannot happen
+        with contextlib.redirect_stderr(io.StringIO()):
+            return torch.hub.load_state_dict_from_url(weights.url, progress=False, map_location="cpu",
+                                                      weights_only=True)
     except Exception:  # offline: URLError, timeouts, partial files
         return None
 

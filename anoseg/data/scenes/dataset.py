@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from anoseg.data.images import read_image
@@ -85,7 +86,7 @@ class SceneTrainDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoded, un-augmented sample: uint8 image (3, H, W) and uint8 label (H, W), 255 = ignore."""
-        image = torch.from_numpy(read_image(self.images[index])).permute(2, 0, 1).contiguous()
+        image = torch.from_numpy(np.ascontiguousarray(read_image(self.images[index]).transpose(2, 0, 1)))
         label = torch.from_numpy(read_label(self.labels[index], self.formats[index],
                                             ignore_invalid=self.ignore_invalid))
         if image.shape[1:] != label.shape:
