@@ -152,7 +152,8 @@ def _train_options(func):
                      help="Lightning precision: 32-true, 16-mixed, bf16-mixed."),
         click.option("--backbone-weights", default="imagenet", show_default=True,
                      help="imagenet (torchvision's, if in the local torch cache), none, or a state-dict file."),
-        click.option("--augment", help="Comma list of joint augmentations: hflip,vflip,affine,color. Default: none."),
+        click.option("--augment", help="Comma list of joint image/mask augmentations. Anomaly recipes: hflip, vflip, "
+                     "affine, color (default none, as the paper); road/scene: hflip, scale, brightness, color."),
         click.option("--workers", type=int, help="Data-loader worker processes. Default: the recipe's (2)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
         click.option("--fresh", is_flag=True, help="Replace an existing finished run."),

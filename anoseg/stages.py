@@ -99,7 +99,8 @@ def print_metrics(metrics: dict) -> None:
 
     rows = {**metrics["categories"], "mean": metrics["mean"]}
     names = [k for k, v in metrics["mean"].items() if isinstance(v, float | int | type(None))]
-    names = [k for k in names if not k.startswith("n_") and k not in ("pixel_threshold", "threshold")]
+    # per-class IoU of scene runs is in metrics.csv and the report; the terminal gets the summary columns
+    names = [k for k in names if not k.startswith(("n_", "iou/")) and k not in ("pixel_threshold", "threshold")]
     view = Table(title=f"{metrics['model']} · {metrics['dataset']}/{metrics['generator']} · epoch {metrics['epoch']}"
                        f" · {metrics['protocol']}")
     view.add_column("category")

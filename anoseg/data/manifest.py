@@ -54,7 +54,8 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     if missing:
         raise ValueError(f"manifest rows lack column(s): {', '.join(missing)}")
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        df.loc[:, list(MANIFEST_COLUMNS)].to_csv(handle, index=False, lineterminator="\n")
+        columns = list(MANIFEST_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]
+        df.loc[:, columns].to_csv(handle, index=False, lineterminator="\n")
 
 
 def prepared_mask_threshold(report_path: str | Path) -> int | None:

@@ -78,7 +78,7 @@ def evaluate(job: EvalJob) -> dict:
     if protocol not in protocols.PROTOCOLS:
         raise AnosegError(f"--protocol must be one of {', '.join(protocols.PROTOCOLS)}, not {protocol!r}")
     epoch = job.epoch if job.epoch is not None else recipe.train.eval_epoch
-    checkpoint_file = _checkpoint_for(job.run, epoch)
+    checkpoint_file = checkpoint_for_epoch(job.run, epoch)
     checkpoint = load_checkpoint(checkpoint_file)
     if checkpoint["model"] != job.model:
         raise AnosegError(f"{checkpoint_file} holds a {checkpoint['model']} model, not {job.model}")
@@ -128,8 +128,8 @@ def evaluate(job: EvalJob) -> dict:
     return metrics
 
 
-def _checkpoint_for(run: Path, epoch: int | None) -> Path:
-    """The requested epoch's checkpoint; for the recipe default, fall back to the last one if it was not kept."""
+def checkpoint_for_epoch(run: Path, epoch: int | None) -> Path:
+    """The checkpoint to evaluate: ``epoch``'s, or the last one when the run stopped before ``epoch``."""
     try:
         return find_checkpoint(run, epoch)
     except AnosegError:

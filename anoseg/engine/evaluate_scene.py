@@ -99,12 +99,12 @@ def evaluate_scene(job: Any) -> dict:
 
     Example:
         >>> metrics = evaluate_scene(EvalJob(recipe=load_recipe("kitti_road"), model="sanet_s"))
-        >>> metrics["mean"]["maxf"]
-        0.93
+        >>> list(metrics["categories"])
+        ['um', 'umm', 'uu', 'URBAN']
     """
     from rich.progress import Progress
 
-    from anoseg.engine.evaluate import _checkpoint_for
+    from anoseg.engine.evaluate import checkpoint_for_epoch
 
     recipe = job.recipe
     warnings: list[str] = []
@@ -113,7 +113,7 @@ def evaluate_scene(job: Any) -> dict:
     if job.save_scores:
         warnings.append("--save-scores writes anomaly score files only; ignored for road/scene recipes")
     epoch = job.epoch if job.epoch is not None else recipe.train.eval_epoch
-    checkpoint_file = _checkpoint_for(job.run, epoch)
+    checkpoint_file = checkpoint_for_epoch(job.run, epoch)
     checkpoint = load_checkpoint(checkpoint_file)
     if checkpoint["model"] != job.model:
         raise AnosegError(f"{checkpoint_file} holds a {checkpoint['model']} model, not {job.model}")
@@ -181,9 +181,6 @@ def _evaluate_road(test, predict, recipe, job, warnings: list[str], step) -> tup
         pooled.merge(accumulators[category])
     per_category = {c: _road_entry(accumulators[c].compute(), c, warnings) for c in order}
     per_category[URBAN] = _road_entry(pooled.compute(), URBAN, warnings)
-    for category, values in per_category.items():
-        console.print(f"  {category}: " + "  ".join(f"{k} {_pct(values[k])}" for k in ROAD_CSV_COLUMNS.values()),
-                      highlight=False)
     return per_category, dict(per_category[URBAN])
 
 
@@ -217,8 +214,6 @@ def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step) -> 
     if missing:
         warnings.append(f"IoU undefined (class absent from labels and predictions), left out of mIoU: "
                         f"{', '.join(missing)}")
-    console.print("  all: " + "  ".join(f"{k} {_pct(result[k])}" for k in ("miou", "pixel_acc", "mean_class_acc")),
-                  highlight=False)
     return {"all": result}, dict(result)
 
 
@@ -232,10 +227,6 @@ def _png_writer(array: np.ndarray) -> Callable[[Path], None]:
     from PIL import Image
 
     return lambda tmp: Image.fromarray(array).save(tmp)
-
-
-def _pct(value: float | None) -> str:
-    return "  n/a" if value is None else f"{100 * value:6.2f}"
 
 
 def _write_csv(path: Path, task: str, per_category: dict) -> None:

@@ -160,7 +160,8 @@ def camvid_sequence(stem: str) -> str:
 
 
 def camvid_label_format(path: Path) -> str:
-    """``camvid_colour`` for RGB label files, ``camvid_index`` for single-channel ones (read from the header)."""
+    """``camvid_colour`` for RGB label files (and palette files named ``*_L.png``, the colour convention's name),
+    ``camvid_index`` for single-channel ones; read from the file header."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -168,7 +169,8 @@ def camvid_label_format(path: Path) -> str:
             mode = handle.mode
     except (UnidentifiedImageError, OSError) as exc:
         raise AnosegError(f"cannot read label file {path}: {exc}") from None
-    return CAMVID_COLOUR if label_colour_mode(mode) else CAMVID_INDEX
+    colour = label_colour_mode(mode) or (mode == "P" and Path(path).stem.endswith(CAMVID_COLOUR_SUFFIX))
+    return CAMVID_COLOUR if colour else CAMVID_INDEX
 
 
 def row_label_formats(rows, layout: str) -> list[str]:
