@@ -16,12 +16,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job end to end on the built-in data: synth → generate → prepare → train → eval → report.
+## The main job end to end on the built-in data: synth → generate → prepare → train → eval → report,
+## for two generators side by side (the SeaS-layout pairs of the demo data, and anoseg's own Perlin pairs).
+DEMO_GENERATORS ?= seas perlin
+
 demo: $(STAMP)
 	$(ANOSEG) synth --out data/demo
-	$(ANOSEG) prepare --recipe demo --generator seas
-	$(ANOSEG) train --recipe demo --model $(DEMO_MODEL) --generator seas --fresh
-	$(ANOSEG) eval --recipe demo --model $(DEMO_MODEL) --generator seas --save-scores
+	$(ANOSEG) generate --method perlin --recipe demo --count 20 --overwrite
+	for g in $(DEMO_GENERATORS); do \
+	  $(ANOSEG) prepare --recipe demo --generator $$g && \
+	  $(ANOSEG) train --recipe demo --model $(DEMO_MODEL) --generator $$g --fresh && \
+	  $(ANOSEG) eval --recipe demo --model $(DEMO_MODEL) --generator $$g --save-scores || exit 1; \
+	done
 	$(ANOSEG) report --dataset demo
 
 test: $(STAMP)
