@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
+import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -171,9 +174,8 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, *, dynamic: bool
     _require_eval(model)
     inputs = verification_inputs(example, dynamic)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # TracerWarnings flag Python values frozen at trace time; the check below shows whether any matter
-            warnings.simplefilter("ignore")
+        # TracerWarnings flag Python values frozen at trace time; the check below shows whether any matter
+        with _quiet(), torch.no_grad():
             traced = torch.jit.trace(model, example, check_trace=False)
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
@@ -302,8 +304,7 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, dynamic: bool) -> by
         # H and W as 32·k: the models need multiples of 32, and saying so lets torch.export reason about /32 maps
         dynamic_shapes = ({0: Dim("batch", min=1), 2: SIZE_MULTIPLE * Dim("height_32", min=1),
                            3: SIZE_MULTIPLE * Dim("width_32", min=1)},)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=ONNX_OPSETS["dynamo"],
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                     dynamic_shapes=dynamic_shapes, verbose=False)
@@ -314,8 +315,7 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, dynamic: bool) -> by
 def _export_legacy(model: nn.Module, example: torch.Tensor, dynamic: bool) -> bytes:
     axes = {0: "batch", 2: "height", 3: "width"}
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=ONNX_OPSETS["legacy"],
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None)
@@ -371,6 +371,23 @@ def _require_eval(model: nn.Module) -> None:
         raise ValueError("export an eval-mode model (call model.eval()): training mode exports dropout and batch stats")
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence exporter warnings and torch's logged tracebacks: a failure raises, and verification judges success."""
+    torch_logger = logging.getLogger("torch")
+    level = torch_logger.level
+    torch_logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch_logger.setLevel(level)
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    """The root cause's first line: the ONNX exporter wraps torch.export's real reason in a generic one."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

@@ -59,7 +59,9 @@ def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, devi
               precision: str, seed: int, backbone_weights: str, resume: bool, fresh: bool) -> list[Path]:
     """Train one model per entry of ``runs`` (``all`` = unified, else a category)."""
     from anoseg.engine.train import TrainJob, train
+    from anoseg.models import model_builder
 
+    model_builder(model)  # an unknown name fails before any data work
     done = []
     for category in runs:
         job = TrainJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
@@ -75,7 +77,9 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
              protocol: str | None, save_scores: bool, overlays: int) -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages)."""
     from anoseg.engine.evaluate import EvalJob, evaluate
+    from anoseg.models import model_builder
 
+    model_builder(model)
     results = []
     for category in runs:
         job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,

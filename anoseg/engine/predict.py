@@ -100,8 +100,8 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
     from anoseg.data.images import read_image
     from anoseg.engine.visual import overlay_strip
 
-    files = collect_images(sources)
     run, meta = load_predictor(checkpoint, model_file, device)
+    files = collect_images(sources)
     if meta.get("task", "anomaly") != "anomaly":
         if threshold is not None:
             warn("--threshold is for anomaly models; road/scene models write probabilities or class maps")

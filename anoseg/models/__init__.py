@@ -7,6 +7,6 @@ resolution; ``anoseg.losses`` upsamples them to the label size.
 """
 
 from anoseg.models import bisenetv2, lednet, lfd, liteseg, sanet, sfnet_lite, upernet  # noqa: F401  (registration)
-from anoseg.models.registry import create_model, list_models, register_model
+from anoseg.models.registry import create_model, list_models, model_builder, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "list_models", "model_builder", "register_model"]

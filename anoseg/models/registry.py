@@ -29,6 +29,13 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_builder(name: str) -> ModelBuilder:
+    """The builder registered under ``name``; an unknown name is an ``AnosegError`` listing the valid ones."""
+    if name not in _REGISTRY:
+        raise AnosegError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
 def create_model(name: str, num_classes: int = 2, **options: object) -> nn.Module:
     """Build a registered segmenter.
 
@@ -37,6 +44,4 @@ def create_model(name: str, num_classes: int = 2, **options: object) -> nn.Modul
         >>> model.eval()(torch.zeros(1, 3, 256, 256)).shape
         torch.Size([1, 2, 256, 256])
     """
-    if name not in _REGISTRY:
-        raise AnosegError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    return _REGISTRY[name](num_classes=num_classes, **options)
+    return model_builder(name)(num_classes=num_classes, **options)

@@ -140,3 +140,29 @@ def test_lfd_compat_protocol_is_recorded(demo_env, trained):
                                output=demo_env.output, device="cpu", protocol="lfd-compat", overlays=0))
     assert metrics["protocol"] == "lfd-compat"
     assert json.loads((trained / "metrics.json").read_text())["protocol"] == "lfd-compat"
+
+
+def test_predict_writes_masks_with_the_threshold_eval_found(demo_env, trained, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from anoseg.cli import main
+
+    evaluate(EvalJob(recipe=load_recipe(demo_env.recipe_file), model="lfd", generator="seas",
+                     output=demo_env.output, device="cpu", overlays=0))
+    folder = demo_env.data_root / "disk" / "test" / "crack"
+    result = CliRunner().invoke(main, ["predict", "--checkpoint", str(trained / LAST), str(folder),
+                                       "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    images = sorted(folder.glob("*.png"))
+    for image in images:
+        mask = Image.open(tmp_path / f"{image.stem}_mask.png")
+        assert mask.size == Image.open(image).size and set(np.unique(np.asarray(mask))) <= {0, 255}
+        assert (tmp_path / f"{image.stem}_overlay.png").is_file()
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(table) == len(images) and table["score"].between(0, 1).all()
+    stored = json.loads((trained / "metrics.json").read_text())["categories"]
+    expected = np.mean([c["pixel_threshold"] for c in stored.values()])
+    assert f"threshold {expected:.4f}" in " ".join(result.output.split())
