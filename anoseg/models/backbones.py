@@ -107,7 +107,17 @@ _DEEP_R18_RULES = (
 )
 
 
-class DeepStemResNet18(nn.Module):
+class _FourStageResNet(nn.Module):
+    """A ResNet trunk with ``stem`` and ``layer1``–``layer4``; returns the four stage outputs (strides 4–32)."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x1 = self.layer1(self.stem(x))
+        x2 = self.layer2(x1)
+        x3 = self.layer3(x2)
+        return [x1, x2, x3, self.layer4(x3)]
+
+
+class DeepStemResNet18(_FourStageResNet):
     """SFNet's ResNet-18 ("resnet18-deep-inplane128"): deep stem 3→64→64→128, then four stages of 2 basic blocks.
 
     The authors' "variant D" sets dilation 2 (layer3) and 4 (layer4) on every block's second conv *but keeps the
@@ -137,12 +147,6 @@ class DeepStemResNet18(nn.Module):
         return nn.Sequential(
             BasicBlock(in_channels, channels, stride, dilation), BasicBlock(channels, channels, 1, dilation)
         )
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x1 = self.layer1(self.stem(x))
-        x2 = self.layer2(x1)
-        x3 = self.layer3(x2)
-        return [x1, x2, x3, self.layer4(x3)]
 
     @staticmethod
     def convert(state: StateDict) -> StateDict:
@@ -244,7 +248,7 @@ _V1C_STEM = {"0": "0.conv", "1": "0.bn", "3": "1.conv", "4": "1.bn", "6": "2.con
 _V1C_RULES = tuple((rf"^stem\.{i}\.(\w+)$", rf"stem.{target}.\1") for i, target in _V1C_STEM.items())
 
 
-class ResNet50V1c(nn.Module):
+class ResNet50V1c(_FourStageResNet):
     """ResNet-50-V1c (mmseg): deep stem 3→32→32→64 + max pool, then torchvision's ResNet-50 ``layer1``–``layer4``.
 
     V1c differs from torchvision's ResNet-50 (V1.5: stride on the 3×3 conv, as in V1c) only in the stem, so the four
@@ -267,12 +271,6 @@ class ResNet50V1c(nn.Module):
         resnet = torchvision.models.resnet50(weights=None)
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
         _init_conv_weights(self.stem)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x1 = self.layer1(self.stem(x))
-        x2 = self.layer2(x1)
-        x3 = self.layer3(x2)
-        return [x1, x2, x3, self.layer4(x3)]
 
     @staticmethod
     def convert(state: StateDict) -> StateDict:

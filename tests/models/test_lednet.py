@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import pytest
 import torch
 
@@ -148,22 +145,3 @@ def test_encoder_file_with_wrong_shapes_is_a_user_error(tmp_path):
         build_lednet(backbone_weights=str(tmp_path / "wrong.pth"))
     with pytest.raises(AnosegError, match="depth"):
         build_lednet(depth=3)
-
-
-@pytest.mark.filterwarnings("ignore")
-def test_trace_and_onnx_export_follow_the_input_size():
-    torch.manual_seed(0)
-    model = LEDNet().eval()
-    x, other = torch.randn(1, 3, 64, 96), torch.randn(1, 3, 128, 64)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, x)
-        assert torch.allclose(traced(other), model(other), atol=1e-5)
-    ort = pytest.importorskip("onnxruntime")
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buffer, opset_version=17, dynamo=False)
-    session = ort.InferenceSession(buffer.getvalue())
-    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        assert torch.allclose(torch.from_numpy(onnx_out), model(x), atol=1e-4)

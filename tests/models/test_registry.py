@@ -117,3 +117,16 @@ def test_eval_is_deterministic(name):
     same_seed = create_model(name).eval()
     with torch.inference_mode():
         assert torch.equal(model(x), same_seed(x))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", _models())
+def test_traced_model_follows_the_input_size(name):
+    """Export-friendliness: no Python control flow on tensor values, sizes taken from the input."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.inference_mode():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 64, 96))
+        other = torch.randn(1, 3, 96, 64)
+        expected = model(other)
+        assert torch.allclose(traced(other), expected, atol=1e-4 * max(1.0, expected.abs().max().item()))
