@@ -274,15 +274,14 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
 @click.option("--image-size", type=int, nargs=2, help="Input H W. Default: the size the model was trained at.")
 @click.option("--dynamic", is_flag=True, help="Dynamic batch and spatial axes (sides multiples of 32).")
 @click.option("--out", type=click.Path(path_type=Path), help="Model file. Default: <run>/export/model.<ext>.")
-def export(checkpoint, fmt, image_size, dynamic, out) -> None:
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
+              help="ONNX exporter: auto tries torch's dynamo exporter (opset 18), then the legacy one (opset 17).")
+def export(checkpoint, fmt, image_size, dynamic, out, exporter) -> None:
     """A self-contained ONNX or TorchScript file plus a JSON sidecar, verified against PyTorch."""
     from anoseg.export import export_model
-    from anoseg.log import console
 
-    result = export_model(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
-                          dynamic=dynamic)
-    console.print(f"exported {result['path']} (max abs diff vs PyTorch {result['max_abs_diff']:.2e}); "
-                  f"sidecar {result['sidecar']}", highlight=False)
+    export_model(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
+                 dynamic=dynamic, exporter=exporter)
 
 
 @main.command()

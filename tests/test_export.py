@@ -211,7 +211,7 @@ def test_export_model_writes_verified_onnx_and_sidecar(run_dir):
         "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "dynamic": False, "exporter": "dynamo", "opset": 18,
         "input_shape": [1, 3, 64, 64], "task": "anomaly"}
     assert sidecar["threshold"] == pytest.approx(0.4)  # mean of the categories' pixel thresholds
-    assert 0 <= sidecar["verification"]["max_abs_diff"] < 1e-4
+    assert 0 <= sidecar["verification"]["max_abs_diff"] == info["max_abs_diff"] < 1e-4
     assert sidecar["source"]["epoch"] == 1 and sidecar["training"]["dataset"] == "demo"
     written = onnx.load(str(model_file))  # one self-contained file (no external .data) at the recorded opset
     assert [o.version for o in written.opset_import if o.domain in ("", "ai.onnx")] == [18]

@@ -15,6 +15,7 @@ import numpy as np
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
 from anoseg.log import console, warn
+from anoseg.paths import run_of_checkpoint
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -56,8 +57,7 @@ def load_predictor(checkpoint: Path | None, model_file: Path | None, device: str
 
     ckpt = load_checkpoint(checkpoint)
     model = build_model(ckpt).to(resolve_device(device))
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    meta = {**ckpt["meta"], "model": ckpt["model"], "threshold": stored_threshold(run)}
+    meta = {**ckpt["meta"], "model": ckpt["model"], "threshold": stored_threshold(run_of_checkpoint(checkpoint))}
 
     def predict_torch(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
