@@ -13,8 +13,10 @@ import copy
 import itertools
 import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -102,14 +104,27 @@ def peak_memory_mb(fn: Callable, x: torch.Tensor) -> float:
             return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
         from torch.profiler import ProfilerActivity, profile
 
-        os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's C++ log lines are noise here
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn(x)
     running = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         running += event.self_cpu_memory_usage
         peak = max(peak, running)
     return peak / 2**20
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment: the profiler's C++ side logs start/stop lines there, past Python."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def bench_model(name: str, size: tuple[int, int], device: torch.device, *, warmup: int = 5, runs: int = 30,

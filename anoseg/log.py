@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output (CI logs, `| tee`) would otherwise be cut at 80 columns and truncate the tables.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 _said: set[str] = set()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached, normalize
@@ -89,27 +90,32 @@ def evaluate(job: EvalJob) -> dict:
     test = select_rows(manifest, "test", job.category)
     categories = _ordered(test["category"].unique(), recipe.categories)
     per_category, warnings = {}, []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                        transient=True)
+    task = progress.add_task("scoring", total=len(test))
     cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
     threshold = prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator))
-    for category in categories:
-        console.print(f"  scoring {category}", highlight=False)
-        cached = load_cached(test[test["category"] == category], size, cache, protocol, threshold)
-        maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
-                            job.batch_size)
-        masks = np.asarray(cached.masks)
-        result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol),
-                                 image_labels=protocols.image_label(masks, protocol),
-                                 iou_masks=protocols.iou_mask(masks, protocol))
-        empty = int(((cached.rows["label"].to_numpy() == 1) & ~protocols.image_label(masks, protocol)).sum())
-        if empty:
-            result["warnings"].append(f"{empty} defect image(s) have an empty mask at this size; scored as normal")
-        warnings += [f"{category}: {w}" for w in result.pop("warnings")]
-        per_category[category] = result
-        names = [f"{d}/{Path(p).stem}" for d, p in zip(cached.rows["defect"], cached.rows["image"], strict=True)]
-        if job.save_scores:
-            _save_scores(job.run / "scores" / f"{category}.npz", maps, masks, cached.images, names, protocol)
-        if job.overlays:
-            _save_overlays(job.run / "overlays" / category, maps, masks > 0, cached.images, names, job.overlays)
+    with progress:
+        for category in categories:
+            progress.update(task, description=f"scoring {category}")
+            cached = load_cached(test[test["category"] == category], size, cache, protocol, threshold)
+            maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
+                                job.batch_size)
+            masks = np.asarray(cached.masks)
+            result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol),
+                                     image_labels=protocols.image_label(masks, protocol),
+                                     iou_masks=protocols.iou_mask(masks, protocol))
+            empty = int(((cached.rows["label"].to_numpy() == 1) & ~protocols.image_label(masks, protocol)).sum())
+            if empty:
+                result["warnings"].append(f"{empty} defect image(s) have an empty mask at this size; scored as normal")
+            warnings += [f"{category}: {w}" for w in result.pop("warnings")]
+            per_category[category] = result
+            progress.advance(task, len(cached.rows))
+            names = [f"{d}/{Path(p).stem}" for d, p in zip(cached.rows["defect"], cached.rows["image"], strict=True)]
+            if job.save_scores:
+                _save_scores(job.run / "scores" / f"{category}.npz", maps, masks, cached.images, names, protocol)
+            if job.overlays:
+                _save_overlays(job.run / "overlays" / category, maps, masks > 0, cached.images, names, job.overlays)
     mean, excluded = mean_over_categories(per_category)
     for metric, names in excluded.items():
         if names:
