@@ -9,6 +9,7 @@ A checkpoint is a plain dict of tensors and JSON-like values::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,27 @@ import torch.nn as nn
 
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
+from anoseg.paths import ALL_CATEGORIES, run_dir
+from anoseg.recipes import Recipe
 
 FORMAT = "anoseg.checkpoint/1"
 LAST = "last.pt"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Which run: ``model`` trained on ``category`` (or ``all`` = the unified model) of a (dataset, generator) pair."""
+
+    recipe: Recipe
+    model: str
+    category: str = ALL_CATEGORIES
+    generator: str = "none"
+    output: Path = Path("outputs")
+
+    @property
+    def run(self) -> Path:
+        """The run directory (checkpoints, metrics, scores, overlays)."""
+        return run_dir(self.output, self.recipe.name, self.generator, self.model, self.category)
 
 
 def epoch_path(run: Path, epoch: int) -> Path:

@@ -19,13 +19,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest
-from anoseg.engine.checkpoint import build_model, find_checkpoint, load_checkpoint, resolve_device
+from anoseg.engine.checkpoint import RunSpec, build_model, find_checkpoint, load_checkpoint, resolve_device
 from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn
-from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path, run_dir
-from anoseg.recipes import Recipe
+from anoseg.paths import data_report_path, dataset_dir, manifest_path
 
 METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "iou")
 LFD_CSV_ROWS = {"auroc_sp": "image_auroc", "f1_sp": "image_f1max", "ap_sp": "image_ap", "auroc_px": "pixel_auroc",
@@ -33,24 +32,15 @@ LFD_CSV_ROWS = {"auroc_sp": "image_auroc", "f1_sp": "image_f1max", "ap_sp": "ima
 
 
 @dataclass(frozen=True)
-class EvalJob:
+class EvalJob(RunSpec):
     """Evaluate the run of ``model`` trained on ``category`` (or ``all``) of a (dataset, generator) pair."""
 
-    recipe: Recipe
-    model: str
-    category: str = ALL_CATEGORIES
-    generator: str = "none"
-    output: Path = Path("outputs")
     epoch: int | None = None  # None: the recipe's eval_epoch, else the last
     protocol: str | None = None  # None: the recipe's
     device: str = "auto"
     save_scores: bool = False
     overlays: int = 4
     batch_size: int = 8
-
-    @property
-    def run(self) -> Path:
-        return run_dir(self.output, self.recipe.name, self.generator, self.model, self.category)
 
 
 def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: torch.device,

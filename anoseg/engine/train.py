@@ -18,23 +18,17 @@ import torch
 
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest
-from anoseg.engine.checkpoint import FORMAT, LAST, epoch_path, load_checkpoint, save_checkpoint
+from anoseg.engine.checkpoint import FORMAT, LAST, RunSpec, epoch_path, load_checkpoint, save_checkpoint
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
 from anoseg.log import console
-from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path, run_dir
-from anoseg.recipes import Recipe
+from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path
 
 
 @dataclass(frozen=True)
-class TrainJob:
+class TrainJob(RunSpec):
     """One training run: a model on one category (or ``all`` = the unified model) of a (dataset, generator) pair."""
 
-    recipe: Recipe
-    model: str
-    category: str = ALL_CATEGORIES
-    generator: str = "none"
-    output: Path = Path("outputs")
     device: str = "auto"
     devices: int = 1
     precision: str = "32-true"
@@ -42,10 +36,6 @@ class TrainJob:
     backbone_weights: str = "none"
     resume: bool = False
     fresh: bool = False
-
-    @property
-    def run(self) -> Path:
-        return run_dir(self.output, self.recipe.name, self.generator, self.model, self.category)
 
 
 def cosine_lr(iteration: int, total: int, base_lr: float, min_lr: float) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import anoseg.models.weights as weights_module
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
 from anoseg.models.blocks import resize
@@ -111,18 +110,6 @@ def test_output_follows_the_input_size_not_the_authors_fixed_512x1024():
 def test_train_mode_returns_the_main_tensor():
     out = LEDNet(num_classes=3).train()(torch.randn(2, 3, 64, 96))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 3, 64, 96)
-
-
-def test_imagenet_warns_once_and_stays_random(monkeypatch):
-    messages = []
-    monkeypatch.setattr(weights_module, "warn_once", messages.append)
-    torch.manual_seed(0)
-    model = build_lednet(backbone_weights="imagenet")
-    torch.manual_seed(0)
-    fresh = build_lednet(backbone_weights="none")
-    assert len(messages) == 1 and "LEDNet" in messages[0]
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(),
-                                                   strict=True))
 
 
 def test_encoder_file_round_trip(tmp_path):

@@ -138,18 +138,6 @@ def test_imagenet_weights_feed_both_trunks_from_one_read(monkeypatch):
     _assert_trunks_hold(model, state)
 
 
-def test_imagenet_unavailable_warns_once_and_stays_random(monkeypatch):
-    messages = []
-    monkeypatch.setattr(weights_module, "torchvision_state_dict", lambda w: None)
-    monkeypatch.setattr(weights_module, "warn_once", messages.append)
-    torch.manual_seed(0)
-    model = build_lfd(backbone_weights="imagenet")
-    torch.manual_seed(0)
-    fresh = build_lfd(backbone_weights="none")
-    assert len(messages) == 1 and "ResNet-18" in messages[0]
-    assert torch.equal(model.detail.conv1.weight, fresh.detail.conv1.weight)
-
-
 def test_builder_rejects_unknown_options():
     with pytest.raises(AnosegError, match="widht"):
         create_model("lfd", widht=2)

@@ -130,3 +130,19 @@ def test_traced_model_follows_the_input_size(name):
         other = torch.randn(1, 3, 96, 64)
         expected = model(other)
         assert torch.allclose(traced(other), expected, atol=1e-4 * max(1.0, expected.abs().max().item()))
+
+
+@pytest.mark.parametrize("name", _models())
+def test_unavailable_imagenet_weights_warn_once_and_leave_random_init(name, monkeypatch):
+    import anoseg.models.weights as weights_module
+
+    messages: list[str] = []
+    monkeypatch.setattr(weights_module, "torchvision_state_dict", lambda weights: None)  # as offline
+    monkeypatch.setattr(weights_module, "warn_once", messages.append)
+    torch.manual_seed(0)
+    model = create_model(name, backbone_weights="imagenet")
+    torch.manual_seed(0)
+    fresh = create_model(name, backbone_weights="none")
+    assert len(messages) == 1, messages
+    for (key, value), same in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(value, same), key
