@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
 
 # Piped or captured output (CI logs, `| tee`) would otherwise be cut at 80 columns and truncate the tables.
 _WIDTH = None if sys.stdout.isatty() else 160
-console = Console(width=_WIDTH)
+# DDP worker processes (LOCAL_RANK > 0, set by the launcher) stay quiet: rank 0 speaks for the run.
+console = Console(width=_WIDTH, quiet=os.environ.get("LOCAL_RANK", "0") != "0")
 err_console = Console(stderr=True, width=_WIDTH)
 _said: set[str] = set()
 

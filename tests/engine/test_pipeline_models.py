@@ -57,3 +57,25 @@ def test_joint_augmentation_moves_image_and_mask_together():
     for _ in range(5):
         out_image, out_mask = transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         assert torch.equal(out_image[0] > 127, out_mask.bool())
+
+
+def test_ddp_on_two_cpu_processes_trains_and_saves_once(demo_env, tmp_path):
+    """`--devices 2` runs Lightning Fabric's DDP (gloo on CPU); only rank 0 writes and speaks."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    output = tmp_path / "outputs"
+    shutil.copytree(demo_env.output / "demo" / "seas", output / "demo" / "seas", ignore=shutil.ignore_patterns("*.npy"))
+    anoseg = Path(sys.executable).with_name("anoseg")
+    result = subprocess.run(
+        [str(anoseg), "train", "--recipe", str(demo_env.recipe_file), "--output", str(output), "--model", "lfd",
+         "--category", "mesh", "--epochs", "1", "--image-size", "64", "64", "--backbone-weights", "none",
+         "--device", "cpu", "--devices", "2"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    assert result.stdout.count("checkpoints:") == 1
+    run = output / "demo" / "seas" / "lfd" / "mesh"
+    assert (run / "last.pt").is_file() and (run / "checkpoints" / "epoch_001.pt").is_file()
