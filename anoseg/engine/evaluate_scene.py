@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,11 +28,15 @@ from anoseg.data.manifest import read_manifest
 from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
 from anoseg.data.scenes.layouts import row_label_formats
 from anoseg.engine.checkpoint import build_model, load_checkpoint, resolve_device
+from anoseg.engine.predict import softmax
 from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn
 from anoseg.paths import manifest_path
+
+if TYPE_CHECKING:  # evaluate imports this module lazily; a runtime import would be circular
+    from anoseg.engine.evaluate import EvalJob
 
 ROAD_METRICS = ("maxf", "ap", "pre", "rec", "fpr", "fnr", "threshold", "n_images")
 URBAN = "URBAN"
@@ -88,13 +92,7 @@ def dense_logits(run: Runner, image: np.ndarray, mean: Sequence[float], std: Seq
     return np.ascontiguousarray(logits[:, :height, :width])
 
 
-def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Numerically stable softmax over the class axis."""
-    exp = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
-def evaluate_scene(job: Any) -> dict:
+def evaluate_scene(job: EvalJob) -> dict:
     """Evaluate a road/scene run (an ``EvalJob``); write and return the metrics dict (schema ``anoseg.metrics/1``).
 
     Example:

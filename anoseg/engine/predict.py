@@ -36,6 +36,19 @@ def collect_images(sources: list[Path]) -> list[Path]:
     return found
 
 
+def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Numerically stable softmax over the class axis."""
+    exp = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """The output name of an image: its stem, prefixed by its folder when another image already took the stem."""
+    stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
+    used.add(stem)
+    return stem
+
+
 def stored_threshold(run: Path) -> float | None:
     """The mean pixel F1-max threshold over the categories of the run's ``metrics.json``, if eval wrote one."""
     metrics_file = run / "metrics.json"
@@ -118,13 +131,11 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
         resized = np.asarray(Image.fromarray(original).resize((width, height), Image.Resampling.BILINEAR))
         batch = ((resized.transpose(2, 0, 1)[None].astype(np.float32) / 255.0) - mean) / std
         logits = run(np.ascontiguousarray(batch, dtype=np.float32))[0]
-        exp = np.exp(logits - logits.max(axis=0, keepdims=True))
-        anomaly = (exp[1] / exp.sum(axis=0)).astype(np.float32)
+        anomaly = softmax(logits)[1].astype(np.float32)
         # back to the original size for the mask a person or a machine acts on
         full = np.asarray(Image.fromarray(anomaly).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
         mask = full >= threshold
-        stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
-        used.add(stem)
+        stem = _unique_stem(path, used)
         write_with(out / f"{stem}_mask.png", Image.fromarray((mask * 255).astype(np.uint8)).save)
         write_with(out / f"{stem}_overlay.png", Image.fromarray(overlay_strip(original, full)).save)
         results.append({"image": str(path), "score": float(anomaly.max()), "defect_fraction": float(mask.mean()),
@@ -148,7 +159,7 @@ def _predict_dense(files: list[Path], run: Callable[[np.ndarray], np.ndarray], m
 
     from anoseg.data.images import read_image
     from anoseg.data.scenes.labels import class_palette, colourize
-    from anoseg.engine.evaluate_scene import dense_logits, softmax
+    from anoseg.engine.evaluate_scene import dense_logits
     from anoseg.engine.visual import blend, overlay_strip, strip
 
     names = list(meta.get("class_names") or [])
@@ -160,8 +171,7 @@ def _predict_dense(files: list[Path], run: Callable[[np.ndarray], np.ndarray], m
         if not names:
             names = [str(i) for i in range(len(logits))]
             palette = class_palette(names)
-        stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
-        used.add(stem)
+        stem = _unique_stem(path, used)
         if len(names) == 2:
             probability = softmax(logits)[1]
             target = out / f"{stem}_road.png"
