@@ -109,7 +109,8 @@ def synth(out: Path, seed: int) -> None:
     from anoseg.data.synth import make_demo_data
     from anoseg.log import console
 
-    paths = make_demo_data(out, seed=seed)
+    with console.status("writing the demo dataset"):
+        paths = make_demo_data(out, seed=seed)
     console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
 
 
@@ -225,7 +226,8 @@ def report(output, dataset, out, fmt, no_figures) -> None:
     from anoseg.log import console
     from anoseg.report import build_report, print_report
 
-    result = build_report(output, dataset, out or output / "report.md", fmt=fmt, figures=not no_figures)
+    with console.status("building the report" + ("" if no_figures else " and its figures")):
+        result = build_report(output, dataset, out or output / "report.md", fmt=fmt, figures=not no_figures)
     print_report(result, console)
     for path in result.paths:
         console.print(f"wrote {path}")

@@ -168,5 +168,8 @@ def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, c
                                  categories=categories or list(recipe.categories), count=count, out=target, seed=seed,
                                  textures=textures, overwrite=overwrite,
                                  progress=lambda done, total: progress.update(task, completed=done, total=total))
+    for category, counts in summary["categories"].items():
+        console.print(f"  {category}: {counts['written']} pairs from {counts['sources_used']} train/good images, "
+                      f"{counts['skipped_empty']} empty draw(s) skipped and redrawn", highlight=False)
     console.print(f"generated pairs: {target}  (then: anoseg prepare --recipe {recipe.name} --generator {method})")
     return summary
