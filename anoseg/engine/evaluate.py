@@ -68,17 +68,13 @@ def evaluate(job: EvalJob) -> dict:
     protocol = job.protocol or recipe.protocol
     if protocol not in protocols.PROTOCOLS:
         raise AnosegError(f"--protocol must be one of {', '.join(protocols.PROTOCOLS)}, not {protocol!r}")
-    epoch = job.epoch if job.epoch is not None else recipe.train.eval_epoch
-    checkpoint_file = checkpoint_for_epoch(job.run, epoch)
-    checkpoint = load_checkpoint(checkpoint_file)
-    if checkpoint["model"] != job.model:
-        raise AnosegError(f"{checkpoint_file} holds a {checkpoint['model']} model, not {job.model}")
+    checkpoint_file, checkpoint = load_run_checkpoint(job)
     model = build_model(checkpoint)
     device = resolve_device(job.device)
     size = tuple(checkpoint["meta"]["image_size"])
     manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
     test = select_rows(manifest, "test", job.category)
-    categories = _ordered(test["category"].unique(), recipe.categories)
+    categories = order_categories(test["category"].unique(), recipe.categories)
     per_category, warnings = {}, []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                         transient=True)
@@ -124,6 +120,20 @@ def evaluate(job: EvalJob) -> dict:
     return metrics
 
 
+def load_run_checkpoint(job: EvalJob) -> tuple[Path, dict]:
+    """The checkpoint an eval job scores (``--epoch``, else the recipe's eval epoch, else the last), checked to hold
+    ``job.model`` with the recipe's number of classes."""
+    epoch = job.epoch if job.epoch is not None else job.recipe.train.eval_epoch
+    path = checkpoint_for_epoch(job.run, epoch)
+    checkpoint = load_checkpoint(path)
+    if checkpoint["model"] != job.model:
+        raise AnosegError(f"{path} holds a {checkpoint['model']} model, not {job.model}")
+    if checkpoint["num_classes"] != job.recipe.num_classes:
+        raise AnosegError(f"{path} predicts {checkpoint['num_classes']} classes; recipe {job.recipe.name} has "
+                          f"{job.recipe.num_classes}")
+    return path, checkpoint
+
+
 def checkpoint_for_epoch(run: Path, epoch: int | None) -> Path:
     """The checkpoint to evaluate: ``epoch``'s, or the last one when the run stopped before ``epoch``."""
     try:
@@ -139,9 +149,10 @@ def checkpoint_for_epoch(run: Path, epoch: int | None) -> Path:
         return last
 
 
-def _ordered(categories, recipe_order) -> list[str]:
+def order_categories(categories, recipe_order) -> list[str]:
+    """Distinct categories in the recipe's order; unknown ones after, alphabetically."""
     rank = {name: i for i, name in enumerate(recipe_order)}
-    return sorted(categories, key=lambda c: (rank.get(c, len(rank)), c))
+    return sorted(set(categories), key=lambda c: (rank.get(c, len(rank)), c))
 
 
 def _write_lfd_csv(path: Path, per_category: dict, mean: dict) -> None:

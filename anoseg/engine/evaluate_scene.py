@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,16 +26,14 @@ from anoseg.data.images import read_image
 from anoseg.data.manifest import read_manifest
 from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
 from anoseg.data.scenes.layouts import row_label_formats
-from anoseg.engine.checkpoint import build_model, load_checkpoint, resolve_device
+from anoseg.engine.checkpoint import build_model, resolve_device
+from anoseg.engine.evaluate import EvalJob, load_run_checkpoint, order_categories
 from anoseg.engine.predict import softmax
 from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn
 from anoseg.paths import manifest_path
-
-if TYPE_CHECKING:  # evaluate imports this module lazily; a runtime import would be circular
-    from anoseg.engine.evaluate import EvalJob
 
 ROAD_METRICS = ("maxf", "ap", "pre", "rec", "fpr", "fnr", "threshold", "n_images")
 URBAN = "URBAN"
@@ -102,7 +99,6 @@ def evaluate_scene(job: EvalJob) -> dict:
     """
     from rich.progress import Progress
 
-    from anoseg.engine.evaluate import checkpoint_for_epoch
 
     recipe = job.recipe
     warnings: list[str] = []
@@ -110,14 +106,7 @@ def evaluate_scene(job: EvalJob) -> dict:
         warnings.append(f"--protocol {job.protocol} concerns anomaly masks only; road/scene evaluation is 'clean'")
     if job.save_scores:
         warnings.append("--save-scores writes anomaly score files only; ignored for road/scene recipes")
-    epoch = job.epoch if job.epoch is not None else recipe.train.eval_epoch
-    checkpoint_file = checkpoint_for_epoch(job.run, epoch)
-    checkpoint = load_checkpoint(checkpoint_file)
-    if checkpoint["model"] != job.model:
-        raise AnosegError(f"{checkpoint_file} holds a {checkpoint['model']} model, not {job.model}")
-    if checkpoint["num_classes"] != recipe.num_classes:
-        raise AnosegError(f"{checkpoint_file} predicts {checkpoint['num_classes']} classes; recipe {recipe.name} has "
-                          f"{recipe.num_classes}")
+    checkpoint_file, checkpoint = load_run_checkpoint(job)
     meta = checkpoint["meta"]
     run = torch_runner(build_model(checkpoint), resolve_device(job.device))
     size = tuple(meta["image_size"]) or None
@@ -145,11 +134,6 @@ def evaluate_scene(job: EvalJob) -> dict:
     return metrics
 
 
-def _category_order(found, recipe_order: Sequence[str]) -> list[str]:
-    rank = {name: i for i, name in enumerate(recipe_order)}
-    return sorted(set(found), key=lambda c: (rank.get(c, len(rank)), c))
-
-
 def _road_truth(mask: str, label_format: str) -> tuple[np.ndarray, np.ndarray]:
     """``(road, evaluation area)``: the devkit's planes for KITTI; class 1 / non-ignored for any other format."""
     if label_format == KITTI_RGB:
@@ -173,7 +157,7 @@ def _evaluate_road(test, predict, recipe, job, warnings: list[str], step) -> tup
             _road_overlay(job.run / "overlays" / row.category / f"{Path(row.image).stem}.png", image, probability,
                           road & valid)
         step()
-    order = _category_order(accumulators, recipe.categories)
+    order = order_categories(accumulators, recipe.categories)
     pooled = RoadAccumulator()
     for category in order:
         pooled.merge(accumulators[category])
