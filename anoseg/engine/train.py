@@ -84,7 +84,8 @@ def train(job: TrainJob) -> Path:
                            class_weights=settings.class_weights, ignore_index=recipe.ignore_index)
     wrapped, optimizer = fabric.setup(model, optimizer)
     criterion = criterion.to(fabric.device)
-    batches = _batches_per_epoch(len(dataset), settings.batch_size, fabric.world_size)
+    batches = _batches_per_epoch(len(dataset), settings.batch_size, fabric.world_size,
+                                 keeps_partial_batch(job.model, fabric.world_size))
     total = batches * settings.epochs
     meta = _meta(job, rows)
 
@@ -159,11 +160,25 @@ def _load_with_progress(rows, job: TrainJob):
                            progress=lambda done, n: progress.update(task, completed=done))
 
 
-def _batches_per_epoch(n: int, batch_size: int, world_size: int) -> int:
+# Models trained on every image of an epoch, the last partial batch included, as their authors' loaders do
+# (LFD: DataLoader(shuffle=True), drop_last left False). They have no BatchNorm behind a global pooling, so even a
+# last batch of one image is safe. The other models' reference code drops the partial batch (drop_last=True) and
+# anoseg does the same for them: a batch of one breaks BatchNorm behind global pooling.
+KEEP_PARTIAL_BATCH = frozenset({"lfd"})
+
+
+def keeps_partial_batch(model: str, world_size: int = 1) -> bool:
+    """Whether training ``model`` keeps the last partial batch of each epoch (single process only; DDP drops it)."""
+    return model in KEEP_PARTIAL_BATCH and world_size == 1
+
+
+def _batches_per_epoch(n: int, batch_size: int, world_size: int, keep_partial: bool = False) -> int:
+    """Optimiser steps per epoch (this is also what the cosine schedule's length counts: steps × epochs)."""
     per_rank = n // world_size
     if per_rank < 2:
         raise AnosegError(f"only {n} training images: need at least 2 per device")
-    # drop the last partial batch: a batch of one breaks BatchNorm behind global pooling
+    if keep_partial:
+        return math.ceil(per_rank / batch_size)
     return max(per_rank // batch_size, 1)
 
 
@@ -178,7 +193,8 @@ def _loader(dataset, job: TrainJob, epoch: int, fabric) -> torch.utils.data.Data
         return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, num_workers=workers, drop_last=True)
     generator = torch.Generator().manual_seed(job.seed * 1000 + epoch)  # data order of epoch e = f(seed, e)
     return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, generator=generator, num_workers=workers,
-                                       drop_last=True, pin_memory=fabric.device.type == "cuda")
+                                       drop_last=not keeps_partial_batch(job.model),
+                                       pin_memory=fabric.device.type == "cuda")
 
 
 def _meta(job: TrainJob, rows) -> dict:

@@ -1,0 +1,228 @@
+"""Training parity of anoseg's LFD with the authors' code (HUST-SLOW/LFD), step by step and over seeds.
+
+Two modes:
+
+* ``--record-trace OUT.json --reference PATH``: run the authors' own ``LFD._train`` on a small fixed MVTec-layout
+  set (``write_trace_dataset``) and write what it did: the file names of every batch, the loss and lr of every
+  iteration, and per-tensor checksums of the initial and final weights. ``tests/engine/test_parity.py`` replays this
+  trace with anoseg's code (it does not need the authors' code).
+* default: train LFD per category for a fixed budget with several seeds, evaluate, and print mean ± std of pixel AP,
+  F1-max and IoU (and image AUROC). With ``--reference PATH`` the authors' training and evaluation run on the same
+  data in the same run, seeds interleaved, and a Welch two-sample t-test compares the two.
+
+The authors' code is written for one CUDA GPU and ImageNet weights. ``reference_lfd`` imports it unchanged from the
+given checkout and only adapts the environment: ``.cuda()`` is a no-op, ``resnet18(pretrained=True)`` builds a
+randomly initialised ResNet-18 (no download), ``thop`` (used only for its speed test) is stubbed, data loading uses
+no worker processes, and scikit-learn ≥ 1.8's ``confusion_matrix_at_thresholds`` stands in for the private
+``_binary_clf_curve`` the authors' IoU imports.
+
+    python bench/parity.py --data-root DATA --generated GEN --categories a,b --seeds 0,1,2 --epochs 8 \\
+        --reference /path/to/LFD
+    python bench/parity.py --record-trace tests/engine/data/lfd_reference_trace.json --reference /path/to/LFD
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The small fixed data set of the step-parity trace
+
+
+TRACE_CATEGORY = "plate"
+TRACE_DEFECT = "spot"
+TRACE_SIZE = 128  # 8 images of 128² = 131,072 pixels: more than OHEM's min_kept, so its threshold rule is exercised
+TRACE_COUNTS = {"generated": 4, "defect": 3, "good": 6}  # train = 4 + ⌊3/3⌋ + 6 = 11 images → batches of 8 and 3
+TRACE_EPOCHS = 3
+TRACE_SEED = 42
+
+
+def trace_sample(kind: str, index: int, size: int = TRACE_SIZE) -> tuple[np.ndarray, np.ndarray | None]:
+    """One deterministic training sample: an RGB uint8 image (size, size, 3) and a 0/255 mask (None for ``good``).
+
+    A textured background with a bright rectangular defect; everything comes from ``numpy``'s PCG64 stream seeded
+    by (kind, index), which is stable across numpy versions.
+    """
+    rng = np.random.default_rng([("generated", "defect", "good").index(kind), index])
+    coarse = rng.integers(60, 190, (size // 8, size // 8, 3))
+    image = np.repeat(np.repeat(coarse, 8, 0), 8, 1) + rng.integers(-20, 21, (size, size, 3))
+    if kind == "good":
+        return np.clip(image, 0, 255).astype(np.uint8), None
+    mask = np.zeros((size, size), np.uint8)
+    h, w = rng.integers(size // 10, size // 3, 2)
+    top, left = rng.integers(0, size - h), rng.integers(0, size - w)
+    mask[top:top + h, left:left + w] = 255
+    image[mask > 0] = image[mask > 0] // 3 + 170
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def write_trace_dataset(root: Path) -> tuple[Path, Path]:
+    """Write the trace set as ``root/original`` (MVTec AD layout) and ``root/generated`` (SeaS layout)."""
+    from PIL import Image
+
+    original, generated = root / "original" / TRACE_CATEGORY, root / "generated" / TRACE_CATEGORY / TRACE_DEFECT
+    folders = {
+        "generated": (generated / "image", generated / "mask", "{:03d}.png"),
+        "defect": (original / "test" / TRACE_DEFECT, original / "ground_truth" / TRACE_DEFECT, "{:03d}_mask.png"),
+        "good": (original / "train" / "good", None, None),
+    }
+    for kind, (image_dir, mask_dir, mask_name) in folders.items():
+        for index in range(TRACE_COUNTS[kind]):
+            image, mask = trace_sample(kind, index)
+            image_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(image_dir / f"{index:03d}.png")
+            if mask is not None:
+                mask_dir.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask).save(mask_dir / mask_name.format(index))
+    (original / "test" / "good").mkdir(parents=True, exist_ok=True)
+    image, _ = trace_sample("good", 100)
+    Image.fromarray(image).save(original / "test" / "good" / "000.png")
+    return root / "original", root / "generated"
+
+
+def trace_name(path: str) -> str:
+    """``generated/001``, ``defect/000`` or ``good/004``: the kind and index of a trace-set file."""
+    p = Path(path)
+    kind = "generated" if p.parent.name == "image" else ("good" if p.parent.name == "good" else "defect")
+    return f"{kind}/{p.stem}"
+
+
+def tensor_checksums(state: dict) -> dict[str, list[float]]:
+    """Per floating-point tensor: [sum, sum of squares] in float64 (sensitive to any element changing)."""
+    import torch
+
+    return {k: [float(v.double().sum()), float((v.double() ** 2).sum())]
+            for k, v in state.items() if torch.is_floating_point(v)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The authors' code, imported from a local checkout, on CPU
+
+
+def reference_lfd(path: Path) -> types.SimpleNamespace:
+    """Import the authors' ``models._LFD`` (and its dataset module) from ``path`` with the CPU adaptations."""
+    import torch
+    import torch.nn as nn
+    import torchvision
+
+    path = Path(path).resolve()
+    if not (path / "models" / "_LFD.py").is_file():
+        sys.exit(f"--reference: {path} is not a checkout of HUST-SLOW/LFD (no models/_LFD.py)")
+    sys.modules.setdefault("thop", types.SimpleNamespace(profile=None))
+    ranking = importlib.import_module("sklearn.metrics._ranking")
+    if not hasattr(ranking, "_binary_clf_curve"):  # scikit-learn ≥ 1.8 made it public under another name
+        def binary_clf_curve(y_true, y_score, pos_label=None, sample_weight=None):
+            _, fps, _, tps, thresholds = ranking.confusion_matrix_at_thresholds(
+                y_true, y_score, pos_label=pos_label, sample_weight=sample_weight)
+            return fps, tps, thresholds
+
+        ranking._binary_clf_curve = binary_clf_curve
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    nn.Module.cuda = lambda self, *a, **k: self
+    sys.path.insert(0, str(path))
+    core = importlib.import_module("models.net.LFD_core")
+    core.resnet18 = lambda *a, **k: torchvision.models.resnet18(weights=None)  # random init: no weights offline
+    lfd = importlib.import_module("models._LFD")
+    utils = importlib.import_module("utils.utils")
+    mvtec = importlib.import_module("datasets.mvtec_ad")
+    return types.SimpleNamespace(lfd=lfd, utils=utils, mvtec=mvtec, core=core)
+
+
+def reference_config(original: Path, generated: Path, out: Path, size: int, epochs: int, test_epoch: int) -> dict:
+    """The authors' ``configs/LFD.yaml`` with the paths, size and budget of this run (per-category models)."""
+    return {
+        "datasets": {"dataset_name": "mvtec_ad", "data_path": str(original), "generated_data_path": str(generated),
+                     "img_resize": size, "uni_training": False},
+        "device": "", "outputs": {"ckpt_path": str(out / "checkpoints"), "vis_path": str(out / "results")},
+        "training": {"state": True, "scale_factor": 2, "start_epoch": 0, "max_epochs": epochs,
+                     "save_epoch": epochs, "hide_bar": True, "batch_size": 8, "num_workers": 0, "lr": 0.01},
+        "testing": {"state": True, "test_epoch": test_epoch, "vis": False},
+        "eval_speed": {"state": False},
+    }
+
+
+def record_trace(reference: Path, out: Path) -> dict:
+    """Run the authors' ``LFD._train`` on the trace set and write the trace JSON (see the module docstring)."""
+    import torch
+
+    ref = reference_lfd(reference)
+    batches, losses, lrs, initial = [], [], [], {}
+
+    class RecordingLoss(ref.lfd.FSOhemCELoss):
+        def forward(self, predict, target, **kwargs):
+            loss = super().forward(predict, target, **kwargs)
+            losses.append(loss.item())
+            return loss
+
+    dataset_cls = ref.mvtec.MVTecTrainDataset
+    original_getitem = dataset_cls.__getitem__
+    fetched: list[str] = []
+
+    def getitem(self, idx):
+        fetched.append(trace_name(self.image_all_list[idx]))
+        return original_getitem(self, idx)
+
+    core_cls = ref.lfd.LFD_Core
+
+    def make_core(scale_factor):
+        model = core_cls(scale_factor)
+        initial.update(tensor_checksums(model.state_dict()))
+        return model
+
+    scheduler_cls = ref.lfd.LR_Scheduler
+
+    class RecordingScheduler(scheduler_cls):
+        def step(self):
+            lr = super().step()
+            lrs.append(float(lr))
+            # the batch of this iteration has been fetched in full by now
+            batches.append(list(fetched))
+            fetched.clear()
+            return lr
+
+    ref.lfd.FSOhemCELoss, dataset_cls.__getitem__, ref.lfd.LFD_Core = RecordingLoss, getitem, make_core
+    ref.lfd.LR_Scheduler = RecordingScheduler
+    with tempfile.TemporaryDirectory() as tmp:
+        original, generated = write_trace_dataset(Path(tmp))
+        cfg = reference_config(original, generated, Path(tmp) / "out", TRACE_SIZE, TRACE_EPOCHS, TRACE_EPOCHS)
+        ref.utils.setup_seed(TRACE_SEED)
+        runner = ref.lfd.LFD(cfg)
+        runner._train("mvtec_ad", TRACE_CATEGORY)
+        final = torch.load(Path(tmp) / "out" / "checkpoints" / TRACE_CATEGORY / f"model_epoch_{TRACE_EPOCHS}.pth",
+                           map_location="cpu")
+    trace = {
+        "source": "HUST-SLOW/LFD LFD._train (models/_LFD.py), CPU, random init, recorded by bench/parity.py",
+        "torch": torch.__version__, "seed": TRACE_SEED, "size": TRACE_SIZE, "epochs": TRACE_EPOCHS,
+        "counts": TRACE_COUNTS, "batch_size": 8, "batches": batches, "loss": losses, "lr": lrs,
+        "initial": initial, "final": tensor_checksums(final),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(trace, indent=1) + "\n")
+    return trace
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", type=Path, help="local checkout of HUST-SLOW/LFD (the authors' code)")
+    parser.add_argument("--record-trace", type=Path, help="write the step-parity trace JSON here and stop")
+    args = parser.parse_args(argv)
+    if args.record_trace:
+        if args.reference is None:
+            parser.error("--record-trace needs --reference")
+        trace = record_trace(args.reference, args.record_trace)
+        print(f"wrote {args.record_trace}: {len(trace['loss'])} iterations, losses {trace['loss']}")
+        return
+
+
+if __name__ == "__main__":
+    main()
