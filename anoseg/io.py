@@ -1,10 +1,15 @@
-"""Atomic file writes: a reader never sees a half-written file, and an interrupted write leaves the old one intact."""
+"""Atomic file writes: a reader never sees a half-written file, and an interrupted write leaves the old one intact.
+
+Files get the permissions ``open()`` would give them (``0o666`` minus the user's umask), not the ``0o600`` of the
+temporary file they are written through.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +32,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0o600; the result must look like any new file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (e.g. ``0o022``), read without changing it for other threads.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting and restoring it under a lock.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextmanager
