@@ -31,7 +31,7 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
                 dataset=recipe.name, layout=recipe.layout, data_root=recipe.data_root,
                 categories=categories, expected_categories=list(recipe.categories) or None, generated_root=generated,
                 generator=recipe.generator, strict=strict, mask_threshold=mask_threshold,
-                drop_empty_generated=drop_empty_generated,
+                drop_empty_generated=drop_empty_generated, image_size=recipe.image_size,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
     target = manifest_path(output, recipe.name, recipe.generator)
     write_manifest(frame, target)

@@ -3,7 +3,10 @@
 * grayscale (``L``, ``1``, ``LA``) is replicated to three channels, alpha is dropped, palettes are expanded;
 * 16-bit (``I;16*``, ``I``) and float (``F``) images are scaled to 8 bit explicitly (PIL's own conversion clips);
 * ``inspect_image`` decodes a file completely so truncated or corrupt files fail here, in the data stage, and not
-  silently grey-filled later. Nothing in anoseg sets PIL's global ``LOAD_TRUNCATED_IMAGES``.
+  silently grey-filled later. Nothing in anoseg sets PIL's global ``LOAD_TRUNCATED_IMAGES``;
+* every file is read **upright**: its own EXIF orientation tag (phone cameras, annotation tools) is applied with
+  ``PIL.ImageOps.exif_transpose``, for images and masks alike, in prepare, train, eval and predict (one rule,
+  docs/protocol.md "EXIF orientation"). Masks are expected to be drawn on the upright view, as every viewer shows it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class ImageInfo:
     size: tuple[int, int]  # (width, height), PIL order
     format: str  # PIL format name ("PNG", "JPEG", ...)
     digest: str  # hash of the decoded pixels: equal for the same picture stored twice (duplicate check)
-    exif_orientation: int  # 1 = upright or no EXIF tag; other values are ignored unless asked for
+    exif_orientation: int  # the file's EXIF orientation tag (1 = upright or no tag); always applied when reading
 
     @property
     def has_alpha(self) -> bool:
@@ -69,8 +72,9 @@ def strict_decoding() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def open_image(path: str | Path, *, exif_transpose: bool = False, what: str = "image") -> Image.Image:
-    """Open and fully decode an image file; any failure becomes an ``AnosegError`` naming the file (``what`` it is).
+def open_image(path: str | Path, *, exif_transpose: bool = True, what: str = "image") -> Image.Image:
+    """Open and fully decode an image file, upright (``exif_transpose``: its EXIF orientation applied); any failure
+    becomes an ``AnosegError`` naming the file (``what`` it is).
 
     Example:
         >>> open_image("data/demo/mvtec/disk/test/crack/000.png").mode
@@ -120,8 +124,9 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.nan_to_num(values * scale) + 0.5, 0, 255).astype(np.uint8)
 
 
-def read_image(path: str | Path, *, exif_transpose: bool = False) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 RGB array (grayscale replicated, alpha dropped, 16 bit scaled).
+def read_image(path: str | Path, *, exif_transpose: bool = True) -> np.ndarray:
+    """Read an image file upright as an (H, W, 3) uint8 RGB array (grayscale replicated, alpha dropped, 16 bit
+    scaled).
 
     Example:
         >>> read_image("data/demo/mvtec/mesh/train/good/000.png").shape
@@ -131,21 +136,34 @@ def read_image(path: str | Path, *, exif_transpose: bool = False) -> np.ndarray:
 
 
 def inspect_image(path: str | Path) -> ImageInfo:
-    """Decode an image file completely and describe it; raises ``AnosegError`` if it is truncated or corrupt.
+    """Decode an image file completely and describe it upright (``size`` and ``digest`` after its EXIF orientation is
+    applied); raises ``AnosegError`` if it is truncated or corrupt.
 
     Example:
         >>> inspect_image("data/demo/mvtec/mesh/train/good/000.png").mode
         'L'
     """
     with strict_decoding():
-        image = open_image(path)
+        image = open_image(path, exif_transpose=False)
+    orientation = exif_orientation(image)
+    if orientation != 1:
+        upright = ImageOps.exif_transpose(image)
+        upright.format, image = image.format, upright
     digest = hashlib.blake2b(image.tobytes(), digest_size=16)
     digest.update(f"{image.mode}{image.size}".encode())
-    orientation = image.getexif().get(_EXIF_ORIENTATION, 1) if image.format in ("JPEG", "MPO", "TIFF") else 1
     return ImageInfo(
         mode=image.mode,
         size=image.size,
         format=image.format or "",
         digest=digest.hexdigest(),
-        exif_orientation=int(orientation) if isinstance(orientation, int) else 1,
+        exif_orientation=orientation,
     )
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag of a decoded (not yet transposed) image: 1…8, 1 when absent or invalid."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block must not make an otherwise readable image unreadable
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1

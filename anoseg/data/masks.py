@@ -16,17 +16,20 @@ JPEG (lossy)                as above, but the default threshold is 127: compress
 
 The default threshold is 0 (any non-zero value is a defect) for lossless files; ``threshold`` overrides it for every
 file (e.g. 127 for soft generator masks). Label images (non-gray palettes) are always ``> 0``.
+
+``resize_mask`` is the one rule for bringing a binary mask to the network's size (docs/protocol.md, "Mask resizing"):
+a target pixel is a defect pixel iff a defect pixel of the source lies in it, so no defect component disappears.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from anoseg.data.images import open_image, strict_decoding
+from anoseg.data.images import exif_orientation, open_image, strict_decoding
 
 #: Default threshold for lossless masks: any non-zero value is a defect.
 DEFAULT_THRESHOLD = 0
@@ -51,6 +54,7 @@ class MaskInfo:
     n_pixels: int
     n_values: int  # distinct values of the reduced channel (2 for a clean 0/255 mask)
     histogram: dict[int | float, int] | None  # value → count, only for masks with more than 2 distinct values
+    exif_orientation: int = 1  # the file's EXIF orientation tag, applied before binarising (1 = none)
 
 
 def is_lossy(image: Image.Image) -> bool:
@@ -150,8 +154,60 @@ def _plain(value: np.generic) -> int | float:
     return float(value) if np.issubdtype(type(value), np.floating) else int(value)
 
 
-def read_mask(path: str | Path, threshold: int | None = None, *, exif_transpose: bool = False) -> np.ndarray:
-    """Read a mask file of any encoding as an (H, W) bool array (``value > threshold`` after channel reduction).
+def _cell_of_source(n_in: int, n_out: int) -> np.ndarray:
+    """For each source index, the target cell its centre falls in: ⌊(i + ½)·n_out / n_in⌋, in exact integers."""
+    return ((2 * np.arange(n_in, dtype=np.int64) + 1) * n_out) // (2 * n_in)
+
+
+def _any_along(mask: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    n_in = mask.shape[axis]
+    if n_out == n_in:
+        return mask
+    if n_out > n_in:  # enlarging: each target pixel takes the source pixel under its centre (nearest neighbour)
+        return np.take(mask, _cell_of_source(n_out, n_in), axis=axis)
+    # shrinking: every target cell holds at least one source centre (spacing n_out/n_in < 1), so the group starts
+    # are strictly increasing and each cell is the OR of its group
+    starts = np.searchsorted(_cell_of_source(n_in, n_out), np.arange(n_out))
+    return np.logical_or.reduceat(mask, starts, axis=axis)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a binary mask so that no defect pixel is lost: "any defect pixel in the source cell".
+
+    Shrinking, target pixel (y, x) is a defect iff some source pixel whose centre falls inside the target cell is one
+    (max pooling over the cell; for an integer factor k, over the k×k block). Enlarging is nearest neighbour. So a
+    1-px scratch stays a 1-px scratch at any size and every connected defect keeps at least one pixel, at the cost
+    of growing thin defects' area fraction (a 1-px line at 1024 px covers a full 1-px line at 256 px).
+    ``clean`` uses this for every mask; ``lfd-compat`` reproduces the reference code's bilinear resize instead
+    (``anoseg.data.protocols``). The rule and its effect are described in docs/protocol.md ("Mask resizing").
+
+    Args:
+        mask: (H, W) array, non-zero = defect.
+        size: (height, width) of the result, each ≥ 1.
+    Returns:
+        (height, width) bool array.
+    Raises:
+        ValueError: ``mask`` is not 2-D or a size is < 1.
+
+    Example:
+        >>> line = np.zeros((256, 256), bool); line[100, :] = True
+        >>> resized = resize_mask(line, (64, 64))
+        >>> int(resized.sum()), np.flatnonzero(resized.any(axis=1)).tolist()
+        (64, [25])
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    height, width = (int(v) for v in size)
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    binary = mask.astype(bool, copy=False)
+    return _any_along(_any_along(binary, height, 0), width, 1)
+
+
+def read_mask(path: str | Path, threshold: int | None = None, *, exif_transpose: bool = True) -> np.ndarray:
+    """Read a mask file of any encoding upright (its EXIF orientation applied) as an (H, W) bool array
+    (``value > threshold`` after channel reduction).
 
     ``threshold`` is on the 8-bit scale; None = 0 for lossless files, 127 for JPEG.
 
@@ -163,7 +219,7 @@ def read_mask(path: str | Path, threshold: int | None = None, *, exif_transpose:
 
 
 def inspect_mask(path: str | Path, threshold: int | None = None) -> tuple[np.ndarray, MaskInfo]:
-    """Decode a mask file completely (truncation is an ``AnosegError``) and binarise it; see ``binarize``.
+    """Decode a mask file completely and upright (truncation is an ``AnosegError``) and binarise it; see ``binarize``.
 
     Example:
         >>> mask, info = inspect_mask("data/demo/generated/seas/disk/crack/mask/000.png")
@@ -171,5 +227,11 @@ def inspect_mask(path: str | Path, threshold: int | None = None) -> tuple[np.nda
         ('L', 2)
     """
     with strict_decoding():
-        image = open_image(path, what="mask")
-    return binarize(image, threshold)
+        image = open_image(path, exif_transpose=False, what="mask")
+    orientation = exif_orientation(image)
+    if orientation == 1:
+        return binarize(image, threshold)
+    upright = ImageOps.exif_transpose(image)
+    upright.format = image.format  # the format decides the default threshold (JPEG: 127)
+    mask, info = binarize(upright, threshold)
+    return mask, replace(info, exif_orientation=orientation)

@@ -1,9 +1,11 @@
 """The two evaluation protocols, and the only place that says how a resized mask becomes each kind of label.
 
-``clean`` (default): binarise the raw mask (``anoseg.data.masks``), resize with nearest neighbour, and use that one
-binary mask everywhere. ``lfd-compat``: LFD's reference code — bilinear resize of the raw mask's first channel, then
-truncation (``== 255``) for the training target and IoU, ``!= 0`` for pixel labels and the image label
-(protocol.md §2.3, §2.6).
+``clean`` (default): binarise the raw mask (``anoseg.data.masks.binarize``), resize it with
+``anoseg.data.masks.resize_mask`` (a target pixel is a defect iff a source defect pixel lies in it: no defect
+component disappears), and use that one binary mask everywhere. ``lfd-compat``: LFD's reference code — bilinear resize
+of the raw mask's first channel, then truncation (``== 255``) for the training target and IoU, ``!= 0`` for pixel
+labels and the image label. Both read every file upright (its EXIF orientation applied). docs/protocol.md
+("Mask resizing") states the rule for both.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ PROTOCOLS = ("clean", "lfd-compat")
 
 def resized_mask(path: str | Path | None, size: tuple[int, int], protocol: str, threshold: int | None = None
                  ) -> np.ndarray:
-    """The stored form of a mask at ``size = (H, W)``: clean → {0, 1}; lfd-compat → bilinear uint8 0…255."""
+    """The stored form of a mask at ``size = (H, W)``: clean → {0, 1} (``resize_mask``: no defect component is lost);
+    lfd-compat → bilinear uint8 0…255 of the raw values. An empty ``path`` (a normal image) gives zeros."""
+    from anoseg.data.images import open_image
+
     height, width = size
     if not path:
         return np.zeros((height, width), np.uint8)
     if protocol == "clean":
-        from anoseg.data.masks import read_mask
+        from anoseg.data.masks import read_mask, resize_mask
 
-        binary = Image.fromarray(read_mask(path, threshold=threshold).astype(np.uint8))
-        return np.asarray(binary.resize((width, height), Image.Resampling.NEAREST), dtype=np.uint8)
-    with Image.open(path) as image:
-        raw = np.asarray(image)
+        return resize_mask(read_mask(path, threshold=threshold), (height, width)).astype(np.uint8)
+    raw = np.asarray(open_image(path, what="mask"))
     if raw.ndim == 3:  # LFD keeps channel 0
         raw = raw[..., 0]
     raw = np.clip(raw, 0, 255).astype(np.uint8)

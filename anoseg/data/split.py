@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from anoseg.data.images import inspect_image
@@ -36,7 +37,7 @@ from anoseg.data.layouts import (
     resolve_generated_root,
 )
 from anoseg.data.manifest import manifest_frame
-from anoseg.data.masks import inspect_mask
+from anoseg.data.masks import inspect_mask, resize_mask
 from anoseg.errors import AnosegError
 from anoseg.log import warn
 
@@ -44,6 +45,10 @@ REPORT_SCHEMA = "anoseg.data_report/1"
 NO_GENERATOR = "none"
 ERROR, WARNING, INFO = "error", "warning", "info"
 MAX_EXAMPLES = 5
+#: The protocol's network input (H, W): masks are checked at this size unless ``build_manifest`` is told otherwise.
+DEFAULT_IMAGE_SIZE = (256, 256)
+#: A mask whose defect covers more than this fraction of the image is "mostly defect" (inverted-convention check).
+MOSTLY_DEFECT = 0.5
 #: Appended to strict-mode errors: how to get past a bad file (the CLI's flag for ``strict=False``).
 STRICT_HINT = "--lenient skips and reports such files"
 
@@ -81,8 +86,11 @@ ISSUE_KINDS: dict[str, IssueKind] = {
     "alpha_image": IssueKind(17, WARNING, "image(s) with alpha: alpha dropped"),
     "high_bit_depth_image": IssueKind(18, WARNING, "16-bit/float image(s): scaled to 8 bit"),
     "mask_resized": IssueKind(19, INFO, "mask(s) of another size but the same aspect ratio: resized to the image"),
+    "mask_area_changed": IssueKind(19, WARNING, "mask(s) whose defect area the resize to the network input changes by "
+                                                "more than half (thin defects grow: no defect pixel is dropped)"),
     "size_mismatch": IssueKind(19, ERROR, "image/mask pair(s) of different aspect ratio, dropped"),
-    "exif_orientation": IssueKind(20, INFO, "image(s) with an EXIF orientation tag: ignored"),
+    "exif_orientation": IssueKind(20, WARNING, "image/mask file(s) with an EXIF orientation tag: read upright (tag "
+                                               "applied); masks must be drawn on the upright view"),
     "unreadable_image": IssueKind(21, ERROR, "unreadable or truncated image(s), dropped"),
     "unreadable_mask": IssueKind(21, ERROR, "unreadable or truncated mask(s), image dropped"),
     "missing_file": IssueKind(21, ERROR, "listed file(s) not found, dropped"),
@@ -95,6 +103,10 @@ ISSUE_KINDS: dict[str, IssueKind] = {
     "unmatched_generated_defect": IssueKind(25, INFO, "generated defect names without a real defect type of that "
                                                       "name"),
     "empty_defect_mask": IssueKind(26, WARNING, "real anomalous image(s) with an empty mask (label stays 1)"),
+    "good_with_defect_mask": IssueKind(26, WARNING, "good image(s) whose mask marks defect pixels (label stays 0, "
+                                                    "mask ignored)"),
+    "inverted_masks": IssueKind(26, WARNING, "mask folder(s) where most masks cover most of the image: inverted "
+                                             "convention? (defect must be the non-zero value)"),
     "full_mask": IssueKind(27, INFO, "mask(s) covering the whole image"),
     "cross_split_duplicate": IssueKind(28, WARNING, "identical images in train and test"),
     "visa_no_defect_types": IssueKind(29, WARNING, "VisA categories without image_anno.csv: defect type 'bad'"),
@@ -177,6 +189,7 @@ class _Verified:
     mode: str
     digest: str
     empty_mask: bool = False
+    defect_fraction: float | None = None  # fraction of the mask's pixels that are defect; None without a mask
 
 
 def build_manifest(
@@ -193,6 +206,7 @@ def build_manifest(
     progress: Callable[[int, int], None] | None = None,
     expected_categories: list[str] | None = None,
     verbose: bool = False,
+    image_size: tuple[int, int] | None = DEFAULT_IMAGE_SIZE,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read, pair, verify and split a dataset (plus a generator's pairs) into manifest rows and a data report.
 
@@ -201,7 +215,9 @@ def build_manifest(
     root are skipped with a warning. With neither, every category found is used. ``generator="none"`` uses no
     generated data. ``strict`` raises on the first bad input (``ISSUE_KINDS`` severity ``error``); otherwise the
     affected files are dropped and reported. Nothing is written to disk. ``report["warnings"]`` holds one line per
-    warning kind for the console (printed here too with ``verbose``).
+    warning kind for the console (printed here too with ``verbose``). ``image_size`` = (H, W) the network will see:
+    every mask is resized to it with the training rule (``masks.resize_mask``) and those whose defect area fraction
+    changes by more than half are reported (``mask_area_changed``); None skips that check.
 
     Example:
         >>> df, report = build_manifest(dataset="demo", layout="mvtec_ad", data_root=Path("data/demo/mvtec"),
@@ -231,7 +247,8 @@ def build_manifest(
     _check_folders(scans, report)
 
     samples = [s for scan in scans for s in scan.samples]
-    checked = _verify(samples, mask_threshold, report, progress)
+    checked = _verify(samples, mask_threshold, report, progress, image_size)
+    _check_inverted(checked, report)
     verified = [v for v in checked if not (drop_empty_generated and v.sample.role == GENERATED and v.empty_mask)]
     _check_duplicates(verified, report)
 
@@ -246,6 +263,9 @@ def build_manifest(
         "generated_root": os.path.abspath(gen_reader.root) if gen_reader is not None else None,
         "strict": strict,
         "mask_threshold": mask_threshold,
+        "mask_resize": {"image_size": list(image_size) if image_size else None,
+                        "rule": "a pixel is a defect iff a source defect pixel lies in it (clean; lfd-compat: "
+                                "bilinear)", "changed_by_more_than_half": report.counts["mask_area_changed"]},
         "drop_empty_generated": drop_empty_generated,
         "categories": selected,
         "n_rows": len(df),
@@ -352,7 +372,7 @@ def _check_folders(scans: list[CategoryScan], report: DataReport) -> None:
 
 
 def _verify(samples: list[Sample], threshold: int | None, report: DataReport,
-            progress: Callable[[int, int], None] | None) -> list[_Verified]:
+            progress: Callable[[int, int], None] | None, image_size: tuple[int, int] | None) -> list[_Verified]:
     total = sum(1 + (s.mask is not None) for s in samples)
     done = 0
     kept: list[_Verified] = []
@@ -366,12 +386,12 @@ def _verify(samples: list[Sample], threshold: int | None, report: DataReport,
             report.add(Issue("unreadable_image", str(sample.image), str(exc)))
             ok = False
         done += 1
-        empty = False
+        empty, fraction = False, None
         if ok:
             _image_notes(sample, image, report)
         if sample.mask is not None:
             try:
-                _, mask = inspect_mask(sample.mask, threshold)
+                binary, mask = inspect_mask(sample.mask, threshold)
             except AnosegError as exc:
                 report.add(Issue("unreadable_mask", str(sample.mask), str(exc)))
                 ok = False
@@ -380,12 +400,45 @@ def _verify(samples: list[Sample], threshold: int | None, report: DataReport,
                 ok = _size_ok(sample, image.size, mask.size, report)
             if ok:
                 empty = mask.n_positive == 0
+                fraction = mask.n_positive / max(mask.n_pixels, 1)
                 _mask_notes(sample, mask, report)
+                if image_size and not empty and sample.role in (DEFECT, GENERATED):
+                    _check_resized_area(sample, binary, fraction, image_size, report)
         if progress:
             progress(done, total)
         if ok:
-            kept.append(_Verified(sample, image.mode, image.digest, empty))
+            kept.append(_Verified(sample, image.mode, image.digest, empty, fraction))
     return kept
+
+
+def _check_resized_area(sample: Sample, binary: np.ndarray, fraction: float, size: tuple[int, int],
+                        report: DataReport) -> None:
+    """Report a mask whose defect area fraction the resize to ``size`` changes by more than half."""
+    resized = float(resize_mask(binary, size).mean())
+    if 0.5 * fraction <= resized <= 1.5 * fraction:
+        return
+    height, width = size
+    report.add(Issue("mask_area_changed", str(sample.mask),
+                     f"{sample.mask}: defect area {100 * fraction:.3g}% of the image at {binary.shape[1]}×"
+                     f"{binary.shape[0]}, {100 * resized:.3g}% at {width}×{height}",
+                     {"area_fraction": round(fraction, 6), "resized_area_fraction": round(resized, 6),
+                      "image_size": [height, width]}))
+
+
+def _check_inverted(verified: list[_Verified], report: DataReport) -> None:
+    """Warn about mask folders (one per defect type) in which most masks are mostly defect: an inverted convention
+    (defect = black) is the likely cause, and training on it would learn the background as the defect."""
+    folders: dict[Path, list[float]] = defaultdict(list)
+    for v in verified:
+        if v.defect_fraction is not None and v.sample.role in (DEFECT, GENERATED):
+            folders[Path(v.sample.mask).parent].append(v.defect_fraction)
+    for folder, fractions in sorted(folders.items()):
+        mostly = sum(f > MOSTLY_DEFECT for f in fractions)
+        if mostly > len(fractions) / 2:
+            report.add(Issue("inverted_masks", str(folder),
+                             f"{folder}: {mostly} of {len(fractions)} masks mark more than {MOSTLY_DEFECT:.0%} of the "
+                             "image as defect; are they inverted (defect black, background white)?",
+                             {"masks": len(fractions), "mostly_defect": mostly}))
 
 
 def _image_notes(sample: Sample, image: Any, report: DataReport) -> None:
@@ -396,7 +449,8 @@ def _image_notes(sample: Sample, image: Any, report: DataReport) -> None:
                          f"{sample.image} is {image.mode}: scaled to 8 bit by the dtype maximum"))
     if image.exif_orientation != 1:
         report.add(Issue("exif_orientation", str(sample.image),
-                         f"{sample.image} has EXIF orientation {image.exif_orientation}: ignored"))
+                         f"{sample.image} has EXIF orientation {image.exif_orientation}: read upright",
+                         {"orientation": image.exif_orientation}))
 
 
 def _same_aspect(image_size: tuple[int, int], mask_size: tuple[int, int]) -> bool:
@@ -410,7 +464,7 @@ def _size_ok(sample: Sample, image_size: tuple[int, int], mask_size: tuple[int, 
         return True
     sizes = f"image {image_size[0]}×{image_size[1]}, mask {mask_size[0]}×{mask_size[1]}"
     if _same_aspect(image_size, mask_size):
-        report.add(Issue("mask_resized", str(sample.mask), f"{sample.mask}: {sizes}; resized with nearest neighbour"))
+        report.add(Issue("mask_resized", str(sample.mask), f"{sample.mask}: {sizes}; resized with the mask rule"))
         return True
     report.add(Issue("size_mismatch", str(sample.mask), f"{sample.mask} does not fit {sample.image} ({sizes})"))
     return False
@@ -421,6 +475,9 @@ _MASK_ENCODING_KINDS = {"max-colour": "colour_mask", "alpha": "alpha_mask", "pal
 
 def _mask_notes(sample: Sample, mask: Any, report: DataReport) -> None:
     path = str(sample.mask)
+    if mask.exif_orientation != 1:
+        report.add(Issue("exif_orientation", path, f"{path} has EXIF orientation {mask.exif_orientation}: read upright",
+                         {"orientation": mask.exif_orientation}))
     if mask.lossy:
         report.add(Issue("lossy_mask", path, f"{path} is {mask.format} (lossy): threshold {mask.threshold:g}"))
     if mask.n_values > 2:
@@ -432,6 +489,11 @@ def _mask_notes(sample: Sample, mask: Any, report: DataReport) -> None:
         report.add(Issue("high_bit_depth_mask", path, f"{path}: {mask.mode} mask, binarised before scaling"))
     if mask.mode == "1":
         report.add(Issue("bilevel_mask", path, f"{path}: 1-bit mask"))
+    if sample.role in (TRAIN_GOOD, TEST_GOOD):
+        if mask.n_positive:
+            report.add(Issue("good_with_defect_mask", path, f"{path} marks {mask.n_positive} defect pixel(s) of good "
+                                                            f"image {sample.image}; mask ignored"))
+        return
     if mask.n_positive == 0:
         kind = "empty_generated_mask" if sample.role == GENERATED else "empty_defect_mask"
         report.add(Issue(kind, path, f"{path} is all zero"))
@@ -465,7 +527,7 @@ def _row(v: _Verified, dataset: str, generator: str) -> dict[str, Any]:
         "source": s.source,
         "defect": s.defect,
         "image": os.path.abspath(s.image),
-        "mask": os.path.abspath(s.mask) if s.mask is not None else "",
+        "mask": os.path.abspath(s.mask) if s.mask is not None and s.role in (DEFECT, GENERATED) else "",
         "label": int(s.role in (DEFECT, GENERATED)),
         "index_in_defect": s.index,
         "n_in_defect": s.n,

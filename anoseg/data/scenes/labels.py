@@ -125,12 +125,12 @@ def kitti_target(rgb: np.ndarray, ignore_invalid: bool = True) -> np.ndarray:
 
 
 def _open(path: str | Path):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as handle:
             handle.load()
-            return handle.copy()
+            return ImageOps.exif_transpose(handle)  # upright, as read_image reads the image it labels
     except FileNotFoundError:
         raise AnosegError(f"label file not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

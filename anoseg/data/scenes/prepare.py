@@ -167,12 +167,18 @@ def _select(pairs: list[ScenePair], requested: list[str] | None, expected: list[
 
 
 def _inspect(path: Path) -> tuple[str, tuple[int, int]]:
-    """Mode and size from the header, then a structural check of the whole file (PNG chunk CRCs, truncation)."""
+    """Mode and upright size (EXIF orientation applied, as every reader does) from the header, then a structural
+    check of the whole file (PNG chunk CRCs, truncation)."""
     from PIL import Image
+
+    from anoseg.data.images import exif_orientation
 
     with Image.open(path) as handle:
         mode, size = handle.mode, handle.size
         handle.verify()
+    with Image.open(path) as handle:  # verify() must come first and leaves the handle unusable
+        if exif_orientation(handle) in (5, 6, 7, 8):  # these orientations swap width and height
+            size = size[::-1]
     return mode, size
 
 
