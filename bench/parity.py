@@ -24,10 +24,16 @@ no worker processes, and scikit-learn ≥ 1.8's ``confusion_matrix_at_thresholds
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import importlib
 import json
+import math
+import os
+import statistics
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -211,17 +217,184 @@ def record_trace(reference: Path, out: Path) -> dict:
     return trace
 
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Over seeds: per-category LFD, anoseg vs the authors, same data and budget
+
+METRICS = ("pixel_ap", "pixel_f1max", "iou", "pixel_auroc", "image_auroc")
+REFERENCE_CSV_ROWS = {"ap_px": "pixel_ap", "f1_px": "pixel_f1max", "iou_px": "iou", "auroc_px": "pixel_auroc",
+                      "auroc_sp": "image_auroc"}
+
+
+def make_bench_data(root: Path, size: int) -> tuple[Path, Path]:
+    """anoseg's demo data (``anoseg synth``) with every image and mask resized to ``size``² on disk.
+
+    Native-size files make anoseg's ``clean`` masks and the authors' bilinear-then-truncate masks the same binary
+    masks, so the comparison measures training and evaluation, not the (documented) mask protocol.
+    """
+    from PIL import Image
+
+    from anoseg.data.images import is_image_file
+    from anoseg.data.synth import make_demo_data
+
+    paths = make_demo_data(root, seed=0)
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p)):
+        image = Image.open(file)
+        is_mask = file.parent.name == "mask" or "ground_truth" in file.parts
+        if is_mask:
+            image = image.convert("L").point(lambda v: 255 if v > 127 else 0)
+        resample = Image.Resampling.NEAREST if is_mask else Image.Resampling.BILINEAR
+        image.resize((size, size), resample).save(file)
+    return Path(paths["data_root"]), Path(paths["generated_root"])
+
+
+ANOSEG_RECIPE = """\
+name: parity_bench
+layout: mvtec_ad
+data_root: {data_root}
+generated_root: {generated_root}
+generator: seas
+categories: [{categories}]
+image_size: [{size}, {size}]
+train:
+  epochs: {epochs}
+  eval_epoch: null
+  checkpoint_every: {epochs}
+  workers: 0
+"""
+
+
+def run_anoseg(recipe, output: Path, category: str, seed: int, protocol: str) -> dict[str, float]:
+    """Train anoseg's LFD on one category with one seed (the recipe's defaults) and evaluate the last epoch."""
+    from anoseg.engine.evaluate import EvalJob, evaluate
+    from anoseg.engine.train import TrainJob, train
+
+    common = {"recipe": recipe, "model": "lfd", "category": category, "generator": "seas", "output": output,
+              "device": "cpu"}
+    train(TrainJob(**common, seed=seed, backbone_weights="none", fresh=True))
+    metrics = evaluate(EvalJob(**common, protocol=protocol, overlays=0))
+    return {m: 100.0 * metrics["categories"][category][m] for m in METRICS}
+
+
+def run_reference(ref, data_root: Path, generated_root: Path, out: Path, category: str, seed: int, size: int,
+                  epochs: int) -> dict[str, float]:
+    """Train and test the authors' LFD (their ``_train`` and ``test``) on one category with one seed."""
+    cfg = reference_config(data_root, generated_root, out, size, epochs, epochs)
+    ref.mvtec._CLASSNAMES = [category]  # their test() loops over this list
+    (out / "results").mkdir(parents=True, exist_ok=True)  # their main script makes this folder
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        ref.utils.setup_seed(seed)
+        runner = ref.lfd.LFD(cfg)
+        runner._train("mvtec_ad", category)
+        runner.test()
+    with open(out / "results" / f"metrics_epoch_{epochs}.csv", newline="") as f:
+        rows = {row[0]: row[1:] for row in csv.reader(f)}
+    column = rows["class_name"].index(category)
+    return {REFERENCE_CSV_ROWS[key]: float(values[column]) for key, values in rows.items() if key in REFERENCE_CSV_ROWS}
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch's two-sample t statistic and two-sided p-value (scipy.stats.ttest_ind, equal_var=False)."""
+    from scipy.stats import ttest_ind
+
+    if len(a) < 2 or len(b) < 2 or (statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0):
+        return math.nan, math.nan
+    result = ttest_ind(a, b, equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def summarise(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
+    """A Markdown table: per category and metric, mean ± std (sample std) of each side, difference, Welch t and p."""
+    sides = list(results)
+    head = "| category | metric | " + " | ".join(f"{s} (mean ± std, n)" for s in sides)
+    head += " | difference | Welch t | p |" if len(sides) == 2 else " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    categories = list(next(iter(results.values())))
+    for category in categories:
+        for metric in METRICS:
+            cells = []
+            for side in sides:
+                values = results[side][category][metric]
+                std = statistics.stdev(values) if len(values) > 1 else math.nan
+                cells.append(f"{statistics.mean(values):.1f} ± {std:.1f} ({len(values)})")
+            row = f"| {category} | {metric} | " + " | ".join(cells)
+            if len(sides) == 2:
+                a, b = (results[s][category][metric] for s in sides)
+                t, p = welch(a, b)
+                row += f" | {statistics.mean(a) - statistics.mean(b):+.1f} | {t:.2f} | {p:.2f}"
+            lines.append(row + " |")
+    return "\n".join(lines)
+
+
+def run_seeds(args: argparse.Namespace) -> dict:
+    """The over-seeds comparison (see the module docstring); prints the table and returns all per-run numbers."""
+    from anoseg.recipes import load_recipe
+    from anoseg.stages import run_prepare
+
+    work = Path(tempfile.mkdtemp(prefix="anoseg-parity-"))
+    if args.data_root:
+        data_root, generated_root = args.data_root, args.generated
+    else:
+        data_root, generated_root = make_bench_data(work / "data", args.size)
+    categories = args.categories.split(",") if args.categories else sorted(
+        p.name for p in data_root.iterdir() if (p / "ground_truth").is_dir())
+    recipe_file = work / "parity_bench.yaml"
+    recipe_file.write_text(ANOSEG_RECIPE.format(data_root=data_root, generated_root=generated_root.parent,
+                                                categories=", ".join(categories), size=args.size,
+                                                epochs=args.epochs))
+    recipe = load_recipe(recipe_file)
+    output = work / "outputs"
+    run_prepare(recipe, generated=generated_root, categories=categories, output=output)
+    ref = reference_lfd(args.reference) if args.reference else None
+    sides = ["anoseg"] + (["authors"] if ref else [])
+    results = {side: {c: {m: [] for m in METRICS} for c in categories} for side in sides}
+    runs = []
+    for seed in args.seeds:
+        for category in categories:
+            for side in sides:  # interleaved, so machine load affects both sides alike
+                started = time.perf_counter()
+                if side == "anoseg":
+                    scores = run_anoseg(recipe, output, category, seed, args.protocol)
+                else:
+                    scores = run_reference(ref, data_root, generated_root, work / "reference" / f"{seed}-{category}",
+                                           category, seed, args.size, args.epochs)
+                for metric in METRICS:
+                    results[side][category][metric].append(scores[metric])
+                runs.append({"side": side, "category": category, "seed": seed, **scores,
+                             "seconds": time.perf_counter() - started})
+                print(f"{side:7s} {category:10s} seed {seed}: " + "  ".join(f"{m} {scores[m]:.1f}" for m in METRICS)
+                      + f"  ({runs[-1]['seconds']:.0f} s)", flush=True)
+    print()
+    print(f"LFD per category, {args.epochs} epochs, {args.size}², batch 8, random init, seeds {args.seeds}"
+          f" (anoseg protocol {args.protocol}); metrics in %")
+    print(summarise(results))
+    return {"epochs": args.epochs, "size": args.size, "seeds": args.seeds, "runs": runs, "results": results}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, help="local checkout of HUST-SLOW/LFD (the authors' code)")
     parser.add_argument("--record-trace", type=Path, help="write the step-parity trace JSON here and stop")
+    parser.add_argument("--data-root", type=Path, help="MVTec-layout data (default: anoseg's demo data, resized)")
+    parser.add_argument("--generated", type=Path, help="SeaS-layout pairs <generated>/<category>/<defect>/...")
+    parser.add_argument("--categories", help="comma-separated (default: every category)")
+    parser.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--size", type=int, default=160, help="image side (a multiple of 32)")
+    parser.add_argument("--protocol", default="clean", choices=["clean", "lfd-compat"], help="anoseg's eval protocol")
+    parser.add_argument("--json", type=Path, help="also write every run's numbers here")
     args = parser.parse_args(argv)
+    if (args.data_root is None) != (args.generated is None):
+        parser.error("--data-root and --generated go together")
     if args.record_trace:
         if args.reference is None:
             parser.error("--record-trace needs --reference")
         trace = record_trace(args.reference, args.record_trace)
         print(f"wrote {args.record_trace}: {len(trace['loss'])} iterations, losses {trace['loss']}")
         return
+    report = run_seeds(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":
