@@ -137,3 +137,19 @@ def test_loss_at_every_iteration_equals_the_authors(replay):
 
 def test_weights_after_training_equal_the_authors(replay):
     assert _checksums_close(replay["final"], TRACE["final"], rtol=1e-5) == []
+
+
+@pytest.mark.parametrize(("model", "sizes"), [("lfd", [8, 8, 3]), ("bisenetv2", [8, 8])])
+def test_only_lfd_keeps_the_last_partial_batch(model, sizes):
+    # LFD's authors keep it; the other models' authors drop it (BatchNorm behind global pooling needs batch > 1)
+    from types import SimpleNamespace
+
+    from anoseg.recipes import TrainSettings
+
+    job = SimpleNamespace(model=model, seed=0, recipe=SimpleNamespace(train=TrainSettings(batch_size=8, workers=0)))
+    fabric = SimpleNamespace(world_size=1, device=torch.device("cpu"))
+    loader = train_module._loader(torch.utils.data.TensorDataset(torch.arange(19)), job, 0, fabric)
+    assert [len(batch) for (batch,) in loader] == sizes
+    keep = train_module.keeps_partial_batch(model)
+    assert train_module._batches_per_epoch(19, 8, 1, keep) == len(sizes)
+    assert train_module._batches_per_epoch(19, 8, 2, train_module.keeps_partial_batch(model, 2)) == 1  # DDP drops
