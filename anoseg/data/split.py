@@ -112,6 +112,11 @@ ISSUE_KINDS: dict[str, IssueKind] = {
     "visa_no_defect_types": IssueKind(29, WARNING, "VisA categories without image_anno.csv: defect type 'bad'"),
     "visa_defect_fallback": IssueKind(29, INFO, "VisA anomalies without a defect type in image_anno.csv: 'bad'"),
     "validation_ignored": IssueKind(30, INFO, "MVTec 3D validation/ folders not used"),
+    "unused_folder": IssueKind(None, INFO, "folders the protocol does not use (no ground truth, or tuning only)"),
+    "fixed_split": IssueKind(None, INFO, "images split by the dataset's own train/test (or a test list), not by "
+                                         "the 1/3 rule"),
+    "image_level_defect": IssueKind(None, WARNING, "defect type(s) without masks: test only, scored at image level "
+                                                   "(left out of pixel metrics and IoU)"),
 }
 
 
@@ -140,6 +145,11 @@ def assign_split(role: str, index: int, n: int) -> str:
     if role == DEFECT:
         return "train" if index < n_train(n) else "test"
     raise ValueError(f"unknown sample role {role!r}")
+
+
+def sample_split(sample: Sample) -> str:
+    """The split of a sample: the one its dataset fixes (``Sample.split``), else ``assign_split``'s rule."""
+    return sample.split or assign_split(sample.role, sample.index, sample.n)
 
 
 def natural_key(name: str) -> list[Any]:
@@ -359,7 +369,7 @@ def _check_folders(scans: list[CategoryScan], report: DataReport) -> None:
                     report.add(Issue("unsorted_names", str(folder.path),
                                      f"{folder.path}: text order puts {folder.names[first]!r} where numeric order "
                                      f"has {numeric[first]!r}; the 1/3 split keeps text order (as LFD)"))
-            if folder.role == DEFECT and 0 < len(folder.names) < 3:
+            if folder.role == DEFECT and not folder.fixed_split and 0 < len(folder.names) < 3:
                 report.add(Issue("few_anomalies", str(folder.path),
                                  f"{scan.category}/{folder.defect}: n = {len(folder.names)} → 0 train / "
                                  f"{len(folder.names)} test; a SeaS generator was trained on "
@@ -506,7 +516,7 @@ def _check_duplicates(verified: list[_Verified], report: DataReport) -> None:
     for v in verified:
         by_digest[v.digest].append(v)
     for group in by_digest.values():
-        splits = {assign_split(v.sample.role, v.sample.index, v.sample.n) for v in group}
+        splits = {sample_split(v.sample) for v in group}
         if len(splits) > 1:
             names = sorted(str(v.sample.image) for v in group)
             report.add(Issue("cross_split_duplicate", names[0], f"identical images in train and test: "
@@ -523,7 +533,7 @@ def _row(v: _Verified, dataset: str, generator: str) -> dict[str, Any]:
         "dataset": dataset,
         "generator": generator if s.role == GENERATED else "",  # real rows must not depend on the generator
         "category": s.category,
-        "split": assign_split(s.role, s.index, s.n),
+        "split": sample_split(s),
         "source": s.source,
         "defect": s.defect,
         "image": os.path.abspath(s.image),
@@ -561,10 +571,17 @@ def _defect_counts(scans: list[CategoryScan], df: pd.DataFrame, role: str,
                 continue
             key = (folder.category, folder.defect)
             n = len(folder.names)
+            previous = out.get(folder.category, {}).get(folder.defect)
+            if previous is not None:  # one defect type in several folders (KolektorSDD2's train/ and test/)
+                n += previous["n"]
             if role == GENERATED:
                 entry = {"n": n, "pairs": used[(*key, "train")], "empty_masks": empty[key]}
             else:
-                entry = {"n": n, "n_train": n_train(n), "train": used[(*key, "train")], "test": used[(*key, "test")]}
+                fixed = folder.fixed_split or bool(previous and previous.get("fixed_split"))
+                entry = {"n": n, "n_train": used[(*key, "train")] if fixed else n_train(n),
+                         "train": used[(*key, "train")], "test": used[(*key, "test")]}
+                if fixed:
+                    entry["fixed_split"] = True
             entry["dropped"] = n - sum(used[(*key, split)] for split in ("train", "test"))
             out.setdefault(folder.category, {})[folder.defect] = entry
     return out

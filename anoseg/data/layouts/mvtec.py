@@ -1,0 +1,95 @@
+"""MVTec AD and look-alikes (VisA_type, SeaS-reorganised MVTec 3D AD, MPDD); MVTec 3D AD (protocol.md §1.1, §1.3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anoseg.data.layouts.base import (
+    DEFECT,
+    GOOD,
+    TEST_GOOD,
+    TRAIN_GOOD,
+    CategoryScan,
+    defect_folder,
+    good_folder,
+    list_dirs,
+)
+
+
+def mvtec_categories(root: Path) -> list[str]:
+    """Sorted category folders of an MVTec-style root."""
+    # a category is a folder holding train/, test/ or ground_truth/ (skips stray folders such as docs/)
+    return [name for name in list_dirs(root)
+            if any((root / name / sub).is_dir() for sub in ("train", "test", "ground_truth"))]
+
+
+class MVTecAD:
+    """``<cat>/{train/good, test/<d>, ground_truth/<d>}``; masks ``NNN_mask`` (MVTec AD) or ``NNN`` (VisA_type)."""
+
+    name = "mvtec_ad"
+
+    def __init__(self, root: Path, variant: str = "mvtec_ad") -> None:
+        self.root = Path(root)
+        self.variant = variant
+
+    def categories(self) -> list[str]:
+        return mvtec_categories(self.root)
+
+    def scan(self, category: str) -> CategoryScan:
+        scan = CategoryScan(category, self.variant)
+        base = self.root / category
+        good_folder(scan, TRAIN_GOOD, base / "train" / GOOD)
+        good_folder(scan, TEST_GOOD, base / "test" / GOOD)
+        test_types = list_dirs(base / "test")
+        mask_types = list_dirs(base / "ground_truth")
+        if GOOD in mask_types:
+            scan.issue("ground_truth_good", base / "ground_truth" / GOOD,
+                       f"ignored {base / 'ground_truth' / GOOD}: 'good' is never a defect type")
+        for defect in sorted((set(test_types) | set(mask_types)) - {GOOD}):
+            defect_folder(scan, defect, DEFECT, base / "test" / defect, base / "ground_truth" / defect)
+        return scan
+
+
+class MVTec3DAD:
+    """Original ``<cat>/{train/good/rgb, test/<d>/{rgb, gt}}`` or, detected per category by the absence of ``rgb/``
+    folders, the SeaS-reorganised copy read like MVTec AD with same-name masks (§6 #30). ``validation/`` and ``xyz/``
+    are not used."""
+
+    name = "mvtec_3d_ad"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def categories(self) -> list[str]:
+        return mvtec_categories(self.root)
+
+    def is_original(self, category: str) -> bool:
+        base = self.root / category
+        return (base / "train" / GOOD / "rgb").is_dir() or any(
+            (base / "test" / d / "rgb").is_dir() for d in list_dirs(base / "test"))
+
+    def scan(self, category: str) -> CategoryScan:
+        if not self.is_original(category):
+            return MVTecAD(self.root, variant="mvtec_3d_ad_reorg").scan(category)
+        scan = CategoryScan(category, "mvtec_3d_ad")
+        base = self.root / category
+        good_folder(scan, TRAIN_GOOD, base / "train" / GOOD / "rgb")
+        good_folder(scan, TEST_GOOD, base / "test" / GOOD / "rgb")
+        if (base / "validation").is_dir():
+            scan.issue("validation_ignored", base / "validation", f"not used by the protocol: {base / 'validation'}")
+        for defect in list_dirs(base / "test"):
+            if defect != GOOD:
+                defect_folder(scan, defect, DEFECT, base / "test" / defect / "rgb", base / "test" / defect / "gt")
+        return scan
+
+
+
+
+class MPDD(MVTecAD):
+    """MPDD (metal parts): MVTec AD's tree and mask names (``ground_truth/<d>/NNN_mask.png``), so MVTec AD's reader;
+    its own name so that the data report and recipes say which dataset it is."""
+
+    name = "mpdd"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, variant="mpdd")
