@@ -89,6 +89,7 @@ def main(debug: bool) -> None:
     Stages, each writing files the next one reads:
       synth     write the built-in demo dataset (MVTec layout + generated pairs)
       generate  make defect image/mask pairs from train/good (perlin, cutpaste)
+      init      show what a folder of your own images holds and how it would split
       prepare   split real + generated data into a manifest (LFD protocol)
       train     fit a segmenter (lfd, sanet_*, liteseg_*, lednet, sfnet_lite_*, ...)
       eval      image/pixel AUROC, AP, F1-max and IoU on the test split
@@ -128,16 +129,35 @@ def synth(out: Path, seed: int) -> None:
 @click.option("--mask-threshold", type=int,
               help="Mask pixels above this value are defect (default: > 0; 127 for JPEG).")
 @click.option("--drop-empty-generated", is_flag=True, help="Leave out generated pairs whose mask is empty.")
-def prepare(recipe, data_root, generated, generator, category, output, seed, lenient, mask_threshold,
-            drop_empty_generated) -> None:
+@click.option("--layout", help="Dataset layout (folder = your own images, see README). Without --recipe: the "
+              "recipe of that name.")
+@click.option("--dry-run", is_flag=True, help="Show what was found and the split that would result; write nothing.")
+@click.pass_context
+def prepare(ctx, recipe, data_root, generated, generator, category, output, seed, lenient, mask_threshold,
+            drop_empty_generated, layout, dry_run) -> None:
     """Split real and generated data into a manifest (train: generated + first 1/3 per defect type + train/good)."""
     from anoseg.stages import run_prepare
 
     if generated is not None and generator is None:
         generator = generated.name
-    rec = _load(recipe, data_root=data_root, generator=generator)
+    if layout and ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
+        recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
+    rec = _load(recipe, data_root=data_root, generator=generator, layout=layout)
     run_prepare(rec, generated=generated, categories=_csv(category), output=output, strict=not lenient,
-                mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated)
+                mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated, dry_run=dry_run)
+
+
+@main.command()
+@click.argument("data_root", type=click.Path(path_type=Path))
+@click.option("--layout", default="folder", show_default=True, help="Dataset layout of DATA_ROOT.")
+def init(data_root, layout) -> None:
+    """Show what DATA_ROOT holds (categories, defect types, counts, the split) and its first problems; write nothing."""
+    from anoseg.log import console
+    from anoseg.stages import run_prepare
+
+    rec = _load(layout, data_root=data_root, layout=layout)
+    run_prepare(rec, generated=None, categories=None, output=Path("outputs"), dry_run=True)
+    console.print(f"next: anoseg prepare --layout {layout} --data-root {data_root}", highlight=False)
 
 
 def _train_options(func):

@@ -12,8 +12,11 @@ from anoseg.recipes import Recipe
 
 
 def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str] | None, output: Path,
-                strict: bool = True, mask_threshold: int | None = None, drop_empty_generated: bool = False) -> Path:
-    """Validate the data, apply the split, write the manifest and data report atomically; print the counts."""
+                strict: bool = True, mask_threshold: int | None = None, drop_empty_generated: bool = False,
+                dry_run: bool = False) -> Path | None:
+    """Validate the data, apply the split, write the manifest and data report atomically; print the counts.
+
+    ``dry_run``: read and check everything leniently, print what was found and the split, write nothing (None)."""
     from rich.progress import Progress
 
     from anoseg.data.manifest import count_table, write_manifest
@@ -30,9 +33,14 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
             frame, report = build_manifest(
                 dataset=recipe.name, layout=recipe.layout, data_root=recipe.data_root,
                 categories=categories, expected_categories=list(recipe.categories) or None, generated_root=generated,
-                generator=recipe.generator, strict=strict, mask_threshold=mask_threshold,
+                generator=recipe.generator, strict=strict and not dry_run, mask_threshold=mask_threshold,
                 drop_empty_generated=drop_empty_generated, image_size=recipe.image_size,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if dry_run and recipe.task == "anomaly":
+        from anoseg.data.overview import print_overview
+
+        print_overview(report, console, f"{recipe.name} / {recipe.generator} ({recipe.data_root})")
+        return None
     target = manifest_path(output, recipe.name, recipe.generator)
     write_manifest(frame, target)
     write_json(data_report_path(output, recipe.name, recipe.generator), report)

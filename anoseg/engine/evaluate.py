@@ -88,10 +88,13 @@ def evaluate(job: EvalJob) -> dict:
             maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
                                 job.batch_size)
             masks = np.asarray(cached.masks)
+            # defects without masks (folder layout) are labelled at image level only: no pixel metrics, no IoU
+            image_only = (cached.rows["label"].to_numpy() == 1) & (cached.rows["mask"].to_numpy() == "")
             result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol),
-                                     image_labels=protocols.image_label(masks, protocol),
-                                     iou_masks=protocols.iou_mask(masks, protocol))
-            empty = int(((cached.rows["label"].to_numpy() == 1) & ~protocols.image_label(masks, protocol)).sum())
+                                     image_labels=protocols.image_label(masks, protocol) | image_only,
+                                     iou_masks=protocols.iou_mask(masks, protocol), pixel_valid=~image_only)
+            empty = int(((cached.rows["label"].to_numpy() == 1) & ~image_only
+                         & ~protocols.image_label(masks, protocol)).sum())
             if empty:
                 result["warnings"].append(f"{empty} defect image(s) have an empty mask at this size; scored as normal")
             warnings += [f"{category}: {w}" for w in result.pop("warnings")]

@@ -221,6 +221,7 @@ def anomaly_metrics(
     gt_masks: npt.ArrayLike,
     image_labels: npt.ArrayLike | None = None,
     iou_masks: npt.ArrayLike | None = None,
+    pixel_valid: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """The seven metrics of one category plus counts: one ``categories`` entry of metrics.json (+ ``warnings``).
 
@@ -234,6 +235,9 @@ def anomaly_metrics(
         gt_masks: (N, H, W) pixel labels, non-zero = anomalous.
         image_labels: (N,) image labels, non-zero = anomalous; default ``gt_masks.any((1, 2))``.
         iou_masks: (N, H, W) masks for IoU; default ``gt_masks``.
+        pixel_valid: (N,) which images have pixel ground truth (default all). The others (anomalies labelled only
+            at image level, e.g. a defect type without masks) count for the image metrics and are left out of the
+            pixel metrics and IoU.
 
     Returns:
         ``image_auroc, image_ap, image_f1max, pixel_auroc, pixel_ap, pixel_f1max, iou`` (fractions, ``None`` when
@@ -262,6 +266,9 @@ def anomaly_metrics(
             raise ValueError(f"image_labels has {labels.size} entries for {n_images} images")
     iou_labels = pixel_labels if iou_masks is None else _as_bool(iou_masks)
     _check_maps("iou_masks", iou_labels, scores.shape)
+    valid = np.ones(n_images, bool) if pixel_valid is None else _as_bool(pixel_valid).ravel()
+    if valid.shape != (n_images,):
+        raise ValueError(f"pixel_valid has {valid.size} entries for {n_images} images")
 
     warnings: list[str] = []
     image_scores = scores.reshape(per_image).max(axis=1) if n_images else np.empty(0, scores.dtype)
@@ -269,14 +276,14 @@ def anomaly_metrics(
     if image["reason"]:
         reason = _undefined_reason(image["n_positive"], image["n"] - image["n_positive"], "test image")
         warnings.append(f"image-level AUROC/AP/F1-max undefined: {reason}")
-    pixel = binary_metrics(scores, pixel_labels)
+    pixel = binary_metrics(scores[valid], pixel_labels[valid])
     if pixel["reason"]:
         reason = _undefined_reason(pixel["n_positive"], pixel["n"] - pixel["n_positive"], "test pixel")
         warnings.append(f"pixel-level AUROC/AP/F1-max undefined: {reason}")
 
-    has_iou_mask = iou_labels.reshape(per_image).any(axis=1)
+    has_iou_mask = iou_labels.reshape(per_image).any(axis=1) & valid
     ious = [best_iou(scores[i], iou_labels[i]) for i in np.flatnonzero(has_iou_mask)]
-    left_out = int(np.count_nonzero(labels & ~has_iou_mask))
+    left_out = int(np.count_nonzero(labels & ~has_iou_mask & valid))
     if left_out:
         warnings.append(f"{left_out} anomalous image(s) have an empty IoU mask and are left out of the IoU mean")
     if not ious:
@@ -292,7 +299,7 @@ def anomaly_metrics(
         "iou": float(np.mean(ious)) if ious else None,
         "n_images": n_images,
         "n_anomalous_images": int(np.count_nonzero(labels)),
-        "n_pixels": int(scores.size),
+        "n_pixels": int(scores[valid].size),
         "n_anomalous_pixels": pixel["n_positive"],
         "n_iou_images": len(ious),
         "pixel_threshold": pixel["threshold"],
