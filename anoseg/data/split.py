@@ -115,6 +115,7 @@ ISSUE_KINDS: dict[str, IssueKind] = {
     "unused_folder": IssueKind(None, INFO, "folders the protocol does not use (no ground truth, or tuning only)"),
     "fixed_split": IssueKind(None, INFO, "images split by the dataset's own train/test (or a test list), not by "
                                          "the 1/3 rule"),
+    "extra_masks": IssueKind(None, WARNING, "images with several mask files: only the first (0000) is used"),
     "image_level_defect": IssueKind(None, WARNING, "defect type(s) without masks: test only, scored at image level "
                                                    "(left out of pixel metrics and IoU)"),
 }

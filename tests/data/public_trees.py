@@ -107,4 +107,49 @@ def folder_single(root: Path) -> Path:
     return root
 
 
-TREES = {"mvtec_ad_2": mvtec_ad_2, "mpdd": mpdd, "btad": btad, "ksdd2": ksdd2, "folder": folder}
+def autovi(root: Path) -> Path:
+    """MVTec's tree with one mask folder per anomalous image: ``ground_truth/<d>/<stem>/0000.png``; grayscale
+    images in one category (as some AutoVI classes)."""
+    for category, mode in (("pipe_clip", "RGB"), ("tank_screw", "L")):
+        base = root / category
+        for i in range(4):
+            write_image(base / "train/good" / f"{i:04d}.png", mode=mode)
+        for i in range(2):
+            write_image(base / "test/good" / f"{i:04d}.png", mode=mode)
+        for defect in ("unclipped", "operator_hand") if category == "pipe_clip" else ("missing",):
+            for i in range(3):
+                write_image(base / "test" / defect / f"{i:04d}.png", mode=mode)
+                write_mask(base / "ground_truth" / defect / f"{i:04d}" / "0000.png")
+    return root
+
+
+def kolektorsdd(root: Path) -> Path:
+    """``kosNN/PartN.jpg`` + ``PartN_label.bmp`` beside each; Part2 of every kos folder is defective."""
+    size = (16, 40)
+    for kos in range(1, 4):
+        for part in range(5):
+            folder = root / f"kos{kos:02d}"
+            write_image(folder / f"Part{part}.jpg", size)
+            write_mask(folder / f"Part{part}_label.bmp", size, value=255 if part == 2 else 0)
+    return root
+
+
+def bmad(root: Path) -> Path:
+    """``<cat>/{train/good, valid/..., test/{good,Ungood}/{img,label}}``, grayscale scans, same-name masks (empty
+    ones for test/good)."""
+    for category in ("Brain", "Liver"):
+        base = root / category
+        for i in range(4):
+            write_image(base / "train/good" / f"{i:05d}.png", mode="L")
+        for split in ("valid", "test"):
+            for i in range(2):
+                write_image(base / split / "good/img" / f"{i:05d}.png", mode="L")
+                write_mask(base / split / "good/label" / f"{i:05d}.png", value=0)
+            for i in range(3 if split == "test" else 1):
+                write_image(base / split / "Ungood/img" / f"{100 + i:05d}.png", mode="L")
+                write_mask(base / split / "Ungood/label" / f"{100 + i:05d}.png")
+    return root
+
+
+TREES = {"mvtec_ad_2": mvtec_ad_2, "mpdd": mpdd, "btad": btad, "ksdd2": ksdd2, "autovi": autovi,
+         "kolektorsdd": kolektorsdd, "bmad": bmad, "folder": folder}

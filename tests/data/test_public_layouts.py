@@ -84,6 +84,42 @@ def test_ksdd2_image_without_gt(tmp_path):
         build(root, "ksdd2")
 
 
+def test_autovi_one_mask_folder_per_image(tmp_path):
+    root = trees.autovi(tmp_path / "autovi")
+    df, report = build(root, "autovi")
+    assert report["categories"] == ["pipe_clip", "tank_screw"]
+    assert sorted(report["defects"]["pipe_clip"]) == ["operator_hand", "unclipped"]
+    assert all(Path(r["mask"]).parent.name == Path(r["image"]).stem and Path(r["mask"]).name == "0000.png"
+               for r in rows_of(df, label=1))
+    assert split_of(df, category="tank_screw", defect="missing") == [("0000.png", "train"), ("0001.png", "test"),
+                                                                      ("0002.png", "test")]
+    write_image(root / "pipe_clip/ground_truth/unclipped/0001/0001.png")  # a second mask: reported, not used
+    (root / "pipe_clip/ground_truth/unclipped/0002/0000.png").unlink()
+    with pytest.raises(AnosegError, match=r"unclipped/0002\.png"):
+        build(root, "autovi")
+    df, report = build(root, "autovi", strict=False)
+    assert report["issues"]["extra_masks"]["count"] == 1 and len(rows_of(df, defect="unclipped")) == 2
+
+
+def test_kolektorsdd_positives_from_masks_and_the_one_third_rule(tmp_path):
+    df, report = build(trees.kolektorsdd(tmp_path / "ksdd"), "kolektorsdd")
+    assert report["categories"] == ["kolektorsdd"] and "unsorted_names" not in report["issues"]
+    defects = sorted((Path(r["image"]).parent.name, r["split"]) for r in rows_of(df, defect="defect"))
+    assert defects == [("kos01", "train"), ("kos02", "test"), ("kos03", "test")]
+    good = rows_of(df, defect="good")
+    assert len(good) == 12 and sum(r["split"] == "test" for r in good) == 2 and all(r["mask"] == "" for r in good)
+
+
+def test_bmad_img_label_folders(tmp_path):
+    df, report = build(trees.bmad(tmp_path / "bmad"), "bmad")
+    assert report["categories"] == ["Brain", "Liver"] and set(df["defect"]) == {"good", "Ungood"}
+    assert not any("/valid/" in p for p in df["image"]) and report["issues"]["unused_folder"]["count"] == 2
+    assert all(Path(r["mask"]).parent.name == "label" for r in rows_of(df, defect="Ungood"))
+    assert all(r["mask"] == "" for r in rows_of(df, defect="good", split="test"))
+    assert split_of(df, category="Liver", defect="Ungood") == [("00100.png", "train"), ("00101.png", "test"),
+                                                               ("00102.png", "test")]
+
+
 def test_folder_layout_mask_conventions_and_image_level_defects(tmp_path):
     df, report = build(trees.folder(tmp_path / "mine"), "folder", strict=True)
     assert report["categories"] == ["connector", "pcb"]
@@ -145,3 +181,17 @@ def test_init_and_dry_run_show_the_split_and_write_nothing(tmp_path):
     assert "connector" in result.output and not output.exists()
     result = CliRunner().invoke(main, ["init", str(root), "--layout", "nope"])
     assert result.exit_code == 2 and "unknown" in result.output
+
+
+def test_folder_layout_with_generated_pairs_made_from_its_train_good(tmp_path):
+    from anoseg.data.generators import generate_pairs
+
+    root = trees.folder(tmp_path / "mine")
+    out = tmp_path / "generated" / "cutpaste"
+    summary = generate_pairs(method="cutpaste", layout="folder", data_root=root, categories=["pcb"], count=3,
+                             out=out, seed=0, textures=None, overwrite=False)
+    assert summary["categories"]["pcb"]["sources_used"] <= 8  # the 8 train/good images, never the 2 test ones
+    df, _ = build_manifest(dataset="t", layout="folder", data_root=root, categories=["pcb"],
+                                generated_root=out, generator="cutpaste", verbose=False)
+    generated = rows_of(df, source="generated")
+    assert len(generated) == 3 and all(r["split"] == "train" and r["category"] == "pcb" for r in generated)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from anoseg.data.layouts.autovi import AutoVI
 from anoseg.data.layouts.base import (
     DEFECT,
     GENERATED,
@@ -31,9 +32,11 @@ from anoseg.data.layouts.base import (
     list_images,
     pair_by_stem,
 )
+from anoseg.data.layouts.bmad import BMAD
 from anoseg.data.layouts.btad import BTAD
 from anoseg.data.layouts.folder import FolderLayout
 from anoseg.data.layouts.generated import Generated, resolve_generated_root
+from anoseg.data.layouts.kolektorsdd import KolektorSDD
 from anoseg.data.layouts.ksdd2 import KolektorSDD2
 from anoseg.data.layouts.mvtec import MPDD, MVTec3DAD, MVTecAD, mvtec_categories
 from anoseg.data.layouts.mvtec_ad_2 import MVTecAD2
@@ -48,11 +51,43 @@ from anoseg.data.layouts.visa import (
 from anoseg.errors import AnosegError
 
 __all__ = [
-    "BTAD", "DEFECT", "GENERATED", "GOOD", "LAYOUTS", "MASK_SUFFIX", "MPDD", "TEST_GOOD", "TRAIN_GOOD",
-    "VISA_FALLBACK_DEFECT", "VISA_SPLIT_CSV", "CategoryScan", "Folder", "FolderLayout", "Generated", "Issue",
-    "KolektorSDD2", "Layout", "MVTec3DAD", "MVTecAD", "MVTecAD2", "Sample", "VisASplitCSV", "defect_folder",
-    "good_folder", "list_dirs", "list_images", "mvtec_categories", "open_layout", "open_visa", "pair_by_stem",
-    "read_csv", "resolve_generated_root", "visa_defect_name",
+    "BMAD",
+    "BTAD",
+    "DEFECT",
+    "GENERATED",
+    "GOOD",
+    "LAYOUTS",
+    "MASK_SUFFIX",
+    "MPDD",
+    "TEST_GOOD",
+    "TRAIN_GOOD",
+    "VISA_FALLBACK_DEFECT",
+    "VISA_SPLIT_CSV",
+    "AutoVI",
+    "CategoryScan",
+    "Folder",
+    "FolderLayout",
+    "Generated",
+    "Issue",
+    "KolektorSDD",
+    "KolektorSDD2",
+    "Layout",
+    "MVTec3DAD",
+    "MVTecAD",
+    "MVTecAD2",
+    "Sample",
+    "VisASplitCSV",
+    "defect_folder",
+    "good_folder",
+    "list_dirs",
+    "list_images",
+    "mvtec_categories",
+    "open_layout",
+    "open_visa",
+    "pair_by_stem",
+    "read_csv",
+    "resolve_generated_root",
+    "visa_defect_name",
 ]
 
 #: layout name → reader factory (auto-detecting variants). The road/scene layouts live in ``anoseg.data.scenes``.
@@ -64,6 +99,9 @@ LAYOUTS: dict[str, Callable[[Path], Layout]] = {
     "mpdd": MPDD,
     "btad": BTAD,
     "ksdd2": KolektorSDD2,
+    "kolektorsdd": KolektorSDD,
+    "autovi": AutoVI,
+    "bmad": BMAD,
     "folder": FolderLayout,
 }
 

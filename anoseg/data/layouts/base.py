@@ -85,14 +85,16 @@ class CategoryScan:
         self.issues.append(Issue(kind, str(path), message))
 
     def add_folder(self, defect: str, role: str, path: Path, images: list[Path],
-                   usable: dict[Path, Path | None], splits: dict[Path, str] | None = None) -> None:
+                   usable: dict[Path, Path | None], splits: dict[Path, str] | None = None,
+                   names: list[str] | None = None) -> None:
         """Record a folder's sorted ``images``; those in ``usable`` (image → mask or None) become samples.
 
         ``splits`` (image → "train"/"test") fixes the split of every image of the folder (the 1/3 rule is then not
-        applied to it); None leaves the split to the protocol's rule.
+        applied to it); None leaves the split to the protocol's rule. ``names`` are the names the images are sorted
+        by, when that is not their file name (images gathered from several sub-folders: ``kos01/Part0.jpg``).
         """
-        self.folders.append(Folder(self.category, defect, role, path, tuple(p.name for p in images),
-                                   fixed_split=splits is not None))
+        names = names if names is not None else [p.name for p in images]
+        self.folders.append(Folder(self.category, defect, role, path, tuple(names), fixed_split=splits is not None))
         for index, image in enumerate(images):
             if image in usable:
                 split = splits.get(image) if splits is not None else None

@@ -17,7 +17,7 @@ conventions: normal / abnormal / mask directories).
     │   └── stain/                a defect type without any mask: image-level only
     └── connector/ ...
 
-Split (protocol.md §2.1, adapted to folders without a train/test level):
+Split (the protocol adapted to folders without a train/test level; docs/datasets.md):
 
 * defect types with masks: the 1/3 rule — the first ⌊n/3⌋ (sorted names) train, the rest test;
 * good images: every fifth image in name order (the 5th, 10th, ...) is ``test/good``, the others ``train/good``
