@@ -5,6 +5,7 @@ Heavy packages (torch, anomalib, pandas) are imported inside the commands so tha
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -173,6 +174,8 @@ def _train_options(func):
                      help="Lightning precision: 32-true, 16-mixed, bf16-mixed."),
         click.option("--backbone-weights", default="imagenet", show_default=True,
                      help="imagenet (torchvision's, if in the local torch cache), none, or a state-dict file."),
+        click.option("--download-weights", is_flag=True,
+                     help="Download missing ImageNet weights into the torch cache (never done otherwise)."),
         click.option("--augment", help="Comma list of joint image/mask augmentations. Anomaly recipes: hflip, vflip, "
                      "affine, color (default none, as the paper); road/scene: hflip, scale, brightness, color."),
         click.option("--workers", type=int, help="Data-loader worker processes. Default: the recipe's (2)."),
@@ -186,9 +189,12 @@ def _train_options(func):
 @main.command()
 @_train_options
 def train(recipe, model_name, category, generator, output, seed, epochs, batch_size, lr, image_size, device, devices,
-          precision, backbone_weights, augment, workers, resume, fresh) -> None:
+          precision, backbone_weights, download_weights, augment, workers, resume, fresh) -> None:
     """Train a segmenter on the prepared manifest, e.g. `anoseg train --model lfd --category bottle`."""
     from anoseg.stages import run_train
+
+    if download_weights:  # an environment variable reaches DDP worker processes too (anoseg.models.weights)
+        os.environ["ANOSEG_DOWNLOAD_WEIGHTS"] = "1"
 
     rec = _load(recipe, generator=generator, image_size=tuple(image_size) if image_size else None,
                 train__epochs=epochs, train__batch_size=batch_size, train__lr=lr, train__workers=workers,

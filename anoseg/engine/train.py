@@ -62,6 +62,7 @@ def train(job: TrainJob) -> Path:
 
     from anoseg.losses import build_loss
     from anoseg.models import create_model
+    from anoseg.models.weights import weights_provenance
 
     recipe, settings = job.recipe, job.recipe.train
     start_epoch, history, previous = _prepare_run_dir(job)
@@ -88,6 +89,9 @@ def train(job: TrainJob) -> Path:
                                  keeps_partial_batch(job.model, fabric.world_size))
     total = batches * settings.epochs
     meta = _meta(job, rows)
+    # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
+    meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
+                                else weights_provenance(model, job.backbone_weights))
 
     progress = _progress(fabric.global_rank == 0)
     task = progress.add_task("train", total=total, completed=start_epoch * batches, status="")

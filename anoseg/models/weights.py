@@ -1,15 +1,23 @@
-"""Backbone weights: ``--backbone-weights imagenet|none|PATH``, never downloaded from a hub at run time.
+"""Backbone weights: ``--backbone-weights imagenet|none|PATH``, and a true record of what was loaded.
 
-``imagenet`` uses torchvision's weights from the torch hub cache (``$TORCH_HOME/hub/checkpoints``), or downloads them
-there on a machine that can; when neither works, one warning is printed and the model stays randomly initialised.
-``PATH`` loads a state dict with ``weights_only=True`` and is strict about shapes.
+``imagenet`` uses torchvision's weights from the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and nothing else:
+no download is attempted (nor printed) unless the user asks for one (``anoseg train --download-weights``, i.e.
+``ANOSEG_DOWNLOAD_WEIGHTS=1``). When the weights are not there, one warning is printed and the model stays randomly
+initialised. ``PATH`` loads a state dict with ``weights_only=True`` and is strict about shapes.
+
+``weights_provenance(model, requested)`` says what a built model actually holds — ``imagenet``,
+``random (imagenet unavailable)``, ``file <path> sha256:<hex>`` or ``none`` — for the checkpoint and the export
+sidecar (docs/protocol.md, "Backbone weights").
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -19,18 +27,87 @@ from anoseg.log import warn_once
 
 StateDict = dict[str, torch.Tensor]
 
+#: Environment variable that allows ``imagenet`` to download missing weights (set by ``train --download-weights``;
+#: an environment variable so that DDP worker processes see it too).
+DOWNLOAD_ENV = "ANOSEG_DOWNLOAD_WEIGHTS"
+IMAGENET = "imagenet"
+RANDOM_IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"
+_PROVENANCE = "_anoseg_weights"  # attribute set on every submodule that received loaded weights
+
+
+def downloads_allowed() -> bool:
+    """True when the user asked for missing ImageNet weights to be downloaded (``ANOSEG_DOWNLOAD_WEIGHTS=1``)."""
+    return os.environ.get(DOWNLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def cached_weights_file(weights: Any) -> Path:
+    """Where torch's hub cache keeps a torchvision ``WeightsEnum`` member's file (it may not exist)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
 
 def torchvision_state_dict(weights: Any) -> StateDict | None:
-    """The state dict of a torchvision ``WeightsEnum`` member from the hub cache (downloaded if possible), else None."""
-    import contextlib
-    import io
+    """The state dict of a torchvision ``WeightsEnum`` member from the torch hub cache, else None.
 
-    try:  # torch prints "Downloading: ..." to stderr even when the download cannot happen
-        with contextlib.redirect_stderr(io.StringIO()):
-            return torch.hub.load_state_dict_from_url(weights.url, progress=False, map_location="cpu",
-                                                      weights_only=True)
-    except Exception:  # offline: URLError, timeouts, partial files
+    Only with ``downloads_allowed()`` is a missing file downloaded (into the cache, hash-checked); otherwise nothing
+    touches the network, so an offline machine prints no download attempt.
+    """
+    file = cached_weights_file(weights)
+    if file.is_file():
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a truncated or foreign file
+            warn_once(f"cannot read cached ImageNet weights {file}: {exc}")
+            return None
+    if not downloads_allowed():
         return None
+    try:
+        return torch.hub.load_state_dict_from_url(weights.url, progress=True, map_location="cpu", weights_only=True,
+                                                  check_hash=True)
+    except Exception as exc:  # offline: URLError, timeouts, partial files, hash mismatch
+        warn_once(f"download of {weights.url} failed: {exc}")
+        return None
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def weights_provenance(model: nn.Module, requested: str | Path | None) -> str:
+    """What ``model``'s backbone weights actually are, after ``create_model(..., backbone_weights=requested)``.
+
+    Returns ``"imagenet"`` (torchvision's ImageNet weights were loaded), ``"file <abs path> sha256:<hex>"`` (a
+    state-dict file was loaded), ``"none"`` (random init was asked for) or ``"random (imagenet unavailable)"``
+    (``imagenet`` was asked for but neither the cache nor an allowed download had it, or torchvision has none for
+    this backbone). Several distinct sources are joined with ``"; "``.
+
+    Example:
+        >>> weights_provenance(create_model("lfd", backbone_weights="imagenet"), "imagenet")  # offline, empty cache
+        'random (imagenet unavailable)'
+    """
+    tags = sorted({module.__dict__[_PROVENANCE] for module in model.modules() if _PROVENANCE in module.__dict__})
+    if tags:
+        return "; ".join(tags)
+    requested = "none" if requested is None else str(requested)
+    if requested == "none":
+        return "none"
+    if requested == IMAGENET:
+        return RANDOM_IMAGENET_UNAVAILABLE
+    # a file that a model-specific loader read itself (building fails when a file cannot be loaded)
+    return _file_record(requested)
+
+
+def _file_record(path: str | Path) -> str:
+    resolved = Path(path).resolve()
+    return f"file {resolved} sha256:{file_sha256(resolved)}"
+
+
+def _record(module: nn.Module, label: str) -> None:
+    # Weight loaders often pass a temporary view (a ModuleDict of the real submodules), so the label goes on every
+    # submodule: the model that owns them finds it whatever view was used.
+    for sub in module.modules():
+        sub.__dict__[_PROVENANCE] = label
 
 
 def read_state_dict(path: str | Path) -> StateDict:
@@ -79,23 +156,26 @@ def load_backbone_weights(
 
     ``imagenet`` is the torchvision ``WeightsEnum`` member for this backbone, or None when torchvision has none.
     ``convert`` maps the loaded state dict's keys onto ``backbone``'s own names.
-    Returns True when weights were loaded.
+    Returns True when weights were loaded; ``weights_provenance`` then reports them for the model owning
+    ``backbone``'s submodules.
     """
     if source is None or str(source) == "none":
         return False
-    if str(source) == "imagenet":
+    if str(source) == IMAGENET:
         if imagenet is None:
             warn_once(f"no ImageNet weights for {name} are available in torchvision; continuing from random init")
             return False
         state = torchvision_state_dict(imagenet)
         if state is None:
-            file = Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet.url).name
-            warn_once(f"ImageNet weights for {name} are neither in the torch cache ({file}) nor downloadable; "
-                      "continuing from random init")
+            hint = "the download failed" if downloads_allowed() else \
+                "to download them, run `anoseg train` with --download-weights"
+            warn_once(f"ImageNet weights for {name} are not in the torch cache ({cached_weights_file(imagenet)}); "
+                      f"continuing from random init ({hint})")
             return False
-        label = f"torchvision {imagenet}"
+        source_label, record = f"torchvision {imagenet}", IMAGENET
     else:
         state = read_state_dict(source)
-        label = str(source)
-    load_into(backbone, convert(state) if convert else state, label)
+        source_label, record = str(source), _file_record(source)
+    load_into(backbone, convert(state) if convert else state, source_label)
+    _record(backbone, record)
     return True
