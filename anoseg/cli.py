@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from anoseg.errors import AnosegError
+from anoseg.paths import DEFAULT_SEED
 
 DEBUG = {"on": False}
 
@@ -52,7 +53,7 @@ output_option = click.option("--output", "--outputs", "output", type=click.Path(
                              show_default=True, help="Root folder of all outputs.")
 generator_option = click.option("--generator", help="Name of the generated-pair set (none = real data only). "
                                 "Default: the recipe's.")
-seed_option = click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+seed_option = click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Random seed.")
 device_option = click.option("--device", default="auto", show_default=True,
                              help="auto (CUDA when present), cpu, cuda or cuda:N.")
 model_option = click.option("--model", "model_name", required=True, help="Segmenter name; `anoseg models` lists them.")
@@ -98,6 +99,7 @@ def main(debug: bool) -> None:
       report    the papers' tables and figures from everything under outputs/
       bench     parameters, MACs, latency of the segmenters
       export    ONNX / TorchScript for deployment
+      sweep     a grid of models × generators × seeds: prepare → train → eval → report
     """
     DEBUG["on"] = debug
 
@@ -215,13 +217,15 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 @click.option("--protocol", type=click.Choice(["clean", "lfd-compat"]), help="Mask protocol. Default: the recipe's.")
 @click.option("--save-scores", is_flag=True, help="Also write scores/<category>.npz (maps, masks, images).")
 @click.option("--overlays", type=int, default=4, show_default=True, help="Overlay PNGs per category (0 = none).")
-def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays) -> None:
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="The seed the run was trained with.")
+def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays,
+          seed) -> None:
     """Image- and pixel-level AUROC / AP / F1-max and IoU on the test split, per category and mean."""
     from anoseg.stages import run_eval
 
     rec = _load(recipe, generator=generator)
     run_eval(rec, model_name, _run_categories(rec, category), output=output, device=device, epoch=epoch,
-             protocol=protocol, save_scores=save_scores, overlays=overlays)
+             protocol=protocol, save_scores=save_scores, overlays=overlays, seed=seed)
 
 
 @main.command()
@@ -310,6 +314,74 @@ def export(checkpoint, fmt, image_size, dynamic, out, exporter) -> None:
 
     export_model(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
                  dynamic=dynamic, exporter=exporter)
+
+
+@main.command()
+@click.argument("sweep_file", required=False, type=click.Path(path_type=Path))
+@click.option("--recipe", help="Recipe name or YAML. Default: the sweep file's, else demo.")
+@click.option("--model", "--models", "models", help="Comma list of segmenters (a grid axis).")
+@click.option("--generator", "--generators", "generators", help="Comma list of generators (a grid axis).")
+@click.option("--category", "--categories", "categories",
+              help="Comma list of training runs (`all` or category names). Default: the recipe's mode.")
+@click.option("--seed", "--seeds", "seeds", help=f"Comma list of seeds (a grid axis). Default: {DEFAULT_SEED}.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Recipe override for every cell, e.g. train.epochs=4; the same KEY given twice or more is a "
+              "grid axis.")
+@click.option("--name", help="Sweep name (records in <output>/sweeps/NAME). Default: the sweep file's stem.")
+@output_option
+@click.option("--device", help="auto, cpu or cuda. Default: the sweep file's, else auto.")
+@click.option("--jobs", type=int, help="Cells at once. Default: one per CUDA device, else 1.")
+@click.option("--executor", type=click.Choice(["local", "debug", "slurm"]), default="local", show_default=True,
+              help="submitit executor: local worker processes, debug (in-process, one at a time) or a SLURM cluster.")
+@click.option("--partition", help="SLURM partition.")
+@click.option("--gpus-per-job", type=int, default=0, show_default=True, help="SLURM GPUs per cell.")
+@click.option("--timeout-min", type=int, default=24 * 60, show_default=True, help="Time limit of one cell (min).")
+@click.option("--dry-run", is_flag=True, help="Print the cells and their commands; run nothing.")
+@click.option("--no-report", is_flag=True, help="Do not run `anoseg report` at the end.")
+def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments, name, output, device, jobs,
+          executor, partition, gpus_per_job, timeout_min, dry_run, no_report) -> None:
+    """Run a grid of models × generators × categories × seeds (× overrides): prepare → train → eval, then report.
+
+    \b
+    Resumable: finished cells are skipped, stopped runs resume, failing cells are recorded and the others go on.
+    Example: anoseg sweep recipes/sweeps/demo_grid.yaml --jobs 2
+    """
+    from anoseg.log import console
+    from anoseg.sweep import EngineOptions, SweepSpec, dry_run_lines, expand, load_sweep_file, parse_assignments
+    from anoseg.sweep import run_sweep as run
+
+    raw = load_sweep_file(sweep_file) if sweep_file else {}
+    settings, grid = parse_assignments(assignments)
+    try:
+        seed_list = [int(s) for s in _csv(seeds)] if seeds else [int(s) for s in raw.get("seeds", [DEFAULT_SEED])]
+    except (TypeError, ValueError):
+        raise AnosegError("seeds must be whole numbers, e.g. --seed 0,1") from None
+    spec = SweepSpec(
+        name=name or raw.get("name") or "sweep", recipe=recipe or raw.get("recipe") or "demo",
+        models=tuple(_csv(models) or raw.get("models") or ()), generators=tuple(_csv(generators) or
+                                                                              raw.get("generators") or ()),
+        categories=tuple(_csv(categories) or raw.get("categories") or ()) or None, seeds=tuple(seed_list),
+        settings={**(raw.get("set") or {}), **settings}, grid={**{k: tuple(v) for k, v in (raw.get("grid") or
+                                                                                          {}).items()}, **grid},
+        device=device or raw.get("device") or "auto",
+        backbone_weights=str(raw.get("backbone_weights", "imagenet")), save_scores=bool(raw.get("save_scores", True)))
+    plan = expand(spec, output)
+    if dry_run:
+        for line in dry_run_lines(plan):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
+    gpus = 0
+    if executor == "local" and spec.device != "cpu":
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if jobs is not None and jobs < 1:
+        raise AnosegError("--jobs must be at least 1")
+    jobs = 1 if executor == "debug" else (jobs or max(gpus, 1))
+    if gpus and jobs > gpus:
+        raise AnosegError(f"--jobs {jobs} > {gpus} CUDA device(s): one cell per device")
+    run(plan, EngineOptions(executor=executor, jobs=jobs, gpus=gpus, timeout_min=timeout_min,
+                            slurm_partition=partition, slurm_gpus_per_job=gpus_per_job), report=not no_report)
 
 
 @main.command()

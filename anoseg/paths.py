@@ -3,8 +3,10 @@
     <output>/<dataset>/<generator>/manifest.csv            prepare
     <output>/<dataset>/<generator>/data_report.json        prepare
     <output>/<dataset>/<generator>/<model>/<category>/     train (checkpoints) and eval (metrics, scores, overlays)
+    <output>/<dataset>/<generator>/<model>/seed_<n>/<category>/   the same, for a seed other than DEFAULT_SEED
     <output>/<dataset>/<generator>/<model>/<category>/export/model.{onnx,ts}   export
     <output>/bench/bench.json                              bench
+    <output>/sweeps/<name>/                                sweep (cell records, logs, derived recipes, summary)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ALL_CATEGORIES = "all"
+DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
 
 def dataset_dir(output: str | Path, dataset: str, generator: str) -> Path:
@@ -29,9 +32,16 @@ def data_report_path(output: str | Path, dataset: str, generator: str) -> Path:
     return dataset_dir(output, dataset, generator) / "data_report.json"
 
 
-def run_dir(output: str | Path, dataset: str, generator: str, model: str, category: str) -> Path:
-    """One training run: ``category`` is a category name or ``all`` for the unified model."""
-    return dataset_dir(output, dataset, generator) / model / category
+def run_dir(output: str | Path, dataset: str, generator: str, model: str, category: str,
+            seed: int = DEFAULT_SEED) -> Path:
+    """One training run: ``category`` is a category name or ``all`` for the unified model.
+
+    Each seed gets its own folder: ``<model>/<category>`` for ``DEFAULT_SEED`` (the folder runs always had),
+    ``<model>/seed_<n>/<category>`` for any other seed. The seed level sits above the category so that no run
+    folder is nested inside another (``train --fresh`` replaces a whole run folder).
+    """
+    model_dir = dataset_dir(output, dataset, generator) / model
+    return model_dir / category if seed == DEFAULT_SEED else model_dir / f"seed_{seed}" / category
 
 
 def run_of_checkpoint(checkpoint: str | Path) -> Path:
@@ -43,6 +53,11 @@ def run_of_checkpoint(checkpoint: str | Path) -> Path:
 def export_path(run: Path, suffix: str) -> Path:
     """Default file of ``anoseg export``: ``<run>/export/model<suffix>``."""
     return run / "export" / f"model{suffix}"
+
+
+def sweep_dir(output: str | Path, name: str) -> Path:
+    """``anoseg sweep``'s own records: one JSON per cell, the cells' logs, derived recipes and the summary."""
+    return Path(output) / "sweeps" / name
 
 
 def bench_path(output: str | Path) -> Path:

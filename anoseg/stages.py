@@ -7,7 +7,7 @@ from pathlib import Path
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
 from anoseg.log import console, warn
-from anoseg.paths import data_report_path, manifest_path
+from anoseg.paths import DEFAULT_SEED, data_report_path, manifest_path
 from anoseg.recipes import Recipe
 
 
@@ -82,7 +82,7 @@ def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, devi
 
 
 def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, device: str, epoch: int | None,
-             protocol: str | None, save_scores: bool, overlays: int) -> list[dict]:
+             protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED) -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages)."""
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.models import model_builder
@@ -91,7 +91,8 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
     results = []
     for category in runs:
         job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
-                      device=device, epoch=epoch, protocol=protocol, save_scores=save_scores, overlays=overlays)
+                      device=device, epoch=epoch, protocol=protocol, save_scores=save_scores, overlays=overlays,
+                      seed=seed)
         console.print(f"[bold]eval[/bold] {model} on {recipe.name}/{recipe.generator}/{category}")
         results.append(evaluate(job))
         print_metrics(results[-1])

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.paths import ALL_CATEGORIES, run_dir
+from anoseg.paths import ALL_CATEGORIES, DEFAULT_SEED, run_dir
 from anoseg.recipes import Recipe
 
 FORMAT = "anoseg.checkpoint/1"
@@ -27,18 +27,20 @@ LAST = "last.pt"
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Which run: ``model`` trained on ``category`` (or ``all`` = the unified model) of a (dataset, generator) pair."""
+    """Which run: ``model`` trained on ``category`` (or ``all`` = the unified model) of a (dataset, generator) pair,
+    with ``seed``."""
 
     recipe: Recipe
     model: str
     category: str = ALL_CATEGORIES
     generator: str = "none"
     output: Path = Path("outputs")
+    seed: int = DEFAULT_SEED
 
     @property
     def run(self) -> Path:
         """The run directory (checkpoints, metrics, scores, overlays)."""
-        return run_dir(self.output, self.recipe.name, self.generator, self.model, self.category)
+        return run_dir(self.output, self.recipe.name, self.generator, self.model, self.category, self.seed)
 
 
 def epoch_path(run: Path, epoch: int) -> Path:

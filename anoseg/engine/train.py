@@ -32,7 +32,6 @@ class TrainJob(RunSpec):
     device: str = "auto"
     devices: int = 1
     precision: str = "32-true"
-    seed: int = 42
     backbone_weights: str = "none"
     resume: bool = False
     fresh: bool = False

@@ -23,7 +23,7 @@ def job(env, output=None, small=False, **overrides) -> TrainJob:
         recipe = recipe.override(image_size=(64, 64))
         overrides.setdefault("category", "mesh")
     settings = {"recipe": recipe, "model": "lfd", "generator": "seas", "output": output or env.output,
-                "device": "cpu", "seed": 7, "backbone_weights": "none"}
+                "device": "cpu", "seed": 42, "backbone_weights": "none"}
     return TrainJob(**{**settings, **overrides})
 
 

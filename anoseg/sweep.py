@@ -1,0 +1,727 @@
+"""``anoseg sweep``: a grid of models × generators × categories × seeds (× recipe overrides), each cell run as
+prepare → train → eval, then ``report``.
+
+Design (see docs/sweep.md):
+
+- A cell is run as ``anoseg`` CLI commands in subprocesses, so a cell does exactly what its ``--dry-run`` line
+  says, its output goes to its own log file, and a crash in one cell cannot take the sweep down.
+- The cells run on submitit (https://github.com/facebookincubator/submitit): ``LocalExecutor`` (one worker process
+  per cell) on this machine, ``AutoExecutor`` on a SLURM cluster, ``DebugExecutor`` (in-process) for debugging. A
+  thread pool of ``jobs`` threads only bounds how many cells are submitted at once; each thread owns one device
+  slot (one GPU per slot on CUDA machines).
+- Idempotent: a cell whose evaluation of the expected checkpoint exists is skipped before submission; a run stopped
+  half-way is continued with ``train --resume``; a manifest that exists is not prepared again.
+- Records: ``<output>/sweeps/<name>/`` holds one JSON per cell (status, stage, one-line error, log, run folder),
+  the cells' logs, the derived recipes (recipe + overrides) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from anoseg.errors import AnosegError
+from anoseg.io import write_json
+from anoseg.paths import ALL_CATEGORIES, DEFAULT_SEED, manifest_path, run_dir, sweep_dir
+
+EXECUTORS = ("local", "debug", "slurm")
+DONE, SKIPPED, FAILED, RUNNING = "done", "skipped", "failed", "running"
+SWEEP_KEYS = {"name", "recipe", "models", "generators", "categories", "seeds", "set", "grid", "device",
+              "backbone_weights", "save_scores"}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep. ``settings`` are recipe overrides applied to every cell (dotted keys, e.g. ``train.epochs``);
+    ``grid`` maps dotted keys to lists of values, each list one more axis of the grid."""
+
+    name: str
+    recipe: str
+    models: tuple[str, ...]
+    generators: tuple[str, ...]
+    categories: tuple[str, ...] | None = None  # None: the recipe's mode (``all`` when unified, else each category)
+    seeds: tuple[int, ...] = (DEFAULT_SEED,)
+    settings: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    device: str = "auto"
+    backbone_weights: str = "imagenet"
+    save_scores: bool = True
+
+
+@dataclass(frozen=True, eq=False)  # one object per variant in a plan: identity is equality (overrides hold lists)
+class Variant:
+    """One combination of recipe overrides: its recipe (a name, or a derived YAML) and its outputs root."""
+
+    tag: str  # "" when the grid has no override axis
+    recipe: str
+    recipe_file: Path | None  # the derived recipe to write, None when ``recipe`` is used as given
+    overrides: dict[str, Any]
+    output: Path
+    dataset: str
+    epochs: int
+    eval_epoch: int | None
+    run_categories: tuple[str, ...]  # ("all",) for a unified model, else one run per category
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: ``model`` trained on ``category`` of ``generator``'s data with ``seed``, in ``variant``."""
+
+    model: str
+    generator: str
+    category: str
+    seed: int
+    variant: Variant
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe identifier, unique in the sweep."""
+        parts = [self.variant.tag.replace("/", "_")] if self.variant.tag else []
+        return "__".join([*parts, self.model, self.generator, self.category, f"seed_{self.seed}"])
+
+    @property
+    def label(self) -> str:
+        """How the cell is shown: ``lfd · seas · all · seed 0 [train.lr=0.03]``."""
+        text = f"{self.model} · {self.generator} · {self.category} · seed {self.seed}"
+        return f"{text} [{self.variant.tag}]" if self.variant.tag else text
+
+    @property
+    def run(self) -> Path:
+        """The run folder that train writes and eval reads (``anoseg.paths.run_dir``)."""
+        v = self.variant
+        return run_dir(v.output, v.dataset, self.generator, self.model, self.category, self.seed)
+
+    @property
+    def result_epoch(self) -> int:
+        """The epoch eval scores: the recipe's eval epoch, or the last one (also when the run is shorter)."""
+        v = self.variant
+        return v.epochs if v.eval_epoch is None else min(v.eval_epoch, v.epochs)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the workers need: cells to run, the commands' common settings, and where records go."""
+
+    spec: SweepSpec
+    cells: tuple[Cell, ...]
+    variants: tuple[Variant, ...]
+    output: Path
+    records: Path
+    cwd: Path
+    python: str = sys.executable
+
+
+def anoseg_command(*args: str) -> list[str]:
+    """The argv of one ``anoseg`` CLI call, with this interpreter (so the same install runs every cell)."""
+    return [sys.executable, "-m", "anoseg.cli", *args]
+
+
+def prepare_command(variant: Variant, generator: str) -> list[str]:
+    """``anoseg prepare`` for one (variant, generator): the manifest every cell of that pair reads."""
+    return anoseg_command("prepare", "--recipe", variant.recipe, "--generator", generator,
+                          "--output", str(variant.output))
+
+
+def cell_commands(cell: Cell, spec: SweepSpec, *, resume: bool = False, device: str | None = None) -> list[list[str]]:
+    """The ``anoseg train`` and ``anoseg eval`` calls of one cell (``resume``: continue a run stopped half-way)."""
+    v = cell.variant
+    common = ["--recipe", v.recipe, "--model", cell.model, "--generator", cell.generator, "--category",
+              cell.category, "--seed", str(cell.seed), "--output", str(v.output), "--device", device or spec.device]
+    train = ["train", *common, "--backbone-weights", spec.backbone_weights, *(["--resume"] if resume else [])]
+    evaluate = ["eval", *common, "--epoch", str(cell.result_epoch), *(["--save-scores"] if spec.save_scores else [])]
+    return [anoseg_command(*train), anoseg_command(*evaluate)]
+
+
+# ---- the sweep specification ----------------------------------------------------------------------------------------
+
+def load_sweep_file(path: Path) -> dict[str, Any]:
+    """Read a sweep YAML (keys: ``SWEEP_KEYS``) into a dict; one-line errors for a missing file or bad keys."""
+    import yaml
+
+    if not path.is_file():
+        raise AnosegError(f"sweep file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise AnosegError(f"sweep {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise AnosegError(f"sweep {path} must be a mapping")
+    unknown = sorted(set(raw) - SWEEP_KEYS)
+    if unknown:
+        raise AnosegError(f"sweep {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SWEEP_KEYS))}")
+    for key in ("set", "grid"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise AnosegError(f"sweep {path}: {key!r} must map setting names to values")
+    for key, values in (raw.get("grid") or {}).items():
+        if not isinstance(values, list) or not values:
+            raise AnosegError(f"sweep {path}: grid.{key} must be a non-empty list of values")
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+def parse_assignments(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
+    """``--set KEY=VALUE`` options → (constant settings, grid axes). A key given twice or more becomes an axis.
+
+    Values are read as YAML scalars/lists (``2`` → int, ``[hflip]`` → list).
+    """
+    import yaml
+
+    values: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise AnosegError(f"--set expects KEY=VALUE (e.g. train.epochs=4), not {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise AnosegError(f"--set {item!r}: the value is not valid YAML") from None
+        values.setdefault(key.strip(), []).append(value)
+    settings = {k: v[0] for k, v in values.items() if len(v) == 1}
+    grid = {k: tuple(v) for k, v in values.items() if len(v) > 1}
+    return settings, grid
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise AnosegError(f"override {key}: {part!r} is not a group of settings")
+    node[last] = value
+
+
+def _tag(overrides: dict[str, Any]) -> str:
+    return ",".join(f"{k}={json.dumps(v, separators=(',', ':')).strip(chr(34))}" for k, v in overrides.items())
+
+
+def expand(spec: SweepSpec, output: Path, cwd: Path | None = None) -> Plan:
+    """Expand the grid into cells (order: variant, seed, generator, model, category) without running anything.
+
+    Every override is applied and validated here (unknown settings, bad values and unknown models fail before any
+    work starts). Raises ``AnosegError`` for bad input.
+    """
+    import yaml
+
+    from anoseg.models import model_builder
+    from anoseg.recipes import _from_dict, load_recipe
+
+    cwd = (cwd or Path.cwd()).resolve()
+    output = output if output.is_absolute() else cwd / output
+    base = load_recipe(spec.recipe)
+    if base.task != "anomaly":
+        raise AnosegError(f"sweep runs anomaly recipes; {base.name} is a {base.task} recipe")
+    if not spec.models or not spec.generators or not spec.seeds:
+        raise AnosegError("a sweep needs at least one model, one generator and one seed")
+    for model in spec.models:
+        model_builder(model)  # an unknown name fails here, before any work
+    records = sweep_dir(output, spec.name)
+    raw_base = yaml.safe_load(base.source.read_text(encoding="utf-8")) if base.source else {}
+    axes = list(spec.grid.items())
+    variants = []
+    for combo in itertools.product(*[values for _, values in axes]) if axes else [()]:
+        varying = {key: value for (key, _), value in zip(axes, combo, strict=True)}
+        overrides = {**spec.settings, **varying}
+        tag = _tag(varying)
+        recipe_file = None
+        recipe = base
+        if overrides:
+            raw = json.loads(json.dumps(raw_base))  # a deep copy of plain YAML data
+            for key, value in overrides.items():
+                _set_dotted(raw, key, value)
+            recipe_file = records / "recipes" / f"{tag or 'recipe'}.yaml"
+            try:
+                recipe = _from_dict(raw, recipe_file)
+            except (TypeError, ValueError) as exc:
+                raise AnosegError(f"sweep override(s) {_tag(overrides)}: {exc}") from None
+        if not isinstance(recipe.train.epochs, int) or recipe.train.epochs < 1:
+            raise AnosegError(f"sweep variant {tag or 'base'}: train.epochs must be a whole number ≥ 1")
+        variants.append(Variant(
+            tag=tag, recipe=str(recipe_file) if recipe_file else spec.recipe, recipe_file=recipe_file,
+            overrides=overrides, output=output / tag if tag else output, dataset=recipe.name,
+            epochs=recipe.train.epochs, eval_epoch=recipe.train.eval_epoch,
+            run_categories=(ALL_CATEGORIES,) if recipe.train.unified else tuple(recipe.categories)))
+    cells = []
+    for variant, seed, generator, model in itertools.product(variants, spec.seeds, spec.generators, spec.models):
+        for category in spec.categories or variant.run_categories:
+            cells.append(Cell(model, generator, category, int(seed), variant))
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise AnosegError("the sweep lists the same cell twice (repeated model, generator, category or seed)")
+    return Plan(spec=spec, cells=tuple(cells), variants=tuple(variants), output=output, records=records, cwd=cwd)
+
+
+def write_recipes(plan: Plan) -> None:
+    """Write each variant's derived recipe (the base recipe's YAML with its overrides), atomically."""
+    import yaml
+
+    from anoseg.io import atomic_open
+    from anoseg.recipes import load_recipe
+
+    base = load_recipe(plan.spec.recipe)
+    raw_base = yaml.safe_load(base.source.read_text(encoding="utf-8")) if base.source else {}
+    for variant in plan.variants:
+        if variant.recipe_file is None:
+            continue
+        raw = json.loads(json.dumps(raw_base))
+        for key, value in variant.overrides.items():
+            _set_dotted(raw, key, value)
+        with atomic_open(variant.recipe_file, "w", encoding="utf-8") as handle:
+            handle.write(f"# {plan.spec.recipe} with {_tag(variant.overrides)} (written by anoseg sweep)\n")
+            yaml.safe_dump(raw, handle, sort_keys=False)
+
+
+# ---- what is already there ------------------------------------------------------------------------------------------
+
+def _history_length(run: Path) -> int | None:
+    try:
+        return len(json.loads((run / "train_history.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def result_exists(cell: Cell) -> bool:
+    """True when the cell's run holds an evaluation of the checkpoint of its result epoch, newer than it."""
+    from anoseg.engine.checkpoint import LAST, epoch_path
+
+    checkpoint = epoch_path(cell.run, cell.result_epoch)
+    if not checkpoint.is_file():
+        checkpoint = cell.run / LAST
+    metrics = cell.run / "metrics.json"
+    try:
+        written = json.loads(metrics.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (written.get("epoch") == cell.result_epoch and checkpoint.is_file()
+            and metrics.stat().st_mtime >= checkpoint.stat().st_mtime)
+
+
+def train_state(cell: Cell) -> str:
+    """``new`` (nothing trained), ``partial`` (stopped half-way: resume) or ``finished``.
+
+    Raises ``AnosegError`` when the folder holds a run longer than the sweep asks (never overwritten).
+    """
+    from anoseg.engine.checkpoint import LAST
+
+    if not (cell.run / LAST).is_file():
+        return "new"
+    done = _history_length(cell.run) or 0
+    if done > cell.variant.epochs:
+        raise AnosegError(f"{cell.run} holds a run of {done} epochs, the sweep asks {cell.variant.epochs}; "
+                          "use another --output or remove that run")
+    return "finished" if done == cell.variant.epochs else "partial"
+
+
+# ---- one cell, on a worker ------------------------------------------------------------------------------------------
+
+def _record_path(records: Path, key: str) -> Path:
+    return records / "cells" / f"{key}.json"
+
+
+def _log_path(records: Path, key: str) -> Path:
+    return records / "logs" / f"{key}.log"
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the worker dies, so a killed sweep leaves no orphan training."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _run_logged(argv: list[str], log: Path, cwd: Path, env: dict[str, str]) -> str | None:
+    """Run one command with its output appended to ``log``; None on success, else its one-line error."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {' '.join(argv)}\n")
+        handle.flush()
+        code = subprocess.run(argv, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False,
+                              preexec_fn=_die_with_parent if sys.platform == "linux" else None).returncode
+    if code == 0:
+        return None
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    return errors[-1].removeprefix("error:").strip() if errors else f"{Path(argv[3]).name} exited with code {code}"
+
+
+def _cell_env(threads: int | None, gpu: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                      env.get("PYTHONPATH")]))
+    env.setdefault("NO_COLOR", "1")
+    if threads and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(threads)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    return env
+
+
+def run_prepare_step(plan: Plan, variant: Variant, generator: str, gpu: int | None = None,
+                     threads: int | None = None) -> dict[str, Any]:
+    """Worker side: ``anoseg prepare`` for one (variant, generator) unless its manifest exists."""
+    key = "__".join([*([variant.tag] if variant.tag else []), "prepare", generator])
+    target = manifest_path(variant.output, variant.dataset, generator)
+    if target.is_file():
+        return {"status": SKIPPED, "manifest": str(target)}
+    log = _log_path(plan.records, key)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    error = _run_logged(prepare_command(variant, generator), log, plan.cwd, _cell_env(threads, None))
+    return {"status": FAILED if error else DONE, "error": error, "log": str(log), "manifest": str(target)}
+
+
+def run_cell(plan: Plan, cell: Cell, gpu: int | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Worker side: train (or resume) and evaluate one cell; write its record; never raise for a failing cell."""
+    record_file, log = _record_path(plan.records, cell.key), _log_path(plan.records, cell.key)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    record = {"cell": cell.key, "model": cell.model, "generator": cell.generator, "category": cell.category,
+              "seed": cell.seed, "variant": cell.variant.tag, "run": str(cell.run), "log": str(log),
+              "started": datetime.now().isoformat(timespec="seconds"), "error": None}
+    started = time.perf_counter()
+
+    def save(status: str, stage: str, **extra: Any) -> dict[str, Any]:
+        record.update(status=status, stage=stage, seconds=round(time.perf_counter() - started, 1), **extra)
+        write_json(record_file, record)
+        return dict(record)
+
+    try:
+        if result_exists(cell):
+            return save(SKIPPED, "eval")
+        state = train_state(cell)
+        env = _cell_env(threads, gpu)
+        device = "cuda" if gpu is not None else None
+        train, evaluate = cell_commands(cell, plan.spec, resume=state == "partial", device=device)
+        if state != "finished":
+            save(RUNNING, "train")
+            error = _run_logged(train, log, plan.cwd, env)
+            if error:
+                return save(FAILED, "train", error=error)
+        save(RUNNING, "eval")
+        error = _run_logged(evaluate, log, plan.cwd, env)
+        if error:
+            return save(FAILED, "eval", error=error)
+        return save(DONE, "eval", finished=datetime.now().isoformat(timespec="seconds"))
+    except AnosegError as exc:
+        return save(FAILED, record.get("stage") or "train", error=str(exc))
+
+
+# ---- the engine -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How cells run: ``executor`` (local | debug | slurm), at most ``jobs`` at once, SLURM settings."""
+
+    executor: str = "local"
+    jobs: int = 1
+    gpus: int = 0  # local CUDA devices: one per slot
+    timeout_min: int = 60 * 24
+    slurm_partition: str | None = None
+    slurm_gpus_per_job: int = 0
+    slurm_cpus_per_job: int | None = None
+
+
+def make_executor(options: EngineOptions, folder: Path, gpu: int | None):
+    """A submitit executor for one slot (local: pinned to ``gpu`` when given)."""
+    import submitit
+
+    if options.executor == "debug":
+        return submitit.DebugExecutor(folder)
+    if options.executor == "local":
+        executor = submitit.LocalExecutor(folder)
+        gpus = {"gpus_per_node": 1, "visible_gpus": (gpu,)} if gpu is not None else {}
+        executor.update_parameters(timeout_min=options.timeout_min, **gpus)
+        return executor
+    executor = submitit.AutoExecutor(folder, cluster="slurm")
+    params: dict[str, Any] = {"timeout_min": options.timeout_min, "gpus_per_node": options.slurm_gpus_per_job,
+                              "name": "anoseg-sweep"}
+    if options.slurm_partition:
+        params["slurm_partition"] = options.slurm_partition
+    if options.slurm_cpus_per_job:
+        params["cpus_per_task"] = options.slurm_cpus_per_job
+    executor.update_parameters(**params)
+    return executor
+
+
+class Engine:
+    """Runs worker functions on submitit executors, at most ``jobs`` at once, and cancels them on interruption."""
+
+    def __init__(self, options: EngineOptions, folder: Path) -> None:
+        self.options = options
+        self.folder = folder
+        self.slots: queue.Queue[int] = queue.Queue()
+        for slot in range(options.jobs):
+            self.slots.put(slot)
+        self.pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="sweep")
+        self.jobs: dict[int, Any] = {}
+        self.lock = threading.Lock()
+        self.stopping = False
+        cpus = os.cpu_count() or 1
+        # CPU cells share the cores; a GPU cell keeps torch's default
+        self.threads = None if options.gpus or options.executor == "slurm" else max(1, cpus // options.jobs)
+
+    def submit(self, function: Callable[..., dict], *args: Any) -> Future:
+        """Schedule ``function(*args, gpu=..., threads=...)`` on a free slot; the future holds its result dict."""
+        return self.pool.submit(self._run, function, args)
+
+    def _run(self, function: Callable[..., dict], args: tuple) -> dict:
+        slot = self.slots.get()
+        try:
+            if self.stopping:
+                return {"status": FAILED, "error": "not started: the sweep was interrupted"}
+            gpu = slot if self.options.executor == "local" and self.options.gpus else None
+            executor = make_executor(self.options, self.folder / "submitit", gpu)
+            if self.options.executor == "slurm":
+                job = executor.submit(function, *args)
+            else:
+                job = executor.submit(function, *args, gpu=gpu, threads=self.threads)
+            with self.lock:
+                self.jobs[id(job)] = job
+            try:
+                return job.result()
+            except Exception as exc:  # the job itself died (killed, timed out, node failure): the cell failed
+                text = str(exc).strip().splitlines()
+                return {"status": FAILED, "error": f"job failed: {text[-1] if text else type(exc).__name__}"}
+            finally:
+                with self.lock:
+                    self.jobs.pop(id(job), None)
+        finally:
+            self.slots.put(slot)
+
+    def cancel(self) -> None:
+        """Stop queued work and cancel running jobs (a stopped run is resumed by the next sweep)."""
+        self.stopping = True
+        with self.lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                job.cancel(check=False)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+# ---- the driver -----------------------------------------------------------------------------------------------------
+
+class _Status:
+    """The line under the overall bar: what each running cell is doing (stage, epochs done)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.running: dict[str, Cell] = {}
+        self.text = ""
+
+    def refresh(self) -> None:
+        parts = []
+        for cell in list(self.running.values()):
+            stage = "queued"
+            with contextlib.suppress(OSError, ValueError):
+                stage = json.loads(_record_path(self.plan.records, cell.key).read_text())["stage"]
+            if stage == "train":
+                done = _history_length(cell.run) or 0
+                stage = f"train epoch {done}/{cell.variant.epochs}"
+            parts.append(f"{cell.label}: {stage}")
+        self.text = "  |  ".join(parts)
+
+    def __rich__(self) -> str:
+        return f"[dim]{self.text}[/dim]" if self.text else ""
+
+
+def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dict[str, Any]:
+    """Prepare every (variant, generator), run every cell, write ``summary.json``, print the summary, then report.
+
+    Returns the summary dict. Raises ``AnosegError`` when cells failed (after the others ran) or on interruption
+    (finished cells are kept; the same command continues).
+    """
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from anoseg.log import console
+
+    plan.records.mkdir(parents=True, exist_ok=True)
+    write_recipes(plan)
+    results: dict[str, dict[str, Any]] = {}
+    pending = [c for c in plan.cells if not result_exists(c)]
+    for cell in plan.cells:
+        if cell not in pending:
+            results[cell.key] = {"status": SKIPPED, "run": str(cell.run), "error": None}
+    engine = Engine(options, plan.records)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    status = _Status(plan)
+    overall = progress.add_task("sweep", total=len(plan.cells), completed=len(plan.cells) - len(pending))
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with Live(Group(progress, status), console=console, refresh_per_second=4, transient=False):
+            failed_prepare = _prepare_all(plan, engine, pending, status, progress, overall)
+            futures: dict[Future, Cell] = {}
+            for cell in pending:
+                key = (cell.variant.tag, cell.generator)
+                if key in failed_prepare:
+                    results[cell.key] = {"status": FAILED, "run": str(cell.run), "stage": "prepare",
+                                         "error": f"prepare failed: {failed_prepare[key]}"}
+                    progress.advance(overall)
+                    continue
+                futures[engine.submit(run_cell, plan, cell)] = cell
+                status.running[cell.key] = cell
+            while futures:
+                finished, _ = wait(list(futures), timeout=1.0, return_when=FIRST_COMPLETED)
+                status.running = {c.key: c for f, c in futures.items() if not f.done() and _started(plan, c)}
+                status.refresh()
+                for future in finished:
+                    cell = futures.pop(future)
+                    result = {"run": str(cell.run), **future.result()}
+                    results[cell.key] = result
+                    progress.advance(overall)
+                    _say(console, cell, result)
+            status.text = ""
+    except KeyboardInterrupt:
+        engine.cancel()
+        raise AnosegError("interrupted; finished cells are kept — run the same sweep again to continue") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_handler)
+    engine.close()
+    summary = _summary(plan, results)
+    write_json(plan.records / "summary.json", summary)
+    _print_summary(console, plan, summary)
+    if report and any(r["status"] in (DONE, SKIPPED) for r in results.values()):
+        for variant in plan.variants:
+            argv = anoseg_command("report", "--dataset", variant.dataset, "--output", str(variant.output))
+            code = subprocess.run(argv, cwd=plan.cwd, check=False).returncode
+            if code != 0:
+                from anoseg.log import warn
+
+                warn(f"report for {variant.output} failed (exit code {code})")
+    n_failed = summary["counts"][FAILED]
+    if n_failed:
+        raise AnosegError(f"{n_failed} of {len(plan.cells)} cell(s) failed; see {plan.records / 'summary.json'}")
+    return summary
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _started(plan: Plan, cell: Cell) -> bool:
+    return _record_path(plan.records, cell.key).is_file()
+
+
+def _prepare_all(plan: Plan, engine: Engine, pending: list[Cell], status: _Status, progress, task) -> dict:
+    """Prepare each (variant, generator) that pending cells need; return the failed ones with their error."""
+    needed = list(dict.fromkeys((c.variant, c.generator) for c in pending))
+    futures = {engine.submit(run_prepare_step, plan, variant, generator): (variant, generator)
+               for variant, generator in needed
+               if not manifest_path(variant.output, variant.dataset, generator).is_file()}
+    failed = {}
+    for future, (variant, generator) in futures.items():
+        status.text = f"preparing {generator}" + (f" [{variant.tag}]" if variant.tag else "")
+        result = future.result()
+        if result["status"] == FAILED:
+            failed[(variant.tag, generator)] = result["error"]
+            progress.console.print(f"[red]prepare {generator} failed:[/red] {result['error']}  (log: {result['log']})",
+                                   highlight=False)
+    status.text = ""
+    return failed
+
+
+def _say(console, cell: Cell, result: dict[str, Any]) -> None:
+    if result["status"] == FAILED:
+        console.print(f"[red]failed[/red]  {cell.label}: {result.get('error')}", highlight=False)
+    else:
+        seconds = result.get("seconds")
+        took = f" in {seconds:.0f} s" if isinstance(seconds, int | float) else ""
+        console.print(f"[green]{result['status']}[/green]  {cell.label}{took}", highlight=False)
+
+
+def _summary(plan: Plan, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    cells = []
+    for cell in plan.cells:
+        result = results.get(cell.key, {"status": FAILED, "error": "not run"})
+        cells.append({"cell": cell.key, "model": cell.model, "generator": cell.generator, "category": cell.category,
+                      "seed": cell.seed, "variant": cell.variant.tag, "status": result["status"],
+                      "run": str(cell.run), "error": result.get("error"), "log": result.get("log")})
+    counts = {s: sum(c["status"] == s for c in cells) for s in (DONE, SKIPPED, FAILED)}
+    return {"schema": "anoseg.sweep/1", "name": plan.spec.name, "spec": _jsonable(asdict(plan.spec)),
+            "finished": datetime.now().isoformat(timespec="seconds"), "counts": counts, "cells": cells}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _print_summary(console, plan: Plan, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    counts = summary["counts"]
+    view = Table(title=f"sweep {plan.spec.name}: {counts[DONE]} done, {counts[SKIPPED]} skipped, "
+                       f"{counts[FAILED]} failed")
+    for column in ("status", "model", "generator", "category", "seed", *(["variant"] if plan.spec.grid else []),
+                   "run folder / error"):
+        view.add_column(column)
+    style = {DONE: "green", SKIPPED: "dim", FAILED: "red"}
+    for c in summary["cells"]:
+        where = c["run"] if c["status"] != FAILED else f"{c['error']}  (log: {c['log']})" if c["log"] else c["error"]
+        view.add_row(c["status"], c["model"], c["generator"], c["category"], str(c["seed"]),
+                     *([c["variant"]] if plan.spec.grid else []), where, style=style[c["status"]])
+    console.print(view)
+    console.print(f"sweep records: {plan.records}")
+
+
+def show_command(argv: list[str], cwd: Path) -> str:
+    """A command as a user would type it: ``anoseg ...`` with paths under ``cwd`` made relative."""
+    import shlex
+
+    if argv[:3] == [sys.executable, "-m", "anoseg.cli"]:
+        argv = ["anoseg", *argv[3:]]
+    prefix = f"{cwd}{os.sep}"
+    return shlex.join([a.removeprefix(prefix) for a in argv])
+
+
+def dry_run_lines(plan: Plan) -> list[str]:
+    """What ``--dry-run`` prints: each (variant, generator)'s prepare, then each cell with its state and commands."""
+    lines = []
+    for variant, generator in dict.fromkeys((c.variant, c.generator) for c in plan.cells):
+        there = manifest_path(variant.output, variant.dataset, generator).is_file()
+        what = "manifest exists, kept" if there else show_command(prepare_command(variant, generator), plan.cwd)
+        lines.append(f"prepare {generator}{f' [{variant.tag}]' if variant.tag else ''}: {what}")
+    for i, cell in enumerate(plan.cells, start=1):
+        if result_exists(cell):
+            where = show_command([str(cell.run)], plan.cwd)
+            lines.append(f"[{i}/{len(plan.cells)}] {cell.label}: done, skipped ({where})")
+            continue
+        try:
+            state = train_state(cell)
+        except AnosegError as exc:
+            lines.append(f"[{i}/{len(plan.cells)}] {cell.label}: would fail: {exc}")
+            continue
+        train, evaluate = cell_commands(cell, plan.spec, resume=state == "partial")
+        note = {"new": "", "partial": " (resumes its stopped run)", "finished": " (trained; eval only)"}[state]
+        lines.append(f"[{i}/{len(plan.cells)}] {cell.label}{note} → {show_command([str(cell.run)], plan.cwd)}")
+        if state != "finished":
+            lines.append(f"    {show_command(train, plan.cwd)}")
+        lines.append(f"    {show_command(evaluate, plan.cwd)}")
+    return lines
