@@ -358,15 +358,14 @@ def _run_logged(argv: list[str], log: Path, cwd: Path, env: dict[str, str]) -> s
     return errors[-1].removeprefix("error:").strip() if errors else f"{Path(argv[3]).name} exited with code {code}"
 
 
-def _cell_env(threads: int | None, gpu: int | None) -> dict[str, str]:
+def _cell_env(threads: int | None) -> dict[str, str]:
+    # a GPU cell's device is already the only one visible: submitit's LocalExecutor sets CUDA_VISIBLE_DEVICES
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                       env.get("PYTHONPATH")]))
     env.setdefault("NO_COLOR", "1")
     if threads and "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(threads)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return env
 
 
@@ -379,7 +378,7 @@ def run_prepare_step(plan: Plan, variant: Variant, generator: str, gpu: int | No
         return {"status": SKIPPED, "manifest": str(target)}
     log = _log_path(plan.records, key)
     log.parent.mkdir(parents=True, exist_ok=True)
-    error = _run_logged(prepare_command(variant, generator), log, plan.cwd, _cell_env(threads, None))
+    error = _run_logged(prepare_command(variant, generator), log, plan.cwd, _cell_env(threads))
     return {"status": FAILED if error else DONE, "error": error, "log": str(log), "manifest": str(target)}
 
 
@@ -401,7 +400,7 @@ def run_cell(plan: Plan, cell: Cell, gpu: int | None = None, threads: int | None
         if result_exists(cell):
             return save(SKIPPED, "eval")
         state = train_state(cell)
-        env = _cell_env(threads, gpu)
+        env = _cell_env(threads)
         device = "cuda" if gpu is not None else None
         train, evaluate = cell_commands(cell, plan.spec, resume=state == "partial", device=device)
         if state != "finished":
@@ -533,11 +532,13 @@ class _Status:
             if stage == "train":
                 done = _history_length(cell.run) or 0
                 stage = f"train epoch {done}/{cell.variant.epochs}"
-            parts.append(f"{cell.label}: {stage}")
-        self.text = "  |  ".join(parts)
+            parts.append(f"  {cell.label}: {stage}")
+        self.text = "\n".join(parts)
 
-    def __rich__(self) -> str:
-        return f"[dim]{self.text}[/dim]" if self.text else ""
+    def __rich__(self):
+        from rich.text import Text
+
+        return Text(self.text, style="dim", no_wrap=True, overflow="ellipsis")
 
 
 def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dict[str, Any]:
@@ -638,7 +639,7 @@ def _prepare_all(plan: Plan, engine: Engine, pending: list[Cell], status: _Statu
                if not manifest_path(variant.output, variant.dataset, generator).is_file()}
     failed = {}
     for future, (variant, generator) in futures.items():
-        status.text = f"preparing {generator}" + (f" [{variant.tag}]" if variant.tag else "")
+        status.text = f"  preparing {generator}" + (f" [{variant.tag}]" if variant.tag else "")
         result = future.result()
         if result["status"] == FAILED:
             failed[(variant.tag, generator)] = result["error"]
