@@ -21,14 +21,12 @@ import contextlib
 import itertools
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -454,86 +452,104 @@ def make_executor(options: EngineOptions, folder: Path, gpu: int | None):
     return executor
 
 
+@dataclass
+class Task:
+    """One unit of work for the engine: ``function(*args)`` on a worker; ``what`` identifies it to the caller."""
+
+    function: Callable[..., dict[str, Any]]
+    args: tuple
+    what: Any
+
+
 class Engine:
-    """Runs worker functions on submitit executors, at most ``jobs`` at once, and cancels them on interruption."""
+    """Submits tasks to submitit and collects their results, never more than ``jobs`` at a time.
+
+    Locally each slot is one worker process (pinned to one GPU on CUDA machines); on SLURM every task is submitted at
+    once as one job array and the cluster runs at most ``jobs`` of them at a time (``slurm_array_parallelism``).
+    """
 
     def __init__(self, options: EngineOptions, folder: Path) -> None:
         self.options = options
-        self.folder = folder
-        self.slots: queue.Queue[int] = queue.Queue()
-        for slot in range(options.jobs):
-            self.slots.put(slot)
-        self.pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="sweep")
-        self.jobs: dict[int, Any] = {}
-        self.lock = threading.Lock()
-        self.stopping = False
+        self.folder = folder / "submitit"
+        self.running: dict[int, tuple[Any, Task]] = {}  # slot → (submitit job, task)
         cpus = os.cpu_count() or 1
-        # CPU cells share the cores; a GPU cell keeps torch's default
+        # CPU cells share the cores; a GPU or cluster cell keeps torch's default
         self.threads = None if options.gpus or options.executor == "slurm" else max(1, cpus // options.jobs)
 
-    def submit(self, function: Callable[..., dict], *args: Any) -> Future:
-        """Schedule ``function(*args, gpu=..., threads=...)`` on a free slot; the future holds its result dict."""
-        return self.pool.submit(self._run, function, args)
+    def run(self, tasks: list[Task], on_result: Callable[[Task, dict[str, Any]], None],
+            on_tick: Callable[[list[Task]], None] = lambda running: None) -> None:
+        """Run ``tasks`` (in order), calling ``on_result`` as each ends and ``on_tick`` about twice a second."""
+        todo = list(tasks)
+        if self.options.executor == "slurm":
+            self._submit_array(todo)
+            todo = []
+        free = list(range(self.options.jobs))
+        while todo or self.running:
+            while todo and free:
+                slot = free.pop(0)
+                task = todo.pop(0)
+                gpu = slot if self.options.executor == "local" and self.options.gpus else None
+                job = make_executor(self.options, self.folder, gpu).submit(task.function, *task.args, gpu=gpu,
+                                                                           threads=self.threads)
+                self.running[slot] = (job, task)
+                if self.options.executor == "debug":
+                    break  # a debug job runs when its result is asked for, below
+            for slot, (job, task) in list(self.running.items()):
+                if self.options.executor == "debug" or job.done():
+                    del self.running[slot]
+                    free.append(slot)
+                    on_result(task, self._result(job))
+            on_tick([task for _, task in self.running.values()])
+            if self.running:
+                time.sleep(0.5)
 
-    def _run(self, function: Callable[..., dict], args: tuple) -> dict:
-        slot = self.slots.get()
+    def _submit_array(self, tasks: list[Task]) -> None:
+        executor = make_executor(self.options, self.folder, None)
+        executor.update_parameters(slurm_array_parallelism=self.options.jobs)
+        with executor.batch():
+            jobs = [executor.submit(task.function, *task.args) for task in tasks]
+        self.running = {i: (job, task) for i, (job, task) in enumerate(zip(jobs, tasks, strict=True))}
+
+    @staticmethod
+    def _result(job) -> dict[str, Any]:
         try:
-            if self.stopping:
-                return {"status": FAILED, "error": "not started: the sweep was interrupted"}
-            gpu = slot if self.options.executor == "local" and self.options.gpus else None
-            executor = make_executor(self.options, self.folder / "submitit", gpu)
-            if self.options.executor == "slurm":
-                job = executor.submit(function, *args)
-            else:
-                job = executor.submit(function, *args, gpu=gpu, threads=self.threads)
-            with self.lock:
-                self.jobs[id(job)] = job
-            try:
-                return job.result()
-            except Exception as exc:  # the job itself died (killed, timed out, node failure): the cell failed
-                text = str(exc).strip().splitlines()
-                return {"status": FAILED, "error": f"job failed: {text[-1] if text else type(exc).__name__}"}
-            finally:
-                with self.lock:
-                    self.jobs.pop(id(job), None)
-        finally:
-            self.slots.put(slot)
+            return job.result()
+        except Exception as exc:  # the job itself died (killed, timed out, node lost): its cell failed
+            text = [line for line in str(exc).strip().splitlines() if line.strip()]
+            return {"status": FAILED, "error": f"job failed: {text[-1] if text else type(exc).__name__}"}
 
     def cancel(self) -> None:
-        """Stop queued work and cancel running jobs (a stopped run is resumed by the next sweep)."""
-        self.stopping = True
-        with self.lock:
-            jobs = list(self.jobs.values())
-        for job in jobs:
+        """Cancel running jobs (each stops its commands; a stopped run resumes in the next sweep)."""
+        for job, _ in self.running.values():
             with contextlib.suppress(Exception):
                 job.cancel(check=False)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.running = {}
 
 
 # ---- the driver -----------------------------------------------------------------------------------------------------
 
 class _Status:
-    """The line under the overall bar: what each running cell is doing (stage, epochs done)."""
+    """The lines under the overall bar: what each running cell is doing (stage, epochs done)."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.running: dict[str, Cell] = {}
         self.text = ""
 
-    def refresh(self) -> None:
-        parts = []
-        for cell in list(self.running.values()):
-            stage = "queued"
-            with contextlib.suppress(OSError, ValueError):
+    def show(self, running: list[Task]) -> None:
+        lines = []
+        for task in running:
+            if not isinstance(task.what, Cell):
+                variant, generator = task.what
+                lines.append(f"  prepare {generator}" + (f" [{variant.tag}]" if variant.tag else ""))
+                continue
+            cell = task.what
+            stage = "starting"
+            with contextlib.suppress(OSError, ValueError, KeyError):
                 stage = json.loads(_record_path(self.plan.records, cell.key).read_text())["stage"]
             if stage == "train":
-                done = _history_length(cell.run) or 0
-                stage = f"train epoch {done}/{cell.variant.epochs}"
-            parts.append(f"  {cell.label}: {stage}")
-        self.text = "\n".join(parts)
+                stage = f"train epoch {_history_length(cell.run) or 0}/{cell.variant.epochs}"
+            lines.append(f"  {cell.label}: {stage}")
+        self.text = "\n".join(lines)
 
     def __rich__(self):
         from rich.text import Text
@@ -566,46 +582,38 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
     pending = [c for c in plan.cells if not result_exists(c)]
     for cell in plan.cells:
         if cell not in pending:
-            results[cell.key] = {"status": SKIPPED, "run": str(cell.run), "error": None}
+            results[cell.key] = {"status": SKIPPED, "error": None}
     engine = Engine(options, plan.records)
+    # cells end minutes apart: estimate the ETA over the whole sweep, not rich's default 30 s window
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console, speed_estimate_period=24 * 3600)
     status = _Status(plan)
     overall = progress.add_task("sweep", total=len(plan.cells), completed=len(plan.cells) - len(pending))
-    previous_handler = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    restore = _catch_signals()
     try:
-        with Live(Group(progress, status), console=console, refresh_per_second=4, transient=False):
-            failed_prepare = _prepare_all(plan, engine, pending, status, progress, overall)
-            futures: dict[Future, Cell] = {}
+        with Live(Group(progress, status), console=console, refresh_per_second=4):
+            failed_prepare = _prepare_all(plan, engine, pending, status)
+
+            def finished(task: Task, result: dict[str, Any]) -> None:
+                results[task.what.key] = result
+                progress.advance(overall)
+                _say(console, task.what, result)
+
+            tasks = []
             for cell in pending:
-                key = (cell.variant.tag, cell.generator)
-                if key in failed_prepare:
-                    results[cell.key] = {"status": FAILED, "run": str(cell.run), "stage": "prepare",
-                                         "error": f"prepare failed: {failed_prepare[key]}"}
-                    progress.advance(overall)
-                    continue
-                futures[engine.submit(run_cell, plan, cell)] = cell
-                status.running[cell.key] = cell
-            while futures:
-                finished, _ = wait(list(futures), timeout=1.0, return_when=FIRST_COMPLETED)
-                status.running = {c.key: c for f, c in futures.items() if not f.done() and _started(plan, c)}
-                status.refresh()
-                for future in finished:
-                    cell = futures.pop(future)
-                    result = {"run": str(cell.run), **future.result()}
-                    results[cell.key] = result
-                    progress.advance(overall)
-                    _say(console, cell, result)
+                error = failed_prepare.get((cell.variant.tag, cell.generator))
+                if error:
+                    finished(Task(run_cell, (), cell), {"status": FAILED, "stage": "prepare",
+                                                        "error": f"prepare failed: {error}"})
+                else:
+                    tasks.append(Task(run_cell, (plan, cell), cell))
+            engine.run(tasks, finished, status.show)
             status.text = ""
     except KeyboardInterrupt:
         engine.cancel()
         raise AnosegError("interrupted; finished cells are kept — run the same sweep again to continue") from None
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous_handler)
-    engine.close()
+        restore()
     summary = _summary(plan, results)
     write_json(plan.records / "summary.json", summary)
     _print_summary(console, plan, summary)
@@ -623,29 +631,43 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
     return summary
 
 
+def _catch_signals() -> Callable[[], None]:
+    """SIGTERM interrupts the sweep like Ctrl-C. SIGINT is made catchable again when the shell ignored it (a
+    background job), because the local workers inherit it and submitit cancels a local job with SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if previous[1] == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+    return restore
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _started(plan: Plan, cell: Cell) -> bool:
-    return _record_path(plan.records, cell.key).is_file()
-
-
-def _prepare_all(plan: Plan, engine: Engine, pending: list[Cell], status: _Status, progress, task) -> dict:
+def _prepare_all(plan: Plan, engine: Engine, pending: list[Cell], status: _Status) -> dict:
     """Prepare each (variant, generator) that pending cells need; return the failed ones with their error."""
-    needed = list(dict.fromkeys((c.variant, c.generator) for c in pending))
-    futures = {engine.submit(run_prepare_step, plan, variant, generator): (variant, generator)
-               for variant, generator in needed
-               if not manifest_path(variant.output, variant.dataset, generator).is_file()}
+    from anoseg.log import console
+
+    needed = [(variant, generator) for variant, generator in dict.fromkeys((c.variant, c.generator) for c in pending)
+              if not manifest_path(variant.output, variant.dataset, generator).is_file()]
     failed = {}
-    for future, (variant, generator) in futures.items():
-        status.text = f"  preparing {generator}" + (f" [{variant.tag}]" if variant.tag else "")
-        result = future.result()
+
+    def finished(task: Task, result: dict[str, Any]) -> None:
+        variant, generator = task.what
         if result["status"] == FAILED:
             failed[(variant.tag, generator)] = result["error"]
-            progress.console.print(f"[red]prepare {generator} failed:[/red] {result['error']}  (log: {result['log']})",
-                                   highlight=False)
-    status.text = ""
+            console.print(f"[red]prepare {generator} failed:[/red] {result['error']}  (log: {result.get('log')})",
+                          highlight=False)
+
+    engine.run([Task(run_prepare_step, (plan, v, g), (v, g)) for v, g in needed], finished, status.show)
     return failed
 
 
