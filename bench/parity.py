@@ -270,8 +270,8 @@ def run_anoseg(recipe, output: Path, category: str, seed: int, protocol: str) ->
     from anoseg.engine.train import TrainJob, train
 
     common = {"recipe": recipe, "model": "lfd", "category": category, "generator": "seas", "output": output,
-              "device": "cpu"}
-    train(TrainJob(**common, seed=seed, backbone_weights="none", fresh=True))
+              "device": "cpu", "seed": seed}  # each seed has its own run folder: train and eval both need it
+    train(TrainJob(**common, backbone_weights="none", fresh=True))
     metrics = evaluate(EvalJob(**common, protocol=protocol, overlays=0))
     return {m: 100.0 * metrics["categories"][category][m] for m in METRICS}
 
