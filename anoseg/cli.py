@@ -155,9 +155,12 @@ def prepare(ctx, recipe, data_root, generated, generator, category, output, seed
 @click.option("--layout", default="folder", show_default=True, help="Dataset layout of DATA_ROOT.")
 def init(data_root, layout) -> None:
     """Show what DATA_ROOT holds (categories, defect types, counts, the split) and its first problems; write nothing."""
+    from anoseg.data.layouts import LAYOUTS
     from anoseg.log import console
     from anoseg.stages import run_prepare
 
+    if layout not in LAYOUTS:
+        raise AnosegError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
     rec = _load(layout, data_root=data_root, layout=layout)
     run_prepare(rec, generated=None, categories=None, output=Path("outputs"), dry_run=True)
     console.print(f"next: anoseg prepare --layout {layout} --data-root {data_root}", highlight=False)

@@ -168,6 +168,15 @@ def test_folder_layout_stray_mask_folder_and_missing_good(tmp_path):
     assert sorted(i.kind for i in scan.issues) == ["masks_without_defect", "missing_good"]
 
 
+def test_folder_layout_refuses_a_train_test_tree_and_reports_nested_folders(tmp_path, mvtec):
+    with pytest.raises(AnosegError, match="--layout mvtec_ad"):
+        open_layout("folder", mvtec())
+    root = trees.folder(tmp_path / "mine")
+    write_image(root / "pcb" / "scratch" / "batch2" / "s9.png")
+    df, report = build(root, "folder")
+    assert report["issues"]["unused_folder"]["count"] == 1 and "s9" not in stems(df["image"])
+
+
 def test_init_and_dry_run_show_the_split_and_write_nothing(tmp_path):
     root = trees.folder(tmp_path / "mine")
     (root / "pcb" / "scratch" / "s1_mask.png").unlink()
@@ -180,7 +189,7 @@ def test_init_and_dry_run_show_the_split_and_write_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "connector" in result.output and not output.exists()
     result = CliRunner().invoke(main, ["init", str(root), "--layout", "nope"])
-    assert result.exit_code == 2 and "unknown" in result.output
+    assert result.exit_code == 2 and "unknown layout 'nope'" in result.output
 
 
 def test_folder_layout_with_generated_pairs_made_from_its_train_good(tmp_path):

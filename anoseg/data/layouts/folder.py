@@ -46,6 +46,7 @@ from anoseg.data.layouts.base import (
     list_images,
     pair_by_stem,
 )
+from anoseg.errors import AnosegError
 
 GOOD_NAMES = ("good", "normal", "ok")  # any case
 MASK_DIR_NAMES = ("masks", "mask", "ground_truth")  # any case
@@ -63,6 +64,12 @@ def good_split(index: int) -> str:
     return "test" if index % GOOD_TEST_EVERY == GOOD_TEST_EVERY - 1 else "train"
 
 
+def _report_nested(scan: CategoryScan, folder: Path) -> None:
+    for name in list_dirs(folder):
+        scan.issue("unused_folder", folder / name, f"sub-folder not read (images must sit directly in {folder}): "
+                                                   f"{folder / name}")
+
+
 def _key(path: Path) -> str:
     return os.path.normcase(os.path.abspath(path))
 
@@ -75,7 +82,18 @@ class FolderLayout:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.single = any(d.lower() in GOOD_NAMES for d in list_dirs(self.root))
+        self._refuse_split_trees()
         self.test_list = self._read_test_list()
+
+    def _refuse_split_trees(self) -> None:
+        """A tree already split into train/ and test/ (MVTec style) would be read with ``train`` and ``test`` as
+        defect types: say which layout reads it instead."""
+        bases = [self.root] if self.single else [self.root] + [self.root / d for d in list_dirs(self.root)]
+        for base in bases:
+            names = {d.lower() for d in list_dirs(base)}
+            if {"train", "test"} <= names:
+                raise AnosegError(f"{base} holds train/ and test/ folders: the folder layout wants good/ and one "
+                                  f"folder per defect type; for an MVTec-style tree use --layout mvtec_ad")
 
     def _read_test_list(self) -> dict[str, str] | None:
         from anoseg.data.layouts.visa import read_csv
@@ -84,7 +102,7 @@ class FolderLayout:
         if not path.is_file():
             return None
         rows = read_csv(path, ("image",))
-        return {_key(self.root / row["image"]): row["image"] for row in rows if row["image"]}
+        return {_key(self.root / row["image"].replace("\\", "/")): row["image"] for row in rows if row["image"]}
 
     def categories(self) -> list[str]:
         if self.single:
@@ -131,6 +149,7 @@ class FolderLayout:
         return mine
 
     def _good(self, scan: CategoryScan, folder: Path, listed: set[str] | None) -> None:
+        _report_nested(scan, folder)
         images = list_images(folder, scan)
         if listed is None:
             groups = {role: [p for i, p in enumerate(images) if (good_split(i) == "test") == (role == TEST_GOOD)]
@@ -143,6 +162,7 @@ class FolderLayout:
 
     def _defect(self, scan: CategoryScan, defect: str, folder: Path, mask_folders: list[Path],
                 listed: set[str] | None) -> None:
+        _report_nested(scan, folder)
         files = list_images(folder, scan)
         beside = [p for p in files if p.stem.endswith(MASK_SUFFIX)]
         images = [p for p in files if not p.stem.endswith(MASK_SUFFIX)]
