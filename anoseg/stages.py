@@ -36,10 +36,13 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
                 generator=recipe.generator, strict=strict and not dry_run, mask_threshold=mask_threshold,
                 drop_empty_generated=drop_empty_generated, image_size=recipe.image_size,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
-    if dry_run and recipe.task == "anomaly":
-        from anoseg.data.overview import print_overview
+    if dry_run:
+        if recipe.task == "anomaly":
+            from anoseg.data.overview import print_overview
 
-        print_overview(report, console, f"{recipe.name} / {recipe.generator} ({recipe.data_root})")
+            print_overview(report, console, f"{recipe.name} / {recipe.generator} ({recipe.data_root})")
+        else:
+            _print_counts(count_table(frame), f"{recipe.name}: what was found (nothing written)")
         return None
     target = manifest_path(output, recipe.name, recipe.generator)
     write_manifest(frame, target)
