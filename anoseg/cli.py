@@ -143,11 +143,20 @@ def prepare(ctx, recipe, data_root, generated, generator, category, output, seed
 
     if generated is not None and generator is None:
         generator = generated.name
-    if layout and ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
-        recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
+    if layout:
+        _check_layout(layout)
+        if ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
+            recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
     rec = _load(recipe, data_root=data_root, generator=generator, layout=layout)
     run_prepare(rec, generated=generated, categories=_csv(category), output=output, strict=not lenient,
                 mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated, dry_run=dry_run)
+
+
+def _check_layout(layout: str) -> None:
+    from anoseg.data.layouts import LAYOUTS
+
+    if layout not in LAYOUTS:
+        raise AnosegError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
 
 
 @main.command()
@@ -155,12 +164,10 @@ def prepare(ctx, recipe, data_root, generated, generator, category, output, seed
 @click.option("--layout", default="folder", show_default=True, help="Dataset layout of DATA_ROOT.")
 def init(data_root, layout) -> None:
     """Show what DATA_ROOT holds (categories, defect types, counts, the split) and its first problems; write nothing."""
-    from anoseg.data.layouts import LAYOUTS
     from anoseg.log import console
     from anoseg.stages import run_prepare
 
-    if layout not in LAYOUTS:
-        raise AnosegError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    _check_layout(layout)
     rec = _load(layout, data_root=data_root, layout=layout)
     run_prepare(rec, generated=None, categories=None, output=Path("outputs"), dry_run=True)
     console.print(f"next: anoseg prepare --layout {layout} --data-root {data_root}", highlight=False)

@@ -188,8 +188,9 @@ def test_init_and_dry_run_show_the_split_and_write_nothing(tmp_path):
                                        "--output", str(output)])
     assert result.exit_code == 0, result.output
     assert "connector" in result.output and not output.exists()
-    result = CliRunner().invoke(main, ["init", str(root), "--layout", "nope"])
-    assert result.exit_code == 2 and "unknown layout 'nope'" in result.output
+    for command in (["init", str(root), "--layout", "nope"], ["prepare", "--layout", "nope"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2 and "unknown layout 'nope'; choose one of: mvtec_ad" in result.output
 
 
 def test_folder_layout_with_generated_pairs_made_from_its_train_good(tmp_path):
