@@ -154,9 +154,19 @@ def test_folder_layout_single_category_with_test_list(tmp_path):
                                             ("3.png", "train")]
     assert split_of(df, defect="good") == [("0.png", "train"), ("1.png", "train"), ("2.png", "train"),
                                            ("3.png", "test")]
-    (root / "test.csv").write_text("image\ncrack/9.png\n")
-    with pytest.raises(AnosegError, match=r"crack/9\.png"):
-        build(root, "folder")
+    for entry in ("crack/9.png", "crack/1_mask.png"):  # a typo, a mask
+        (root / "test.csv").write_text(f"image\n{entry}\n")
+        with pytest.raises(AnosegError, match=entry.replace(".", r"\.")):
+            build(root, "folder")
+
+
+def test_folder_layout_test_list_outside_the_categories(tmp_path):
+    root = trees.folder(tmp_path / "mine")
+    (root / "test.csv").write_text("image\npcb/good/img_00.png\npbc/good/img_01.png\n")
+    df, report = build(root, "folder", strict=False)
+    missing = report["issues"]["missing_file"]
+    assert missing["count"] == 1 and "pbc" in missing["examples"][0]["path"]
+    assert split_of(df, category="pcb", defect="good")[0] == ("img_00.png", "test")
 
 
 def test_folder_layout_stray_mask_folder_and_missing_good(tmp_path):

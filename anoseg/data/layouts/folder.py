@@ -134,19 +134,27 @@ class FolderLayout:
                                f"mask folder {base / mask_dir / name} has no image folder {base / name}")
         for defect in defects:
             self._defect(scan, defect, base / defect, [base / m / defect for m in mask_dirs], listed)
+        if listed is not None:
+            self._unmatched(scan, listed, {_key(s.image) for s in scan.samples}, category)
         return scan
 
+    def _unmatched(self, scan: CategoryScan, listed: set[str], images: set[str], category: str) -> None:
+        """Report test-list entries that name no image of the dataset: typos, masks, files in unread folders. Entries
+        outside every category folder are reported with the first category."""
+        unmatched = listed - images
+        if not self.single and category == self.categories()[0]:
+            prefixes = tuple(_key(self.root / c) + os.sep for c in self.categories())
+            unmatched |= {key for key in self.test_list or {} if not key.startswith(prefixes)}
+        for key in sorted(unmatched):
+            what = "not found" if not os.path.isfile(key) else "is not an image of a good or defect folder"
+            scan.issue("missing_file", key, f"{self.test_list[key]} in {self.root / TEST_LIST} {what}")
+
     def _listed(self, base: Path, scan: CategoryScan) -> set[str] | None:
-        """Keys of this category's images in the test list (None without a list); listed files that do not exist
-        are reported once, by the category that holds their folder."""
+        """Keys of this category's entries in the test list (None without a list)."""
         if self.test_list is None:
             return None
         prefix = _key(base) + os.sep
-        mine = {key for key in self.test_list if key.startswith(prefix)}
-        for key in sorted(mine):
-            if not os.path.isfile(key):
-                scan.issue("missing_file", key, f"{self.test_list[key]} in {self.root / TEST_LIST} not found")
-        return mine
+        return {key for key in self.test_list if key.startswith(prefix)}
 
     def _good(self, scan: CategoryScan, folder: Path, listed: set[str] | None) -> None:
         _report_nested(scan, folder)
