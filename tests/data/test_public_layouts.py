@@ -216,13 +216,3 @@ def test_folder_layout_with_generated_pairs_made_from_its_train_good(tmp_path):
     generated = rows_of(df, source="generated")
     assert len(generated) == 3 and all(r["split"] == "train" and r["category"] == "pcb" for r in generated)
 
-
-def test_dry_run_of_a_scene_recipe_writes_nothing(tmp_path):
-    from tests.scenes.synthetic import make_camvid_segnet
-
-    root = make_camvid_segnet(tmp_path / "camvid")
-    output = tmp_path / "outputs"
-    result = CliRunner().invoke(main, ["prepare", "--recipe", "camvid", "--data-root", str(root), "--dry-run",
-                                       "--output", str(output)])
-    assert result.exit_code == 0, result.output
-    assert "nothing written" in result.output and not output.exists()

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from anoseg.cli import main
-from tests.data.public_trees import TREES, folder_single
+
+from .public_trees import TREES, folder_single
 
 
 def cli(*args: str) -> str:
