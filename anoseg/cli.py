@@ -395,12 +395,12 @@ def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments
 
 
 @main.command()
-def models() -> None:
-    """List the registered segmenters."""
-    from anoseg.log import console
-    from anoseg.models import list_models
+@click.option("--names-only", is_flag=True, help="Print the registry names only, one per line.")
+def models(names_only: bool) -> None:
+    """List the registered segmenters with their family, backbone, ImageNet weights and reference cost."""
+    from anoseg.stages import run_models
 
-    console.print("\n".join(list_models()))
+    run_models(names_only=names_only)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Aux-term weights from the papers' code: SANet (BALANCE_WEIGHTS 0.4, boundary 20, boundary-aware semantic 1.0,
-# boundary confidence 0.8) and BiSeNetV2 (each of the 4 aux heads weighted 1 with the same OHEM as the main output).
-SANET_AUX_WEIGHT = 0.4
-SANET_BOUNDARY_WEIGHT = 20.0
-SANET_BOUNDARY_CONFIDENCE = 0.8
-BISENET_AUX_WEIGHT = 1.0
+from anoseg.models.registry import model_spec
 
 
 class OhemCrossEntropy(nn.Module):
@@ -88,7 +83,8 @@ def balanced_bce(logits: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 
 class SegmentationLoss(nn.Module):
-    """The training loss of one model: OHEM CE on the main output plus the model's own auxiliary terms.
+    """The training loss of one model: OHEM CE on the main output plus the auxiliary terms of its registry record
+    (``anoseg.models.registry.LossSpec``):
 
     - ``sanet_*``: ``0.4·CE(aux) + OHEM(main) + 20·BCE(boundary) + OHEM(main, labels kept where σ(boundary) > 0.8)``
     - ``bisenetv2``: ``OHEM(main) + Σ OHEM(aux_i)``
@@ -98,6 +94,7 @@ class SegmentationLoss(nn.Module):
     def __init__(self, model_name: str, ohem: OhemCrossEntropy) -> None:
         super().__init__()
         self.model_name = model_name
+        self.spec = model_spec(model_name).loss
         self.ohem = ohem
 
     def forward(self, outputs: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -106,21 +103,22 @@ class SegmentationLoss(nn.Module):
         size = target.shape[-2:]
         main = _to_size(outputs["out"], size)
         loss = self.ohem(main, target)
+        spec, ignore = self.spec, self.ohem.ignore_index
         aux = [_to_size(a, size) for a in outputs.get("aux", [])]
-        if self.model_name.startswith("sanet"):
-            ignore = self.ohem.ignore_index
-            for a in aux:
-                loss = loss + SANET_AUX_WEIGHT * F.cross_entropy(
-                    a.float(), target, weight=self.ohem.class_weights, ignore_index=ignore
-                )
-            if "boundary" in outputs:
-                boundary = _to_size(outputs["boundary"], size).squeeze(1)
-                loss = loss + SANET_BOUNDARY_WEIGHT * balanced_bce(boundary, boundary_target(target, ignore))
-                confident = torch.sigmoid(boundary) > SANET_BOUNDARY_CONFIDENCE
+        if (aux and spec.aux is None) or ("boundary" in outputs and not spec.boundary_weight):
+            raise ValueError(f"{self.model_name} returned auxiliary outputs its registry record has no loss for")
+        for a in aux:
+            if spec.aux == "ce":
+                term = F.cross_entropy(a.float(), target, weight=self.ohem.class_weights, ignore_index=ignore)
+            else:
+                term = self.ohem(a, target)
+            loss = loss + spec.aux_weight * term
+        if "boundary" in outputs:
+            boundary = _to_size(outputs["boundary"], size).squeeze(1)
+            loss = loss + spec.boundary_weight * balanced_bce(boundary, boundary_target(target, ignore))
+            if spec.boundary_confidence is not None:
+                confident = torch.sigmoid(boundary) > spec.boundary_confidence
                 loss = loss + self.ohem(main, torch.where(confident, target, torch.full_like(target, ignore)))
-        else:
-            for a in aux:
-                loss = loss + BISENET_AUX_WEIGHT * self.ohem(a, target)
         return loss
 
 

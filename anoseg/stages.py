@@ -70,9 +70,9 @@ def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, devi
               precision: str, seed: int, backbone_weights: str, resume: bool, fresh: bool) -> list[Path]:
     """Train one model per entry of ``runs`` (``all`` = unified, else a category)."""
     from anoseg.engine.train import TrainJob, train
-    from anoseg.models import model_builder
+    from anoseg.models import model_spec
 
-    model_builder(model)  # an unknown name fails before any data work
+    model_spec(model)  # an unknown name fails before any data work
     done = []
     for category in runs:
         job = TrainJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
@@ -88,9 +88,9 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
              protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED) -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages)."""
     from anoseg.engine.evaluate import EvalJob, evaluate
-    from anoseg.models import model_builder
+    from anoseg.models import model_spec
 
-    model_builder(model)
+    model_spec(model)
     results = []
     for category in runs:
         job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
@@ -160,6 +160,28 @@ def run_bench(models: list[str] | None, size: tuple[int, int], *, device: str, r
     console.print(view)
     console.print(f"bench: {bench_path(output)}")
     return result
+
+
+def run_models(*, names_only: bool = False) -> None:
+    """Print the model registry (records only: nothing is built and torch is not imported)."""
+    from rich.table import Table
+
+    from anoseg.models.registry import MODELS
+
+    if names_only:
+        console.print("\n".join(MODELS), highlight=False)
+        return
+    view = Table(title="segmenters (used parameters and MACs at 256², 2 classes, measured from the authors' code)")
+    for title in ("model", "display name", "family", "--backbone-weights initialises", "imagenet", "used params",
+                  "GMACs"):
+        view.add_column(title, justify="right" if title in ("used params", "GMACs") else "left")
+    for spec in MODELS.values():
+        weights, ref = spec.weight_spec, spec.reference
+        view.add_row(spec.name, spec.display_name, spec.family, weights.label,
+                     ("torchvision" + (f" ({', '.join(weights.imagenet_parts)})" if weights.imagenet_parts else ""))
+                     if weights.imagenet else "-",
+                     f"{ref.params_2:,}" if ref.params_2 else "-", f"{ref.macs_256 / 1e9:.3f}" if ref.macs_256 else "-")
+    console.print(view)
 
 
 def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, count: int, out: Path | None,

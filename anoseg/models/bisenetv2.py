@@ -28,7 +28,7 @@ Choices where the reference code says nothing or cannot be followed:
   reference).
 
 Example:
-    >>> model = build_bisenetv2(num_classes=2).eval()
+    >>> model = BiSeNetV2(num_classes=2).eval()
     >>> model(torch.zeros(1, 3, 256, 256)).shape
     torch.Size([1, 2, 256, 256])
 """
@@ -41,12 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anoseg.errors import AnosegError
-from anoseg.models.blocks import ConvBNAct, resize
-from anoseg.models.registry import register_model
-from anoseg.models.weights import load_backbone_weights
+from anoseg.models.blocks import ConvBNAct, init_conv_bn, resize
 
-__all__ = ["BiSeNetV2", "build_bisenetv2"]
+__all__ = ["BiSeNetV2"]
 
 
 class DetailBranch(nn.Module):
@@ -229,32 +226,10 @@ class BiSeNetV2(nn.Module):
 
     def reset_parameters(self) -> None:
         """The authors' init: Kaiming-normal (fan-out) convs, zero biases, BN γ=1 except γ=0 closing each GE branch."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self)
         for module in self.modules():
             if isinstance(module, GatherExpand):
                 nn.init.zeros_(module.project.bn.weight)
-
-    def classifiers(self) -> list[nn.Conv2d]:
-        """The 1×1 convs whose shape depends on ``num_classes`` (main head first, then the aux heads)."""
-        return [self.head.classifier, *(head.classifier for head in self.aux_heads)]
-
-    def class_independent_view(self) -> nn.Module:
-        """A module sharing every submodule but the classifiers, with the same state-dict names (for weight loading)."""
-        view = nn.Module()
-        for name, child in self.named_children():
-            if isinstance(child, nn.ModuleList):
-                child = nn.ModuleList(_without_classifier(head) for head in child)
-            elif isinstance(child, SegmentHead):
-                child = _without_classifier(child)
-            view.add_module(name, child)
-        return view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         size = x.shape[-2:]
@@ -264,31 +239,3 @@ class BiSeNetV2(nn.Module):
             return out
         aux = [head(feature, size) for head, feature in zip(self.aux_heads, aux_features, strict=True)]
         return {"out": out, "aux": aux}
-
-
-def _without_classifier(head: SegmentHead) -> nn.Module:
-    view = nn.Module()
-    for name, child in head.named_children():
-        if name != "classifier":
-            view.add_module(name, child)
-    return view
-
-
-@register_model("bisenetv2")
-def build_bisenetv2(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> BiSeNetV2:
-    """Build BiSeNetV2 (3.34 M parameters used at inference, 5.19 M in training with the aux heads).
-
-    ``backbone_weights``: ``"none"`` (the authors' random init), ``"imagenet"`` (not in torchvision: warns once and
-    stays random) or a path to a state dict of a whole ``bisenetv2`` network; everything except the class-dependent
-    classifiers is loaded, strictly by name and shape (a mismatch raises ``AnosegError``).
-
-    Example:
-        >>> model = build_bisenetv2(num_classes=2, backbone_weights="none").eval()
-        >>> model(torch.zeros(1, 3, 384, 1280)).shape
-        torch.Size([1, 2, 384, 1280])
-    """
-    if options:
-        raise AnosegError(f"model bisenetv2 takes no options; got {', '.join(sorted(options))}")
-    model = BiSeNetV2(num_classes)
-    load_backbone_weights(model.class_independent_view(), backbone_weights, imagenet=None, name="BiSeNetV2")
-    return model

@@ -97,3 +97,31 @@ class PyramidPooling(nn.Module):
         size = x.shape[-2:]
         pooled = [resize(stage(x), size, align_corners=self.align_corners) for stage in self.stages]
         return self.dropout(self.bottleneck(torch.cat([*pooled, x], dim=1)))
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` channel groups (ShuffleNet's shuffle): ``(N, g·c, H, W)`` → ``(N, g, c, H, W)`` → swap
+    the two channel axes → flatten. Reshape-only, so it traces and exports.
+
+    Example:
+        >>> channel_shuffle(torch.arange(4.0).view(1, 4, 1, 1), 2).flatten().tolist()
+        [0.0, 2.0, 1.0, 3.0]
+    """
+    n, c, h, w = x.shape
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def init_conv_bn(module: nn.Module, zero_bias: bool = True) -> None:
+    """Kaiming-normal (fan-out, ReLU gain) conv weights and unit BN (γ = 1, β = 0) in every submodule of ``module``.
+
+    The init of torchvision's ResNets and of the authors' STDC, SANet and BiSeNetV2 code. ``zero_bias=False`` keeps
+    PyTorch's default conv biases (SANet's authors leave them).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if zero_bias and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

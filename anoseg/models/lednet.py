@@ -30,24 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anoseg.errors import AnosegError
-from anoseg.models.blocks import ConvBNAct, resize
-from anoseg.models.registry import register_model
-from anoseg.models.weights import load_backbone_weights
+from anoseg.models.blocks import ConvBNAct, channel_shuffle, resize
 
-__all__ = ["APN", "Downsampler", "LEDNet", "LEDNetEncoder", "SSnbt", "build_lednet", "channel_shuffle"]
+__all__ = ["APN", "Downsampler", "LEDNet", "LEDNetEncoder", "SSnbt"]
 
 BN_EPS = 1e-3  # every BatchNorm of LEDNet (inherited from ERFNet's Torch7 roots)
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` channel groups: ``(N, g·c, H, W)`` → view ``(N, g, c, H, W)`` → swap → flatten.
-
-    Example:
-        >>> channel_shuffle(torch.arange(4.0).view(1, 4, 1, 1), 2).flatten().tolist()
-        [0.0, 2.0, 1.0, 3.0]
-    """
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
 
 
 class Downsampler(nn.Module):
@@ -203,19 +190,3 @@ class LEDNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return resize(self.decoder(self.encoder(x)), x.shape[-2:], align_corners=True)
-
-
-@register_model("lednet")
-def build_lednet(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> nn.Module:
-    """Build LEDNet; ``backbone_weights`` = ``"none"``, ``"imagenet"`` (none exist: warns) or an encoder state dict.
-
-    Example:
-        >>> model = build_lednet(num_classes=2)
-        >>> model.eval()(torch.zeros(1, 3, 256, 512)).shape
-        torch.Size([1, 2, 256, 512])
-    """
-    if options:
-        raise AnosegError(f"model lednet: unknown option(s) {', '.join(sorted(options))}; it accepts none")
-    model = LEDNet(num_classes=num_classes)
-    load_backbone_weights(model.encoder, backbone_weights, imagenet=None, name="the LEDNet encoder")
-    return model

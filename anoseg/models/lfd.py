@@ -16,51 +16,15 @@ The paper trains with the main output only, so the model returns one tensor in t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 from anoseg.errors import AnosegError
+from anoseg.models.backbones.resnet import ResNet18Trunk
 from anoseg.models.blocks import ConvBNAct, resize
-from anoseg.models.registry import register_model
-from anoseg.models.weights import StateDict, load_backbone_weights
+from anoseg.models.weights import StateDict
 
-__all__ = ["LFD", "AggregationUnit", "ResNet18Trunk", "SelectiveFusion", "build_lfd"]
-
-
-class ResNet18Trunk(nn.Module):
-    """The first ``stages`` residual stages of torchvision's ResNet-18 (stem included), nothing after them.
-
-    The children keep torchvision's names (``conv1``, ``bn1``, ``layer1``, ...), so a torchvision ``resnet18`` state
-    dict loads into the trunk as is (its extra keys, e.g. ``layer3.*`` or ``fc.*``, are simply not asked for).
-
-    Example:
-        >>> ResNet18Trunk(stages=2)(torch.zeros(1, 3, 64, 64)).shape
-        torch.Size([1, 128, 8, 8])
-    """
-
-    def __init__(self, stages: int) -> None:
-        super().__init__()
-        if stages not in (1, 2, 3, 4):
-            raise ValueError(f"a ResNet-18 has 1 to 4 stages, got {stages}")
-        # Take the parts of a torchvision model (rather than rebuilding them) so layer types, names and init match.
-        resnet = resnet18(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.stages = stages
-        for i in range(1, stages + 1):
-            self.add_module(f"layer{i}", getattr(resnet, f"layer{i}"))
-
-    @property
-    def out_channels(self) -> int:
-        return 64 * 2 ** (self.stages - 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(1, self.stages + 1):
-            x = getattr(self, f"layer{i}")(x)
-        return x
+__all__ = ["LFD", "AggregationUnit", "SelectiveFusion", "torchvision_to_lfd"]
 
 
 class AggregationUnit(nn.Module):
@@ -118,6 +82,8 @@ class LFD(nn.Module):
 
     def __init__(self, num_classes: int = 2, scale_factor: int = 2) -> None:
         super().__init__()
+        if not isinstance(scale_factor, int) or scale_factor < 1:
+            raise AnosegError(f"model lfd: scale_factor must be a positive integer, got {scale_factor!r}")
         self.scale_factor = scale_factor
         self.context = ResNet18Trunk(stages=2)
         self.aggregation = nn.Sequential(AggregationUnit(128, dilation=2), AggregationUnit(128, dilation=1))
@@ -129,49 +95,21 @@ class LFD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         # The context path sees the width shrunk twice as much as the height (industrial images: wide defects).
-        context = self.context(resize(x, (h // self.scale_factor, w // (2 * self.scale_factor))))
+        context = self.context(resize(x, (h // self.scale_factor, w // (2 * self.scale_factor))))[-1]
         context = self.aggregation(context)
-        detail = self.channel_adjust(self.detail(x))
+        detail = self.channel_adjust(self.detail(x)[-1])
         logits = self.head(self.fusion(detail, context))
         return resize(logits, (h, w))
 
 
-def _torchvision_to_lfd(state: StateDict) -> StateDict:
-    """Map a torchvision ``resnet18`` state dict onto both trunks (``context.*`` and ``detail.*``)."""
+def torchvision_to_lfd(state: StateDict, module: nn.Module | None = None) -> StateDict:
+    """Key filter for ``--backbone-weights``: one torchvision ``resnet18`` state dict feeds both trunks.
+
+    The context trunk takes conv1, bn1, layer1 and layer2, the detail trunk conv1, bn1 and layer1 of the *same*
+    weights (as the authors' two ``resnet18(pretrained=True)`` calls do); the file is read once.
+
+    Example:
+        >>> sorted(torchvision_to_lfd({"conv1.weight": 0}))
+        ['context.conv1.weight', 'detail.conv1.weight']
+    """
     return {f"{trunk}.{key}": value for trunk in ("context", "detail") for key, value in state.items()}
-
-
-def load_lfd_backbones(model: LFD, source: str | Path | None) -> bool:
-    """Initialise both ResNet-18 trunks of ``model`` from ``"imagenet"``, ``"none"`` or a torchvision-style file.
-
-    The context trunk takes conv1, bn1, layer1 and layer2; the detail trunk conv1, bn1 and layer1 of the *same*
-    ResNet-18 weights (as the authors' two ``resnet18(pretrained=True)`` calls do). The file is read once, so a
-    missing ImageNet download warns once.
-
-    Example:
-        >>> load_lfd_backbones(LFD(), "none")
-        False
-    """
-    trunks = nn.ModuleDict({"context": model.context, "detail": model.detail})  # shares the modules, copies nothing
-    return load_backbone_weights(trunks, source, imagenet=ResNet18_Weights.IMAGENET1K_V1, convert=_torchvision_to_lfd,
-                                 name="LFD ResNet-18")
-
-
-@register_model("lfd")
-def build_lfd(
-    num_classes: int = 2, backbone_weights: str | None = "none", scale_factor: int = 2, **options: object
-) -> nn.Module:
-    """Build LFD_Core; ``backbone_weights`` = ``"imagenet"`` | ``"none"`` | path to a torchvision resnet18 state dict.
-
-    Example:
-        >>> model = build_lfd(num_classes=2, backbone_weights="none")
-        >>> model.eval()(torch.zeros(1, 3, 256, 512)).shape
-        torch.Size([1, 2, 256, 512])
-    """
-    if options:
-        raise AnosegError(f"model lfd: unknown option(s) {', '.join(sorted(options))}; it accepts scale_factor")
-    if not isinstance(scale_factor, int) or scale_factor < 1:
-        raise AnosegError(f"model lfd: scale_factor must be a positive integer, got {scale_factor!r}")
-    model = LFD(num_classes=num_classes, scale_factor=scale_factor)
-    load_lfd_backbones(model, backbone_weights)
-    return model

@@ -1,10 +1,10 @@
 """LiteSeg (Emara et al., DICTA 2019): a DeepLabv3+-style head with a separable-conv "DASPP" on three backbones.
 
 Registered as ``liteseg_mobilenetv2``, ``liteseg_shufflenet`` and ``liteseg_darknet19``; the backbones live in
-``anoseg.models.backbones_liteseg`` (which documents the two reference quirks we do not reproduce: the DarkNet19
-paddings and the dead ShuffleNet ``dilation=2``).
+``anoseg.models.backbones`` (``mobilenet``, ``shufflenet``, ``darknet``; the last two document the reference quirks
+we do not reproduce: the DarkNet19 paddings and the dead ShuffleNet ``dilation=2``).
 
-Data flow: backbone → ``(high, low)``; DASPP on ``high`` → concatenate ``[high, 4 rate branches, image pool]`` →
+Data flow: backbone → ``[low, high]``; DASPP on ``high`` → concatenate ``[high, 4 rate branches, image pool]`` →
 separable 1×1 fuse to 96 → bilinear resize (align_corners=True) to the low-level map → concatenate with the
 (projected) low-level map → two separable 3×3 convs → 1×1 classifier → bilinear resize to the input size.
 
@@ -18,17 +18,11 @@ line up. Training uses the main output only, so train mode also returns one tens
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn as nn
-from torchvision.models import MobileNet_V2_Weights
 
-from anoseg.errors import AnosegError
-from anoseg.models.backbones_liteseg import DarkNet19Backbone, MobileNetV2Backbone, ShuffleNetV1Backbone
+from anoseg.models.backbones import Backbone
 from anoseg.models.blocks import ActFactory, ConvBNAct, resize
-from anoseg.models.registry import register_model
-from anoseg.models.weights import StateDict, load_backbone_weights
 
 DASPP_CHANNELS = 96
 DASPP_RATES = (1, 3, 6, 9)
@@ -81,26 +75,28 @@ class DASPP(nn.Module):
 
 
 class LiteSeg(nn.Module):
-    """LiteSeg on a backbone returning ``(high, low)`` and exposing ``high_channels`` / ``low_channels``.
+    """LiteSeg on a backbone whose first feature map is the low-level one and whose last is the deep one.
 
     ``low_projection`` is the number of channels the low-level map is projected to (separable 1×1 → BN → ReLU),
     or None to use it raw (the MobileNet variant).
 
     Example:
+        >>> from anoseg.models.backbones.shufflenet import ShuffleNetV1Backbone
         >>> model = LiteSeg(ShuffleNetV1Backbone(), num_classes=2, low_projection=48).eval()
         >>> model(torch.zeros(1, 3, 256, 256)).shape
         torch.Size([1, 2, 256, 256])
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 2, low_projection: int | None = None) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int = 2, low_projection: int | None = None) -> None:
         super().__init__()
         self.backbone = backbone
-        self.daspp = DASPP(backbone.high_channels)
+        high_channels, low_channels = backbone.out_channels[-1], backbone.out_channels[0]
+        self.daspp = DASPP(high_channels)
         self.fuse = SeparableConvBNAct(self.daspp.out_channels, DASPP_CHANNELS, 1)
         if low_projection is None:
-            self.low_projection, low_channels = nn.Identity(), backbone.low_channels
+            self.low_projection = nn.Identity()
         else:
-            self.low_projection = SeparableConvBNAct(backbone.low_channels, low_projection, 1)
+            self.low_projection = SeparableConvBNAct(low_channels, low_projection, 1)
             low_channels = low_projection
         self.classifier = nn.Sequential(
             SeparableConvBNAct(DASPP_CHANNELS + low_channels, DASPP_CHANNELS, 3),
@@ -109,64 +105,8 @@ class LiteSeg(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        high, low = self.backbone(x)
-        low = self.low_projection(low)
+        features = self.backbone(x)
+        low, high = self.low_projection(features[0]), features[-1]
         high = resize(self.fuse(self.daspp(high)), low.shape[-2:], align_corners=True)
         logits = self.classifier(torch.cat((high, low), dim=1))
         return resize(logits, x.shape[-2:], align_corners=True)
-
-
-def _check_options(name: str, options: dict[str, object]) -> None:
-    if options:
-        raise AnosegError(f"model {name} takes no option(s) {', '.join(sorted(options))}")
-
-
-def _torchvision_mobilenet_keys(state: StateDict) -> StateDict:
-    """Accept a torchvision ``mobilenet_v2()`` state dict, or one of its bare ``features`` module (``0.0.weight``)."""
-    return {k if k.startswith(("features.", "classifier.")) else f"features.{k}": v for k, v in state.items()}
-
-
-def _build(backbone: nn.Module, num_classes: int, low_projection: int | None, backbone_weights: str | None,
-           name: str, imagenet: object = None, convert: Callable[[StateDict], StateDict] | None = None) -> LiteSeg:
-    model = LiteSeg(backbone, num_classes=num_classes, low_projection=low_projection)
-    load_backbone_weights(model.backbone, backbone_weights, imagenet=imagenet, convert=convert, name=name)
-    return model
-
-
-@register_model("liteseg_mobilenetv2")
-def build_liteseg_mobilenetv2(num_classes: int = 2, backbone_weights: str | None = "none", **options) -> LiteSeg:
-    """LiteSeg-MobileNetV2 (3.10 M used parameters). ``backbone_weights="imagenet"``: torchvision IMAGENET1K_V1.
-
-    Example:
-        >>> build_liteseg_mobilenetv2(num_classes=2).eval()(torch.zeros(1, 3, 64, 96)).shape
-        torch.Size([1, 2, 64, 96])
-    """
-    _check_options("liteseg_mobilenetv2", options)
-    return _build(MobileNetV2Backbone(), num_classes, None, backbone_weights, "MobileNetV2",
-                  imagenet=MobileNet_V2_Weights.IMAGENET1K_V1, convert=_torchvision_mobilenet_keys)
-
-
-@register_model("liteseg_shufflenet")
-def build_liteseg_shufflenet(num_classes: int = 2, backbone_weights: str | None = "none", **options) -> LiteSeg:
-    """LiteSeg-ShuffleNet v1 g=8 (1.97 M used parameters). No ImageNet weights: a PATH holds the backbone's own
-    state dict.
-
-    Example:
-        >>> build_liteseg_shufflenet(num_classes=2).eval()(torch.zeros(1, 3, 64, 96)).shape
-        torch.Size([1, 2, 64, 96])
-    """
-    _check_options("liteseg_shufflenet", options)
-    return _build(ShuffleNetV1Backbone(), num_classes, 48, backbone_weights, "ShuffleNet v1 (g=8)")
-
-
-@register_model("liteseg_darknet19")
-def build_liteseg_darknet19(num_classes: int = 2, backbone_weights: str | None = "none", **options) -> LiteSeg:
-    """LiteSeg-DarkNet19 (20.54 M used parameters, output stride 16, paddings fixed). No ImageNet weights: a PATH
-    holds the backbone's own state dict.
-
-    Example:
-        >>> build_liteseg_darknet19(num_classes=2).eval()(torch.zeros(1, 3, 64, 96)).shape
-        torch.Size([1, 2, 64, 96])
-    """
-    _check_options("liteseg_darknet19", options)
-    return _build(DarkNet19Backbone(), num_classes, 32, backbone_weights, "DarkNet19")

@@ -32,7 +32,8 @@ Loss facts for ``anoseg.losses`` (authors' ``FullModel``; every output is first 
 
 Weights: the authors pretrain the *whole* DualResNet on ImageNet; torchvision has no such weights, so
 ``backbone_weights="imagenet"`` warns once and stays random. A file path is loaded by name and shape match (as the
-authors' ``get_seg_model`` does): see :func:`load_sanet_weights`, which also reads the authors' own checkpoints.
+authors' ``get_seg_model`` does; ``anoseg.models.build.load_matching``), the authors' own checkpoints included
+(:func:`convert_author_state_dict`); the class-dependent head convs are skipped when their shape differs.
 
 Example:
     >>> from anoseg.models import create_model
@@ -43,21 +44,17 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from anoseg.errors import AnosegError
-from anoseg.log import console
-from anoseg.models.blocks import ConvBNAct, resize
-from anoseg.models.registry import register_model
-from anoseg.models.weights import StateDict, load_backbone_weights, read_state_dict
+from anoseg.models.blocks import ConvBNAct, init_conv_bn, resize
+from anoseg.models.keys import rename_keys
+from anoseg.models.weights import StateDict
 
-__all__ = ["SANet", "SANetConfig", "build_sanet_l", "build_sanet_m", "build_sanet_s", "load_sanet_weights"]
+__all__ = ["SANet", "SANetConfig", "convert_author_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -251,11 +248,9 @@ class SANet(nn.Module):
         torch.Size([1, 2, 256, 512])
     """
 
-    # Head tensors whose shape depends on num_classes: skipped (not an error) when a weight file's shape differs.
-    CLASS_DEPENDENT = ("head.conv2.", "aux_head.conv2.")
-
-    def __init__(self, config: SANetConfig, num_classes: int = 2) -> None:
+    def __init__(self, variant: str | SANetConfig = "s", num_classes: int = 2) -> None:
         super().__init__()
+        config = VARIANTS[variant] if isinstance(variant, str) else variant
         n1, n2, n3, n4 = config.blocks
         self.config = config
         self.num_classes = num_classes
@@ -276,15 +271,8 @@ class SANet(nn.Module):
         self.head = SegHead(64, 64, num_classes)
         self.aux_head = SegHead(128, 64, num_classes)  # training only
         self.boundary_head = SegHead(128, 32, 1)  # training only
-        self._init_weights()
+        init_conv_bn(self, zero_bias=False)  # the authors keep PyTorch's default conv biases
 
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         input_size = x.shape[-2:]
@@ -316,7 +304,7 @@ class SANet(nn.Module):
 # Weights
 
 
-def _author_rules() -> list[tuple[re.Pattern[str], str]]:
+def _author_rules() -> list[tuple[str, str]]:
     """Rename rules from the authors' state-dict keys (``DualResNet``) to this module's."""
     rules = [
         (r"stom\.0\.", "stem.0.conv."), (r"stom\.1\.", "stem.0.bn."),
@@ -341,107 +329,26 @@ def _author_rules() -> list[tuple[re.Pattern[str], str]]:
         for suffix, j in ((f"{i}", 0), (f"{i}{i}", 1)):
             rules.append((rf"spp\.scale{suffix}\.1\.", f"spp.strips.{i - 1}.{j}.bn."))
             rules.append((rf"spp\.scale{suffix}\.3\.", f"spp.strips.{i - 1}.{j}.conv."))
-    return [(re.compile(rf"^{pattern}"), repl) for pattern, repl in rules]
+    return [(rf"^{pattern}", repl) for pattern, repl in rules]
 
 
 _AUTHOR_RULES = _author_rules()
 
 
-def convert_author_state_dict(state: StateDict) -> StateDict:
-    """Map a CuZaoo/SANet-main checkpoint's keys onto :class:`SANet`'s names.
+def convert_author_state_dict(state: StateDict, module: nn.Module | None = None) -> StateDict:
+    """Map a CuZaoo/SANet-main checkpoint's keys onto :class:`SANet`'s names (the registry's key filter).
 
-    The ``model.`` prefix of their ``FullModel`` checkpoints is dropped; keys of their dead modules (``classifier``,
-    ``fc``, ``spp.process*``, ``seghead_d2``) keep their names and are later ignored as unknown.
+    The authors' files (ImageNet DualResNet or a ``FullModel`` segmentation checkpoint) are recognised by their
+    ``stom.`` stem; any other state dict (e.g. one saved from this module) passes unchanged. The ``model.`` prefix of
+    ``FullModel`` checkpoints is dropped; keys of their dead modules (``classifier``, ``fc``, ``spp.process*``,
+    ``seghead_d2``) keep their names and are later ignored as unknown.
 
     Example:
         >>> list(convert_author_state_dict({"model.stom.1.weight": torch.ones(32)}))
         ['stem.0.bn.weight']
     """
-    if state and all(k.startswith("model.") for k in state):
+    if not any(k.removeprefix("model.").startswith("stom.") for k in state):
+        return state
+    if all(k.startswith("model.") for k in state):
         state = {k.removeprefix("model."): v for k, v in state.items()}
-    converted = {}
-    for key, value in state.items():
-        for pattern, repl in _AUTHOR_RULES:
-            new, hits = pattern.subn(repl, key, count=1)
-            if hits:
-                key = new
-                break
-        converted[key] = value
-    return converted
-
-
-def load_sanet_weights(model: SANet, path: str | Path) -> int:
-    """Load a weight file into ``model`` by name and shape match; return the number of tensors loaded.
-
-    Accepts state dicts saved from this module and the authors' own checkpoints (ImageNet DualResNet or a
-    ``FullModel`` segmentation checkpoint, recognised by their ``stom.`` stem). Tensors missing from the file keep
-    their initial values, file tensors the model lacks are ignored, and the class-dependent head convs are skipped
-    when their shape differs (e.g. an ImageNet or 19-class file into a 2-class model). Any other tensor present with a
-    wrong shape is an error, as is a file sharing no tensor with the model.
-
-    Example:
-        >>> torch.save(SANet(VARIANTS["s"], 19).state_dict(), "s19.pt")
-        >>> load_sanet_weights(SANet(VARIANTS["s"], 2), "s19.pt")  # all 342 but head.conv2 / aux_head.conv2
-        338
-    """
-    state = read_state_dict(path)
-    if any(k.removeprefix("model.").startswith("stom.") for k in state):
-        state = convert_author_state_dict(state)
-    own = model.state_dict()
-    matched: StateDict = {}
-    skipped: list[str] = []
-    wrong: list[str] = []
-    for key, target in own.items():
-        if key not in state:
-            continue
-        if state[key].shape == target.shape:
-            matched[key] = state[key]
-        elif key.startswith(SANet.CLASS_DEPENDENT):
-            skipped.append(key)
-        else:
-            wrong.append(f"{key} {tuple(state[key].shape)} != {tuple(target.shape)}")
-    name = model.config.name
-    if wrong:
-        raise AnosegError(f"weights from {path} do not fit {name}: wrong shapes for {len(wrong)} tensors, "
-                          f"e.g. {'; '.join(wrong[:3])}")
-    if not matched:
-        raise AnosegError(f"weights from {path} share no tensor (by name and shape) with {name}")
-    model.load_state_dict(matched, strict=False)
-    note = f"; class-dependent head layers kept random ({len(skipped)} tensors)" if skipped else ""
-    console.print(f"{name}: loaded {len(matched)} of {len(own)} tensors from {path}{note}", highlight=False)
-    return len(matched)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Registry
-
-
-def _build(variant: str, num_classes: int, backbone_weights: str | None, options: dict[str, object]) -> SANet:
-    if options:
-        raise AnosegError(f"sanet_{variant} does not take the option(s): {', '.join(sorted(options))}")
-    model = SANet(VARIANTS[variant], num_classes)
-    source = "none" if backbone_weights is None else str(backbone_weights)
-    if source in ("none", "imagenet"):
-        # The authors' ImageNet DualResNet is not in torchvision: "imagenet" warns once and stays random.
-        load_backbone_weights(model, source, imagenet=None, name=f"{model.config.name} (DualResNet)")
-    else:
-        load_sanet_weights(model, source)
-    return model
-
-
-@register_model("sanet_s")
-def build_sanet_s(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> SANet:
-    """SANet-S (8.26 M used parameters at 2 classes). Example: ``create_model("sanet_s", num_classes=2)``."""
-    return _build("s", num_classes, backbone_weights, options)
-
-
-@register_model("sanet_m")
-def build_sanet_m(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> SANet:
-    """SANet-M (11.90 M used parameters at 2 classes). Example: ``create_model("sanet_m", num_classes=2)``."""
-    return _build("m", num_classes, backbone_weights, options)
-
-
-@register_model("sanet_l")
-def build_sanet_l(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> SANet:
-    """SANet-L (17.96 M used parameters at 2 classes). Example: ``create_model("sanet_l", num_classes=2)``."""
-    return _build("l", num_classes, backbone_weights, options)
+    return rename_keys(state, _AUTHOR_RULES)

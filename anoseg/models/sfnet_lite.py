@@ -15,7 +15,7 @@ Differences from the authors' code, all without effect on the eval graph or the 
 * Training returns the main logits only, upsampled to the input like in eval: the authors' Lite training forward
   hands ``(logits_at_1/4, [])`` to a criterion that upsamples them (align_corners=True) — the same tensor.
 * The deep-stem ResNet-18 and STDC ImageNet files are not in torchvision: ``backbone_weights="imagenet"`` warns once
-  and stays random (a PATH to the authors' files loads, see ``anoseg.models.backbones``).
+  and stays random (a PATH to the authors' files loads, see ``anoseg.models.backbones.resnet`` / ``.stdc``).
 * Train-mode BatchNorm after the 1×1 pooling bin needs more than one image per batch (as in the authors' code).
 """
 
@@ -25,10 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anoseg.errors import AnosegError
-from anoseg.models.backbones import DeepStemResNet18, STDCNet
+from anoseg.models.backbones import Backbone
 from anoseg.models.blocks import ConvBNAct, PyramidPooling, resize
-from anoseg.models.registry import register_model
 
 __all__ = ["FlowAlign", "GatedDualFlowAlign", "SFNet", "SFNetHead", "SFNetLite", "SFNetLiteHead", "flow_warp"]
 
@@ -146,12 +144,13 @@ class SFNetLite(nn.Module):
     Returns one tensor ``(N, num_classes, H, W)`` in both modes (it trains without deep supervision).
 
     Example:
+        >>> from anoseg.models.backbones.stdc import STDCNet
         >>> model = SFNetLite(STDCNet((2, 2, 2)), num_classes=2).eval()
         >>> model(torch.zeros(1, 3, 256, 256)).shape
         torch.Size([1, 2, 256, 256])
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, channels: int = 128) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, channels: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
         c4, _, c16, c32 = backbone.out_channels
@@ -193,52 +192,10 @@ class SFNetHead(nn.Module):
 class SFNet(nn.Module):
     """SFNet v1: a stride-{4,8,16,32} backbone and :class:`SFNetHead`; logits upsampled ×4 to the input."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, channels: int = 128) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, channels: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = SFNetHead(tuple(backbone.out_channels), num_classes, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return resize(self.head(self.backbone(x)), x.shape[-2:], align_corners=True)
-
-
-def _check_options(name: str, options: dict[str, object]) -> None:
-    if options:
-        raise AnosegError(f"model {name!r} takes no option(s) {', '.join(sorted(options))}")
-
-
-def _build(name: str, backbone: nn.Module, model_cls: type[nn.Module], num_classes: int,
-           backbone_weights: str | None, options: dict[str, object]) -> nn.Module:
-    _check_options(name, options)
-    model = model_cls(backbone, num_classes)
-    backbone.load_weights(backbone_weights)
-    return model
-
-
-@register_model("sfnet_lite_r18")
-def build_sfnet_lite_r18(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> nn.Module:
-    """SFNet-Lite with the deep-stem ResNet-18 (12.08M used parameters at 2 classes).
-
-    Example:
-        >>> build_sfnet_lite_r18(num_classes=2).eval()(torch.zeros(1, 3, 64, 64)).shape
-        torch.Size([1, 2, 64, 64])
-    """
-    return _build("sfnet_lite_r18", DeepStemResNet18(), SFNetLite, num_classes, backbone_weights, options)
-
-
-@register_model("sfnet_lite_stdc1")
-def build_sfnet_lite_stdc1(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> nn.Module:
-    """SFNet-Lite with STDC1 (STDCNet813) (6.43M used parameters at 2 classes)."""
-    return _build("sfnet_lite_stdc1", STDCNet((2, 2, 2)), SFNetLite, num_classes, backbone_weights, options)
-
-
-@register_model("sfnet_lite_stdc2")
-def build_sfnet_lite_stdc2(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> nn.Module:
-    """SFNet-Lite with STDC2 (STDCNet1446) (10.46M used parameters at 2 classes)."""
-    return _build("sfnet_lite_stdc2", STDCNet((4, 5, 3)), SFNetLite, num_classes, backbone_weights, options)
-
-
-@register_model("sfnet_r18")
-def build_sfnet_r18(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> nn.Module:
-    """SFNet v1 (ECCV'20) with the deep-stem ResNet-18 (12.87M used parameters at 2 classes)."""
-    return _build("sfnet_r18", DeepStemResNet18(), SFNet, num_classes, backbone_weights, options)

@@ -4,7 +4,8 @@ Reference: Xiao et al., "Unified Perceptual Parsing for Scene Understanding" (EC
 MMSegmentation's ``upernet_r50`` (``ResNetV1c`` depth 50, strides 1/2/2/2, no dilation; ``UPerHead`` in_channels
 256/512/1024/2048, channels 512, pool scales 1/2/3/6, dropout 0.1, align_corners=False).
 
-* Backbone (``anoseg.models.backbones.ResNet50V1c``): deep stem 3→32→32→64 + max pool, torchvision ResNet-50 stages.
+* Backbone (``anoseg.models.backbones.resnet.ResNet50V1c``): deep stem 3→32→32→64 + max pool, torchvision ResNet-50
+  stages.
 * Head (:class:`UPerHead`): PPM on C5 (per bin 1×1 conv-BN-ReLU, concat with C5, 3×3 bottleneck conv-BN-ReLU),
   1×1 conv-BN-ReLU laterals on C2–C4, top-down addition (bilinear, align_corners=False), 3×3 conv-BN-ReLU FPN convs
   on the three finer levels, concat of all four at 1/4 → 3×3 ``fpn_bottleneck`` → Dropout2d(0.1) → 1×1 classifier.
@@ -22,12 +23,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from anoseg.errors import AnosegError
-from anoseg.models.backbones import ResNet50V1c
+from anoseg.models.backbones import Backbone
 from anoseg.models.blocks import ConvBNAct, PyramidPooling, resize
-from anoseg.models.registry import register_model
 
-__all__ = ["UPerHead", "UperNet", "build_upernet_r50"]
+__all__ = ["UPerHead", "UperNet"]
 
 
 class UPerHead(nn.Module):
@@ -72,31 +71,16 @@ class UperNet(nn.Module):
     """A stride-{4,8,16,32} backbone and :class:`UPerHead`; logits resized to the input (align_corners=False).
 
     Example:
+        >>> from anoseg.models.backbones.resnet import ResNet50V1c
         >>> model = UperNet(ResNet50V1c(), num_classes=2).eval()
         >>> model(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 2, 64, 64])
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, channels: int = 512) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, channels: int = 512) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = UPerHead(tuple(backbone.out_channels), num_classes, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return resize(self.head(self.backbone(x)), x.shape[-2:])
-
-
-@register_model("upernet_r50")
-def build_upernet_r50(num_classes: int = 2, backbone_weights: str | None = "none", **options: object) -> nn.Module:
-    """UperNet-R50 (ResNet-50-V1c + UPerHead 512, decode head only): 64.04M parameters at 2 classes.
-
-    Example:
-        >>> build_upernet_r50(num_classes=2).eval()(torch.zeros(1, 3, 64, 64)).shape
-        torch.Size([1, 2, 64, 64])
-    """
-    if options:
-        raise AnosegError(f"model 'upernet_r50' takes no option(s) {', '.join(sorted(options))}")
-    backbone = ResNet50V1c()
-    model = UperNet(backbone, num_classes)
-    backbone.load_weights(backbone_weights)
-    return model

@@ -15,28 +15,13 @@ from typing import Any
 
 import pandas as pd
 
+from anoseg.models.registry import MODELS
 from anoseg.paths import ALL_CATEGORIES
 
 METRICS_SCHEMA = "anoseg.metrics/1"
 TASKS = ("anomaly", "road", "scene")
 UNIFIED, PER_CATEGORY = "unified", "per-category"
 
-# schemas.md, "Display names and order": the dict order is the report order.
-MODEL_NAMES = {
-    "lfd": "LFD",
-    "sanet_s": "SANet-S",
-    "sanet_m": "SANet-M",
-    "sanet_l": "SANet-L",
-    "liteseg_mobilenetv2": "LiteSeg-MobileNetV2",
-    "liteseg_shufflenet": "LiteSeg-ShuffleNet",
-    "liteseg_darknet19": "LiteSeg-DarkNet19",
-    "lednet": "LEDNet",
-    "sfnet_lite_r18": "SFNet-Lite-R18",
-    "sfnet_lite_stdc1": "SFNet-Lite-STDC1",
-    "sfnet_lite_stdc2": "SFNet-Lite-STDC2",
-    "bisenetv2": "BiSeNetV2",
-    "upernet_r50": "UperNet-R50",
-}
 GENERATOR_NAMES = {"seas": "SeaS", "dfmgan": "DFMGAN", "anomalydiffusion": "AnomalyDiffusion"}
 NO_GENERATOR = "none"
 
@@ -46,14 +31,14 @@ TIDY_COLUMNS = ["task", "model", "mode", "generator", "protocol", "epoch", "cate
 
 def model_label(model: str, mode: str = UNIFIED) -> str:
     """Display name of a segmenter block, e.g. ``model_label("lfd", "per-category") == "LFD (per-category)"``."""
-    name = MODEL_NAMES.get(model, model)
+    name = MODELS[model].display_name if model in MODELS else model
     return f"{name} ({PER_CATEGORY})" if mode == PER_CATEGORY else name
 
 
 def model_rank(model: str) -> tuple[int, str]:
-    """Sort key: the families in schemas.md order, unknown names last (alphabetically among themselves)."""
-    order = list(MODEL_NAMES)
-    return (order.index(model), "") if model in MODEL_NAMES else (len(order), model)
+    """Sort key: the model registry's order (anoseg.models.registry), unknown names last (alphabetically)."""
+    order = list(MODELS)
+    return (order.index(model), "") if model in MODELS else (len(order), model)
 
 
 def generator_label(generator: str) -> str:

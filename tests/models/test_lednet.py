@@ -7,8 +7,8 @@ import torch
 
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
-from anoseg.models.blocks import resize
-from anoseg.models.lednet import APN, Downsampler, LEDNet, LEDNetEncoder, SSnbt, build_lednet, channel_shuffle
+from anoseg.models.blocks import channel_shuffle, resize
+from anoseg.models.lednet import APN, Downsampler, LEDNet, LEDNetEncoder, SSnbt
 
 
 def _numel(module: torch.nn.Module) -> int:
@@ -119,7 +119,7 @@ def test_encoder_file_round_trip(tmp_path):
         source.layers[0].bn.running_mean.uniform_(-1, 1)
     torch.save(source.state_dict(), tmp_path / "encoder.pth")
     torch.manual_seed(2)
-    model = build_lednet(backbone_weights=str(tmp_path / "encoder.pth"))
+    model = create_model("lednet", backbone_weights=str(tmp_path / "encoder.pth"))
     for key, value in source.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[key], value), key
 
@@ -129,6 +129,6 @@ def test_encoder_file_with_wrong_shapes_is_a_user_error(tmp_path):
     state["layers.0.conv.weight"] = torch.zeros(29, 4, 3, 3)
     torch.save(state, tmp_path / "wrong.pth")
     with pytest.raises(AnosegError, match=r"wrong\.pth have wrong shapes"):
-        build_lednet(backbone_weights=str(tmp_path / "wrong.pth"))
+        create_model("lednet", backbone_weights=str(tmp_path / "wrong.pth"))
     with pytest.raises(AnosegError, match="depth"):
-        build_lednet(depth=3)
+        create_model("lednet", depth=3)

@@ -9,7 +9,8 @@ from torchvision.models import resnet18
 import anoseg.models.weights as weights_module
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
-from anoseg.models.lfd import LFD, ResNet18Trunk, build_lfd
+from anoseg.models.backbones.resnet import ResNet18Trunk
+from anoseg.models.lfd import LFD
 from anoseg.models.profile import count_used_parameters
 
 
@@ -19,8 +20,10 @@ def _numel(module: torch.nn.Module) -> int:
 
 def _branch_outputs(model: LFD, x: torch.Tensor) -> dict[str, torch.Size]:
     shapes: dict[str, torch.Size] = {}
-    hooks = [getattr(model, name).register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
-             for name in ("context", "detail", "fusion")]
+    def record(name: str):  # the trunks return their stage outputs (backbone contract): the last one is the path's
+        return lambda m, i, o: shapes.__setitem__(name, (o[-1] if isinstance(o, list) else o).shape)
+
+    hooks = [getattr(model, name).register_forward_hook(record(name)) for name in ("context", "detail", "fusion")]
     hooks.append(model.context.register_forward_pre_hook(lambda m, i: shapes.__setitem__("context_in", i[0].shape)))
     with torch.inference_mode():
         model.eval()(x)
@@ -123,17 +126,17 @@ def test_backbone_file_with_wrong_shapes_or_missing_stages_is_a_user_error(tmp_p
     state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
     torch.save(state, tmp_path / "bad_shape.pth")
     with pytest.raises(AnosegError, match=r"bad_shape\.pth"):
-        build_lfd(backbone_weights=str(tmp_path / "bad_shape.pth"))
+        create_model("lfd", backbone_weights=str(tmp_path / "bad_shape.pth"))
     torch.save(ResNet18Trunk(stages=1).state_dict(), tmp_path / "no_layer2.pth")
     with pytest.raises(AnosegError, match="layer2"):
-        build_lfd(backbone_weights=str(tmp_path / "no_layer2.pth"))
+        create_model("lfd", backbone_weights=str(tmp_path / "no_layer2.pth"))
 
 
 def test_imagenet_weights_feed_both_trunks_from_one_read(monkeypatch):
     state = _random_resnet18_state(seed=3)
     calls = []
     monkeypatch.setattr(weights_module, "torchvision_state_dict", lambda w: calls.append(w) or state)
-    model = build_lfd(backbone_weights="imagenet")
+    model = create_model("lfd", backbone_weights="imagenet")
     assert len(calls) == 1 and "IMAGENET1K_V1" in str(calls[0])
     _assert_trunks_hold(model, state)
 

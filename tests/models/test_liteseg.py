@@ -10,12 +10,10 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 import anoseg.models.weights as weights_module
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
-from anoseg.models.backbones_liteseg import (
-    DarkNet19Backbone,
-    MobileNetV2Backbone,
-    ShuffleNetV1Backbone,
-    channel_shuffle,
-)
+from anoseg.models.backbones.darknet import DarkNet19Backbone
+from anoseg.models.backbones.mobilenet import MobileNetV2Backbone
+from anoseg.models.backbones.shufflenet import ShuffleNetV1Backbone
+from anoseg.models.blocks import channel_shuffle
 from anoseg.models.profile import count_macs
 
 NAMES = ["liteseg_mobilenetv2", "liteseg_shufflenet", "liteseg_darknet19"]
@@ -30,10 +28,9 @@ BACKBONES = {
 def test_backbone_taps_have_documented_channels_and_strides(key):
     cls, high_c, high_s, low_c, low_s = BACKBONES[key]
     backbone = cls().eval()
-    assert (backbone.high_channels, backbone.high_stride, backbone.low_channels, backbone.low_stride) == (
-        high_c, high_s, low_c, low_s)
+    assert (backbone.out_channels, backbone.reductions) == ((low_c, high_c), (low_s, high_s))
     with torch.inference_mode():
-        high, low = backbone(torch.zeros(2, 3, 64, 96))
+        low, high = backbone(torch.zeros(2, 3, 64, 96))
     assert high.shape == (2, high_c, 64 // high_s, 96 // high_s)
     assert low.shape == (2, low_c, 64 // low_s, 96 // low_s)
 
@@ -81,7 +78,7 @@ def test_darknet_reference_paddings_reproduce_wandering_maps_and_reference_macs(
 def test_daspp_rate_branches_use_kaiming_normal_and_pool_branch_keeps_default(name):
     torch.manual_seed(0)
     model = create_model(name)
-    in_channels = model.backbone.high_channels
+    in_channels = model.backbone.out_channels[-1]
     pointwise = model.daspp.branches[0].pointwise.conv.weight  # 1×1 conv C→96, fan_in = C
     assert pointwise.std().item() == pytest.approx((2 / in_channels) ** 0.5, rel=0.05)
     pool_conv = model.daspp.image_pool[1].conv.weight  # PyTorch default: kaiming_uniform(a=√5), std = 1/√(3·fan_in)

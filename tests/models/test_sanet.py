@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from anoseg import log
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
-from anoseg.models.sanet import APPPM, SANet, convert_author_state_dict, load_sanet_weights
+from anoseg.models.build import load_matching
+from anoseg.models.registry import model_spec
+from anoseg.models.sanet import APPPM, SANet, convert_author_state_dict
 
 # Used parameters of the authors' training graph (main + aux + boundary heads), 2 classes (architectures.md §4).
 TRAIN_REFERENCE = {"sanet_s": 8_375_174, "sanet_m": 12_011_782, "sanet_l": 18_067_974}
@@ -138,7 +140,7 @@ def test_class_dependent_head_layers_are_skipped_and_everything_else_loads(tmp_p
     torch.save({"state_dict": source.state_dict()}, path)
     target = create_model("sanet_s", num_classes=2)
     head_before = target.head.conv2.weight.clone()
-    loaded = load_sanet_weights(target, path)
+    loaded = _load_by_name(target, path)
     assert loaded == len(target.state_dict()) - 4  # head.conv2 and aux_head.conv2, weight and bias
     assert torch.equal(target.head.conv2.weight, head_before)
     assert torch.equal(target.spp.gate.weight, source.spp.gate.weight)
@@ -193,6 +195,11 @@ AUTHOR_DEAD = {"spp.process1.0.weight": (512,), "classifier.0.weight": (128, 64)
                "seghead_d2.conv1.weight": (32, 128, 3, 3), "final_layer.conv2.weight": (1000, 64, 1, 1)}
 
 
+def _load_by_name(model: SANet, path) -> int:
+    spec = model_spec("sanet_s").weight_spec
+    return load_matching(model, path, convert=convert_author_state_dict, class_dependent=spec.class_dependent)
+
+
 def test_authors_checkpoint_keys_are_mapped_and_loaded(tmp_path):
     torch.manual_seed(0)
     shapes = {k: v.shape for k, v in create_model("sanet_s").state_dict().items()}
@@ -203,7 +210,7 @@ def test_authors_checkpoint_keys_are_mapped_and_loaded(tmp_path):
     path = tmp_path / "authors.pth"
     torch.save({"state_dict": state}, path)
     model = SANet(create_model("sanet_s").config, num_classes=2)
-    assert load_sanet_weights(model, path) == len(AUTHOR_KEYS)
+    assert _load_by_name(model, path) == len(AUTHOR_KEYS)
     ours = model.state_dict()
     for key, our_key in AUTHOR_KEYS.items():
         assert torch.equal(ours[our_key], state[f"model.{key}"]), key

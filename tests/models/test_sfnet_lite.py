@@ -9,7 +9,8 @@ import torch
 
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
-from anoseg.models.backbones import DeepStemResNet18, STDCNet
+from anoseg.models.backbones.resnet import DeepStemResNet18
+from anoseg.models.backbones.stdc import STDCNet
 from anoseg.models.blocks import PyramidPooling, resize
 from anoseg.models.profile import count_used_parameters
 from anoseg.models.sfnet_lite import FlowAlign, GatedDualFlowAlign, flow_warp

@@ -8,7 +8,7 @@ import torchvision
 
 from anoseg.errors import AnosegError
 from anoseg.models import create_model
-from anoseg.models.backbones import ResNet50V1c
+from anoseg.models.backbones.resnet import ResNet50V1c
 from anoseg.models.upernet import UPerHead
 
 
