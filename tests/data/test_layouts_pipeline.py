@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from anoseg.cli import main
 
+from .conftest import make_mvtec
 from .public_trees import TREES, folder_single
+from .test_layouts import _mvtec3d_original, _visa_original
 
 
 def cli(*args: str) -> str:
@@ -18,7 +20,13 @@ def cli(*args: str) -> str:
     return result.output
 
 
-TREES_AND_LAYOUTS = {**{name: (build, name) for name, build in TREES.items()},
+def _mvtec_ad(root):
+    return make_mvtec(root, {"bottle": {"defects": {"crack": 4, "hole": 3}}, "cable": {"defects": {"bent": 3}}})
+
+
+TREES_AND_LAYOUTS = {"mvtec_ad": (_mvtec_ad, "mvtec_ad"), "visa": (_visa_original, "visa"),
+                     "mvtec_3d_ad": (_mvtec3d_original, "mvtec_3d_ad"),
+                     **{name: (build, name) for name, build in TREES.items()},
                      "folder_single": (folder_single, "folder")}
 
 
