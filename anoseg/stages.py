@@ -40,7 +40,7 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
         if recipe.task == "anomaly":
             from anoseg.data.overview import print_overview
 
-            print_overview(report, console, f"{recipe.name} / {recipe.generator} ({recipe.data_root})")
+            print_overview(report, console, f"{recipe.name} / {recipe.generator} ({recipe.data_root})", frame)
         else:
             _print_counts(count_table(frame), f"{recipe.name}: what was found (nothing written)")
         return None

@@ -5,6 +5,8 @@ Nothing is written: the tables come from the manifest rows and data report that 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 MAX_PROBLEMS = 10
@@ -27,32 +29,55 @@ def first_problems(report: dict[str, Any], limit: int = MAX_PROBLEMS) -> list[st
     return lines[:limit]
 
 
-def print_overview(report: dict[str, Any], console: Any, title: str) -> None:
-    """Print categories, defect types with their counts and split, the good-image split and the first problems.
+def mask_places(frame: Any, data_root: str | Path) -> dict[tuple[str, str], str]:
+    """(category, defect) → where its real masks were found: ``beside the images``, a folder relative to
+    ``data_root`` (the first mask's), or ``none (image level)``; from manifest rows (a DataFrame)."""
+    places: dict[tuple[str, str], str] = {}
+    rows = frame[(frame["label"] == 1) & (frame["source"] == "real")]
+    for (category, defect), group in rows.groupby(["category", "defect"], sort=False):
+        masks = [m for m in group["mask"] if m]
+        if not masks:
+            places[(category, defect)] = "none (image level)"
+            continue
+        image, mask = next((i, m) for i, m in zip(group["image"], group["mask"], strict=True) if m)
+        if Path(mask).parent == Path(image).parent:
+            places[(category, defect)] = "beside the images"
+        else:
+            places[(category, defect)] = os.path.relpath(Path(mask).parent, os.path.abspath(data_root))
+    return places
+
+
+def print_overview(report: dict[str, Any], console: Any, title: str, frame: Any = None) -> None:
+    """Print categories, defect types with their counts, split and mask folder, the good-image split and the first
+    problems.
 
     ``report`` is a data report of ``anoseg.data.split.build_manifest`` (built leniently so that every problem is
-    listed); ``console`` a rich console.
+    listed) and ``frame`` its manifest rows (for the mask column; optional); ``console`` a rich console.
     """
     from rich.table import Table
 
+    places = mask_places(frame, report["data_root"]) if frame is not None else {}
     view = Table(title=f"{title}: what was found (nothing written)")
-    for column in ("category", "defect type", "images", "train", "test", "note"):
-        view.add_column(column, justify="left" if column in ("category", "defect type", "note") else "right")
+    for column in ("category", "defect type", "images", "train", "test", "masks", "note"):
+        view.add_column(column, justify="right" if column in ("images", "train", "test") else "left")
     for category in report["categories"]:
         counts = report["counts"].get(category, {})
         good_train = counts.get("train/real", 0) - sum(
             d["train"] for d in report["defects"].get(category, {}).values())
         good_test = counts.get("test/good", 0)
-        view.add_row(category, "good", str(good_train + good_test), str(good_train), str(good_test), "")
+        view.add_row(category, "good", str(good_train + good_test), str(good_train), str(good_test), "", "")
         for defect, entry in report["defects"].get(category, {}).items():
             notes = []
-            if entry.get("fixed_split"):
+            if places.get((category, defect), "").startswith("none"):
+                notes.append("test only")
+            elif entry.get("fixed_split"):
                 notes.append("split fixed by the data")
             if entry["dropped"]:
                 notes.append(f"{entry['dropped']} dropped")
-            view.add_row("", defect, str(entry["n"]), str(entry["train"]), str(entry["test"]), ", ".join(notes))
+            view.add_row("", defect, str(entry["n"]), str(entry["train"]), str(entry["test"]),
+                         places.get((category, defect), ""), ", ".join(notes))
         for defect, entry in report["generated"].get(category, {}).items():
-            view.add_row("", f"{defect} (generated)", str(entry["n"]), str(entry["pairs"]), "0", "")
+            view.add_row("", f"{defect} (generated)", str(entry["n"]), str(entry["pairs"]), "0", "", "")
     console.print(view)
     problems = first_problems(report)
     if problems:

@@ -192,7 +192,8 @@ def test_init_and_dry_run_show_the_split_and_write_nothing(tmp_path):
     (root / "pcb" / "scratch" / "s1_mask.png").unlink()
     result = CliRunner().invoke(main, ["init", str(root)])
     assert result.exit_code == 0, result.output
-    assert "stain" in result.output and "s1.png" in result.output and "image level" in result.output
+    assert "stain" in result.output and "s1.png" in result.output and "none (image level)" in result.output
+    assert "pcb/masks/dent" in result.output and "beside the images" in result.output
     output = tmp_path / "outputs"
     result = CliRunner().invoke(main, ["prepare", "--layout", "folder", "--data-root", str(root), "--dry-run",
                                        "--output", str(output)])
