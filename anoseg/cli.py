@@ -228,49 +228,62 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 @click.option("--save-scores", is_flag=True, help="Also write scores/<category>.npz (maps, masks, images).")
 @click.option("--overlays", type=int, default=4, show_default=True, help="Overlay PNGs per category (0 = none).")
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="The seed the run was trained with.")
+@click.option("--resolution", type=click.Choice(["model", "native"]), default="model", show_default=True,
+              help="Score maps at the network's image size (the papers), or upsampled to each mask's original size "
+              "(MVTec AD's own evaluation).")
 def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays,
-          seed) -> None:
+          seed, resolution) -> None:
     """Image- and pixel-level AUROC / AP / F1-max and IoU on the test split, per category and mean."""
     from anoseg.stages import run_eval
 
     rec = _load(recipe, generator=generator)
     run_eval(rec, model_name, _run_categories(rec, category), output=output, device=device, epoch=epoch,
-             protocol=protocol, save_scores=save_scores, overlays=overlays, seed=seed)
+             protocol=protocol, save_scores=save_scores, overlays=overlays, seed=seed,
+             resolution=resolution)
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint written by `anoseg train`.")
 @click.option("--model-file", type=click.Path(path_type=Path), help="An exported .onnx file (instead of --checkpoint).")
-@click.option("--threshold", type=float, help="Decision threshold. Default: the F1-max threshold found by eval.")
-@click.option("--out", type=click.Path(path_type=Path), default="outputs/predict", show_default=True)
+@click.option("--threshold", type=float, help="Decision threshold in [0, 1]. Default: the pixel F1-max threshold "
+              "`anoseg eval` found for this checkpoint.")
+@click.option("--category", help="The images' category: a unified model then uses that category's threshold.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output folder (must be new or empty). Default: a new outputs/predict/<date-time>.")
+@click.option("--overwrite", is_flag=True, help="Replace the earlier predict run in --out.")
 @device_option
-def predict(images, checkpoint, model_file, threshold, out, device) -> None:
-    """Binary masks and heatmap overlays for images (files or folders); prints each image's anomaly score."""
+def predict(images, checkpoint, model_file, threshold, category, out, overwrite, device) -> None:
+    """Binary masks and heatmap overlays for images (files or folders); prints each image's anomaly score.
+
+    Output names mirror the inputs' paths below their common folder; mask folders (ground_truth/, gt/, mask/) of a
+    dataset are not scored; unreadable images are skipped and listed in skipped.csv.
+    """
     from anoseg.engine.predict import predict as run_predict
 
     if (checkpoint is None) == (model_file is None):
         raise AnosegError("give exactly one of --checkpoint and --model-file")
     run_predict(list(images), checkpoint=checkpoint, model_file=model_file, threshold=threshold, out=out,
-                device=device)
+                device=device, category=category, overwrite=overwrite)
 
 
 @main.command()
 @output_option
-@click.option("--dataset", default="demo", show_default=True, help="Which dataset's runs (a recipe name).")
+@click.option("--dataset", help="Which dataset's runs (a recipe name). Default: every dataset under the outputs.")
 @click.option("--out", type=click.Path(path_type=Path), help="Markdown file. Default: <output>/report.md.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True)
 @click.option("--no-figures", is_flag=True, help="Skip the PR-curve and heatmap figures.")
 def report(output, dataset, out, fmt, no_figures) -> None:
     """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
     from anoseg.log import console
-    from anoseg.report import build_report, print_report
+    from anoseg.report import build_report, print_report, report_targets
 
-    with console.status("building the report" + ("" if no_figures else " and its figures")):
-        result = build_report(output, dataset, out or output / "report.md", fmt=fmt, figures=not no_figures)
-    print_report(result, console)
-    for path in result.paths:
-        console.print(f"wrote {path}")
+    for name, target in report_targets(output, dataset, out):
+        with console.status(f"building the {name} report" + ("" if no_figures else " and its figures")):
+            result = build_report(output, name, target, fmt=fmt, figures=not no_figures)
+        print_report(result, console)
+        for path in result.paths:
+            console.print(f"wrote {path}")
 
 
 @main.command()
@@ -318,12 +331,14 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
 @click.option("--out", type=click.Path(path_type=Path), help="Model file. Default: <run>/export/model.<ext>.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
               help="ONNX exporter: auto tries torch's dynamo exporter (opset 18), then the legacy one (opset 17).")
-def export(checkpoint, fmt, image_size, dynamic, out, exporter) -> None:
+@click.option("--threshold", type=float, help="Decision threshold for the sidecar. Default: the ones `anoseg eval` "
+              "found for this checkpoint.")
+def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold) -> None:
     """A self-contained ONNX or TorchScript file plus a JSON sidecar, verified against PyTorch."""
     from anoseg.export import export_model
 
     export_model(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
-                 dynamic=dynamic, exporter=exporter)
+                 dynamic=dynamic, exporter=exporter, threshold=threshold)
 
 
 @main.command()

@@ -60,13 +60,17 @@ DEFAULT_TRACE_SIZE = (256, 256)
 
 
 def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = None,
-                 image_size: tuple[int, int] | None = None, dynamic: bool = False, exporter: str = "auto"
-                 ) -> dict:
+                 image_size: tuple[int, int] | None = None, dynamic: bool = False, exporter: str = "auto",
+                 threshold: float | None = None) -> dict:
     """Export a checkpoint to ``out`` (default ``<run>/export/model.onnx`` or ``.ts``) plus ``<out stem>.json``.
 
     ``image_size`` defaults to the checkpoint's ``meta["image_size"]``. ``exporter`` (ONNX only) is ``auto``,
     ``dynamo`` or ``legacy``. Returns the sidecar's content plus ``path`` and ``sidecar`` (the written files) and
     ``max_abs_diff`` (the verification's, also in ``verification``).
+
+    The sidecar's ``threshold`` (and per-category ``thresholds``) are those ``anoseg eval`` computed for exactly these
+    weights (``anoseg.engine.results``), or ``threshold`` when given. An anomaly checkpoint with neither is refused
+    (naming the ``anoseg eval`` to run) before anything is written.
     Raises ``AnosegError`` for a bad path or option and when the exported model does not reproduce PyTorch.
 
     Example:
@@ -74,8 +78,9 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
         >>> info["verification"]["max_abs_diff"] < 1e-4
         True
     """
+    from anoseg.engine import results
     from anoseg.engine.checkpoint import build_model, load_checkpoint
-    from anoseg.engine.predict import stored_threshold
+    from anoseg.engine.predict import check_threshold
 
     if fmt not in FORMATS:
         raise AnosegError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -85,6 +90,9 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
     ckpt = load_checkpoint(checkpoint)
     meta = dict(ckpt.get("meta") or {})
     run = run_of_checkpoint(checkpoint)
+    check_threshold(threshold)
+    weights = results.weights_sha256(ckpt)
+    decision = _decision_threshold(ckpt, run, weights, threshold, results)
     model_file = _model_path(out, run, fmt)
     size = _trace_size(image_size, meta, dynamic, checkpoint)
     model = build_model(ckpt)
@@ -99,7 +107,7 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
         "class_names": meta.get("class_names") or None, "task": meta.get("task", "anomaly"),
         # what predict resizes to: the requested/trained size; [] keeps a native-resolution model native
         "image_size": list(image_size) if image_size else list(meta.get("image_size") or []),
-        "mean": meta.get("mean"), "std": meta.get("std"), "threshold": stored_threshold(run),
+        "mean": meta.get("mean"), "std": meta.get("std"), **decision, "weights_sha256": weights,
         "dynamic": dynamic, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
         "input_shape": ["batch", 3, "height", "width"] if dynamic else [1, 3, *size],
         **info,
@@ -116,6 +124,20 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
     console.print(f"exported {ckpt['model']} to {model_file} ({via}); max |{fmt} − torch| = "
                   f"{check['max_abs_diff']:.2e} (tolerance {check['tolerance']:.1e})", highlight=False)
     return {**sidecar, "path": str(model_file), "sidecar": str(sidecar_file), "max_abs_diff": check["max_abs_diff"]}
+
+
+def _decision_threshold(ckpt: dict, run: Path, weights: str, threshold: float | None, results) -> dict:
+    """The sidecar's threshold keys: ``threshold`` (the mean over categories for a unified model), ``thresholds`` (per
+    category) and ``threshold_source`` (the eval folder, or ``--threshold``)."""
+    if threshold is not None:
+        return {"threshold": threshold, "thresholds": None, "threshold_source": "--threshold"}
+    if (ckpt.get("meta") or {}).get("task", "anomaly") != "anomaly":
+        return {"threshold": None, "thresholds": None, "threshold_source": None}
+    found = results.thresholds_for(run, weights)
+    if found is None:
+        raise AnosegError(f"no decision threshold computed for these weights (epoch {ckpt.get('epoch')}): run "
+                          f"`{results.eval_command(ckpt, run)}` first, or pass --threshold")
+    return {"threshold": found.mean, "thresholds": found.categories, "threshold_source": str(found.source)}
 
 
 def onnx_session(model: nn.Module, example: torch.Tensor) -> tuple[Any, str, float]:

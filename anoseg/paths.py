@@ -2,7 +2,9 @@
 
     <output>/<dataset>/<generator>/manifest.csv            prepare
     <output>/<dataset>/<generator>/data_report.json        prepare
-    <output>/<dataset>/<generator>/<model>/<category>/     train (checkpoints) and eval (metrics, scores, overlays)
+    <output>/<dataset>/<generator>/<model>/<category>/     train (last.pt, checkpoints/epoch_NNN.pt)
+    <output>/<dataset>/<generator>/<model>/<category>/eval/epoch_NNN/   eval of that epoch's checkpoint: metrics.json,
+                                                           metrics.csv, thresholds.json, scores/, overlays/
     <output>/<dataset>/<generator>/<model>/seed_<n>/<category>/   the same, for a seed other than DEFAULT_SEED
     <output>/<dataset>/<generator>/<model>/<category>/export/model.{onnx,ts}   export
     <output>/bench/bench.json                              bench
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ALL_CATEGORIES = "all"
@@ -48,6 +51,24 @@ def run_of_checkpoint(checkpoint: str | Path) -> Path:
     """The run directory a checkpoint belongs to (``<run>/last.pt`` or ``<run>/checkpoints/epoch_NNN.pt``)."""
     checkpoint = Path(checkpoint)
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def eval_root(run: Path) -> Path:
+    """``<run>/eval``: one sub-folder per evaluated checkpoint."""
+    return Path(run) / "eval"
+
+
+def eval_dir(run: Path, epoch: int) -> Path:
+    """``<run>/eval/epoch_NNN``: every result of evaluating the checkpoint of ``epoch`` (metrics, thresholds, scores,
+    overlays). The folder appears complete or not at all (``anoseg.engine.results.publish``)."""
+    return eval_root(run) / f"epoch_{epoch:03d}"
+
+
+def output_of_run(run: Path) -> Path:
+    """The ``--output`` root a run directory lives under (``<output>/<dataset>/<generator>/<model>[/seed_<n>]/<category>``;
+    ``IndexError`` for a path too short to be a run)."""
+    run = Path(run)
+    return run.parents[4] if re.fullmatch(r"seed_\d+", run.parent.name) else run.parents[3]
 
 
 def export_path(run: Path, suffix: str) -> Path:

@@ -85,21 +85,25 @@ def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, devi
 
 
 def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, device: str, epoch: int | None,
-             protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED) -> list[dict]:
+             protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED,
+             resolution: str = "model") -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages)."""
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.models import model_spec
+    from anoseg.paths import eval_dir
 
     model_spec(model)
     results = []
     for category in runs:
         job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
                       device=device, epoch=epoch, protocol=protocol, save_scores=save_scores, overlays=overlays,
-                      seed=seed)
+                      seed=seed, resolution=resolution)
         console.print(f"[bold]eval[/bold] {model} on {recipe.name}/{recipe.generator}/{category}")
         results.append(evaluate(job))
         print_metrics(results[-1])
-        console.print(f"  metrics: {job.run / 'metrics.json'}")
+        done = results[-1]
+        console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "
+                      f"{eval_dir(job.run, done['epoch'])}", highlight=False)
     if not results:
         raise AnosegError("nothing to evaluate")
     return results

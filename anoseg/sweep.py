@@ -295,11 +295,12 @@ def _history_length(run: Path) -> int | None:
 def result_exists(cell: Cell) -> bool:
     """True when the cell's run holds an evaluation of the checkpoint of its result epoch, newer than it."""
     from anoseg.engine.checkpoint import LAST, epoch_path
+    from anoseg.paths import eval_dir
 
     checkpoint = epoch_path(cell.run, cell.result_epoch)
     if not checkpoint.is_file():
         checkpoint = cell.run / LAST
-    metrics = cell.run / "metrics.json"
+    metrics = eval_dir(cell.run, cell.result_epoch) / "metrics.json"
     try:
         written = json.loads(metrics.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from anoseg.cli import main
 from anoseg.errors import AnosegError
-from anoseg.paths import DEFAULT_SEED, run_dir
+from anoseg.paths import DEFAULT_SEED, eval_dir, run_dir
 from anoseg.sweep import EngineOptions, SweepSpec, expand, parse_assignments, run_sweep
 
 RECIPE = """\
@@ -150,7 +150,7 @@ def test_local_executor_runs_skips_resumes_and_records_failures(tiny, tmp_path, 
                for c in ("mesh", "bogus"))
     assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 3}
     done = next(c for c in first.cells if c.category == "mesh" and c.generator == "seas")
-    metrics = json.loads((done.run / "metrics.json").read_text())
+    metrics = json.loads((eval_dir(done.run, 1) / "metrics.json").read_text())
     assert metrics["epoch"] == 1 and list(metrics["categories"]) == ["mesh"]
     assert done.run == out / "tiny" / "seas" / "lfd" / "seed_0" / "mesh"
     stamp = (done.run / "last.pt").stat().st_mtime_ns
@@ -166,13 +166,13 @@ def test_local_executor_runs_skips_resumes_and_records_failures(tiny, tmp_path, 
                          settings={"train.epochs": 2}), out)
     cell = longer.cells[0]
     assert cell.run == done.run
-    assert json.loads((done.run / "metrics.json").read_text())["epoch"] == 1  # a result, but of another checkpoint
+    assert (eval_dir(done.run, 1) / "metrics.json").is_file()  # a result, but of another checkpoint
     epoch_one = json.loads((done.run / "train_history.json").read_text())
     summary = run_sweep(longer, options, report=False)
     assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
     history = json.loads((done.run / "train_history.json").read_text())
     assert len(history) == 2 and history[0] == epoch_one[0]
-    assert json.loads((done.run / "metrics.json").read_text())["epoch"] == 2
+    assert json.loads((eval_dir(done.run, 2) / "metrics.json").read_text())["epoch"] == 2
     log = Path(json.loads((longer.records / "cells" / f"{cell.key}.json").read_text())["log"]).read_text()
     trains = [line for line in log.splitlines() if line.startswith("$ ") and " train " in line]
     assert len(trains) == 2 and not trains[0].endswith("--resume") and trains[1].endswith("--resume")

@@ -2,8 +2,14 @@
 
 Anomaly map = softmax probability of the defect class at the recipe's image size; image score = its max. The
 metric definitions live in ``anoseg.metrics``; which mask counts as which label lives in ``anoseg.data.protocols``.
-Writes ``metrics.json`` (fractions + counts), ``metrics.csv`` (the LFD layout: metrics as rows, categories as
-columns, percentages), optional ``scores/<category>.npz`` and ``overlays/<category>/*.png``.
+Writes, under ``<run>/eval/epoch_NNN/`` (the checkpoint evaluated; see ``anoseg.engine.results``), ``metrics.json``
+(fractions + counts + the checkpoint's hashes), ``thresholds.json`` (per-category pixel F1-max thresholds, what
+``predict`` and ``export`` use), ``metrics.csv`` (the LFD layout: metrics as rows, categories as columns,
+percentages), optional ``scores/<category>.npz`` and ``overlays/<category>/*.png``.
+
+Image labels are the folder labels (a defect folder = anomalous) under every protocol. ``resolution="native"``
+upsamples every map bilinearly to its mask's original size and scores it against the mask read at that size (what
+MVTec AD's own evaluation does); the default scores at the network's image size, as the papers do.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest
+from anoseg.engine import results
 from anoseg.engine.checkpoint import RunSpec, build_model, find_checkpoint, load_checkpoint, resolve_device
 from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn
-from anoseg.paths import data_report_path, dataset_dir, manifest_path
+from anoseg.paths import data_report_path, dataset_dir, eval_dir, manifest_path
 
+RESOLUTIONS = ("model", "native")
 METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "iou")
 LFD_CSV_ROWS = {"auroc_sp": "image_auroc", "f1_sp": "image_f1max", "ap_sp": "image_ap", "auroc_px": "pixel_auroc",
                 "f1_px": "pixel_f1max", "ap_px": "pixel_ap", "iou_px": "iou"}
@@ -41,6 +49,7 @@ class EvalJob(RunSpec):
     save_scores: bool = False
     overlays: int = 4
     batch_size: int = 8
+    resolution: str = "model"  # "model": the network's image size (the papers); "native": each mask's own size
 
 
 def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: torch.device,
@@ -57,7 +66,15 @@ def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: 
 
 
 def evaluate(job: EvalJob) -> dict:
-    """Evaluate every category the run covers; write and return the metrics dict (schema ``anoseg.metrics/1``)."""
+    """Evaluate every category the run covers; write and return the metrics dict (schema ``anoseg.metrics/1``).
+
+    Everything is written to ``<run>/eval/epoch_NNN/`` (``anoseg.paths.eval_dir``) for the checkpoint evaluated, and
+    appears there only once complete (``anoseg.engine.results``). Image labels are the folder labels of the manifest
+    (a defect folder = anomalous) under every protocol, whatever resizing does to the masks.
+    Raises ``AnosegError`` for an unknown protocol or resolution, a missing manifest or checkpoint.
+    """
+    if job.resolution not in RESOLUTIONS:
+        raise AnosegError(f"--resolution must be one of {', '.join(RESOLUTIONS)}, not {job.resolution!r}")
     if job.recipe.task != "anomaly":
         from anoseg.engine.evaluate_scene import evaluate_scene
 
@@ -81,46 +98,109 @@ def evaluate(job: EvalJob) -> dict:
     task = progress.add_task("scoring", total=len(test))
     cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
     threshold = prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator))
-    with progress:
-        for category in categories:
-            progress.update(task, description=f"scoring {category}")
-            cached = load_cached(test[test["category"] == category], size, cache, protocol, threshold)
-            maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"], device,
-                                job.batch_size)
-            masks = np.asarray(cached.masks)
-            # defects without masks (folder layout) are labelled at image level only: no pixel metrics, no IoU
-            image_only = (cached.rows["label"].to_numpy() == 1) & (cached.rows["mask"].to_numpy() == "")
-            result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol),
-                                     image_labels=protocols.image_label(masks, protocol) | image_only,
-                                     iou_masks=protocols.iou_mask(masks, protocol), pixel_valid=~image_only)
-            empty = int(((cached.rows["label"].to_numpy() == 1) & ~image_only
-                         & ~protocols.image_label(masks, protocol)).sum())
-            if empty:
-                result["warnings"].append(f"{empty} defect image(s) have an empty mask at this size; scored as normal")
-            warnings += [f"{category}: {w}" for w in result.pop("warnings")]
-            per_category[category] = result
-            progress.advance(task, len(cached.rows))
-            names = [f"{d}/{Path(p).stem}" for d, p in zip(cached.rows["defect"], cached.rows["image"], strict=True)]
-            if job.save_scores:
-                _save_scores(job.run / "scores" / f"{category}.npz", maps, masks, cached.images, names, protocol)
-            if job.overlays:
-                _save_overlays(job.run / "overlays" / category, maps, masks > 0, cached.images, names, job.overlays)
-    mean, excluded = mean_over_categories(per_category)
-    for metric, names in excluded.items():
-        if names:
-            warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")
-    for message in warnings:
-        warn(message)
-    metrics = {
-        "schema": "anoseg.metrics/1", "task": "anomaly", "dataset": recipe.name, "generator": job.generator,
-        "model": job.model, "trained_on": job.category, "protocol": protocol, "epoch": checkpoint["epoch"],
-        "image_size": list(size), "created": datetime.now().isoformat(timespec="seconds"),
-        "checkpoint": str(checkpoint_file), "categories": per_category, "mean": mean, "mean_excluded": excluded,
-        "warnings": warnings,
-    }
-    write_json(job.run / "metrics.json", metrics)
-    _write_lfd_csv(job.run / "metrics.csv", per_category, mean)
+    target = eval_dir(job.run, checkpoint["epoch"])
+    staging = results.staging_dir(target)
+    try:
+        with progress:
+            for category in categories:
+                progress.update(task, description=f"scoring {category}")
+                cached = load_cached(test[test["category"] == category], size, cache, protocol, threshold)
+                maps = predict_maps(model, cached.images, checkpoint["meta"]["mean"], checkpoint["meta"]["std"],
+                                    device, job.batch_size)
+                masks = np.asarray(cached.masks)
+                labels = folder_labels(cached.rows)
+                # defects without masks (folder layout) are labelled at image level only: no pixel metrics, no IoU
+                image_only = labels & (cached.rows["mask"].to_numpy() == "")
+                if job.resolution == "native":
+                    native_maps, native_masks = native_resolution(maps, cached.rows, threshold, category)
+                    result = anomaly_metrics(native_maps, native_masks, image_labels=labels,
+                                             pixel_valid=~image_only)
+                    del native_maps, native_masks
+                else:
+                    result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol), image_labels=labels,
+                                             iou_masks=protocols.iou_mask(masks, protocol), pixel_valid=~image_only)
+                    vanished = int((labels & ~image_only & ~protocols.image_label(masks, protocol)).sum())
+                    if vanished:
+                        result["warnings"].append(
+                            f"{vanished} defect image(s) have no defect pixel left at {size[0]}×{size[1]}; they "
+                            "count as anomalous images (folder label) but add no defect pixel")
+                warnings += [f"{category}: {w}" for w in result.pop("warnings")]
+                per_category[category] = result
+                progress.advance(task, len(cached.rows))
+                names = [f"{d}/{Path(p).stem}" for d, p in zip(cached.rows["defect"], cached.rows["image"],
+                                                                 strict=True)]
+                if job.save_scores:
+                    _save_scores(staging / "scores" / f"{category}.npz", maps, masks, labels, cached.images, names,
+                                 protocol)
+                if job.overlays:
+                    _save_overlays(staging / "overlays" / category, maps, masks > 0, labels, cached.images, names,
+                                   job.overlays)
+        mean, excluded = mean_over_categories(per_category)
+        for metric, names in excluded.items():
+            if names:
+                warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")
+        for message in warnings:
+            warn(message)
+        metrics = {
+            "schema": "anoseg.metrics/1", "task": "anomaly", "dataset": recipe.name, "generator": job.generator,
+            "model": job.model, "trained_on": job.category, "protocol": protocol, "resolution": job.resolution,
+            "epoch": checkpoint["epoch"], "image_size": list(size),
+            "created": datetime.now().isoformat(timespec="seconds"),
+            **checkpoint_identity(job.run, checkpoint_file, checkpoint),
+            "categories": per_category, "mean": mean, "mean_excluded": excluded, "warnings": warnings,
+        }
+        write_json(staging / "metrics.json", metrics)
+        write_json(staging / "thresholds.json", results.thresholds_document(metrics))
+        _write_lfd_csv(staging / "metrics.csv", per_category, mean)
+        results.publish(staging, target)
+    finally:
+        results.discard(staging)
     return metrics
+
+
+def checkpoint_identity(run: Path, checkpoint_file: Path, checkpoint: dict) -> dict:
+    """The keys of metrics.json that name the checkpoint evaluated: its path (relative to the run when inside it),
+    the SHA-256 of the file and of the weights (``anoseg.engine.results``)."""
+    try:
+        name = str(Path(checkpoint_file).resolve().relative_to(Path(run).resolve()))
+    except ValueError:
+        name = str(checkpoint_file)
+    return {"checkpoint": name, "checkpoint_sha256": results.file_sha256(checkpoint_file),
+            "weights_sha256": results.weights_sha256(checkpoint)}
+
+
+def folder_labels(rows) -> np.ndarray:
+    """Image labels (N,) bool from the manifest: a test image in a defect folder is anomalous, a ``good`` one not."""
+    return rows["label"].to_numpy().astype(int) == 1
+
+
+def native_resolution(maps: np.ndarray, rows, threshold: int | None, category: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Maps (N, h, w) upsampled bilinearly to the masks' original size, and the binary masks read at that size.
+
+    ``(maps (N, H, W) float32, masks (N, H, W) bool)``; images without a mask file (``good``) get an empty mask of
+    their image's size. Every image of a category must have one size (MVTec AD, VisA); else ``AnosegError``.
+    """
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from anoseg.data.masks import read_mask
+
+    sizes = []
+    for image, mask in zip(rows["image"], rows["mask"], strict=True):
+        with Image.open(mask or image) as opened:
+            sizes.append(opened.size[::-1])
+    if len(set(sizes)) > 1:
+        raise AnosegError(f"--resolution native: category {category} has masks of {len(set(sizes))} sizes "
+                          f"({', '.join(f'{h}×{w}' for h, w in sorted(set(sizes))[:3])}); use the default resolution")
+    height, width = sizes[0] if sizes else maps.shape[1:]
+    upsampled = F.interpolate(torch.from_numpy(np.ascontiguousarray(maps))[:, None], size=(height, width),
+                              mode="bilinear", align_corners=False)[:, 0].numpy()
+    masks = np.zeros((len(rows), height, width), bool)
+    for i, mask in enumerate(rows["mask"]):
+        if mask:
+            masks[i] = read_mask(mask, threshold=threshold)
+    return upsampled, masks
 
 
 def load_run_checkpoint(job: EvalJob) -> tuple[Path, dict]:
@@ -146,7 +226,9 @@ def checkpoint_for_epoch(run: Path, epoch: int | None) -> Path:
             raise
         last = find_checkpoint(run, None)
         kept = load_checkpoint(last)["epoch"]
-        if kept >= epoch:
+        if kept == epoch:  # the last epoch is always in last.pt, kept as epoch_NNN.pt or not
+            return last
+        if kept > epoch:
             raise
         warn(f"the run has only {kept} epochs (< eval epoch {epoch}); evaluating the last checkpoint")
         return last
@@ -172,22 +254,22 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 2)
 
 
-def _save_scores(path: Path, maps, masks, images, names, protocol: str) -> None:
+def _save_scores(path: Path, maps, masks, labels, images, names, protocol: str) -> None:
     payload = {
         "image_scores": maps.reshape(len(maps), -1).max(axis=1).astype(np.float32),
-        "image_labels": protocols.image_label(masks, protocol).astype(np.uint8),
+        "image_labels": labels.astype(np.uint8),  # the folder labels the image metrics used
         "pixel_scores": maps, "gt_masks": protocols.pixel_labels(masks, protocol).astype(np.uint8),
         "images": np.asarray(images), "names": np.array(names),
     }
     write_with(path, lambda tmp: np.savez_compressed(tmp, **payload))
 
 
-def _save_overlays(folder: Path, maps, masks, images, names, count: int) -> None:
+def _save_overlays(folder: Path, maps, masks, labels, images, names, count: int) -> None:
     from PIL import Image
 
     from anoseg.engine.visual import overlay_strip
 
-    anomalous_first = sorted(range(len(maps)), key=lambda i: (not masks[i].any(), i))[:count]
+    anomalous_first = sorted(range(len(maps)), key=lambda i: (not labels[i], i))[:count]
     for i in anomalous_first:
         picture = Image.fromarray(overlay_strip(np.asarray(images[i]), maps[i], masks[i]))
         write_with(folder / f"{names[i].replace('/', '_')}.png", picture.save)

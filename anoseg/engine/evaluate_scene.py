@@ -10,7 +10,7 @@ or, when the run was trained with a fixed ``image_size``, resized to it and the 
 * scene (Cityscapes, CamVid): arg-max class, one confusion matrix over the split (``anoseg.metrics.scene``).
 
 Writes ``metrics.json`` (schemas.md, fractions), ``metrics.csv`` (percentages; the road table in LFD_RoadSeg's layout)
-and ``overlays/<category>/*.png``.
+and ``overlays/<category>/*.png`` under ``<run>/eval/epoch_NNN/``, complete or not at all (``anoseg.engine.results``).
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from anoseg.data.images import read_image
 from anoseg.data.manifest import read_manifest
 from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
 from anoseg.data.scenes.layouts import row_label_formats
+from anoseg.engine import results
 from anoseg.engine.checkpoint import build_model, resolve_device
-from anoseg.engine.evaluate import EvalJob, load_run_checkpoint, order_categories
+from anoseg.engine.evaluate import EvalJob, checkpoint_identity, load_run_checkpoint, order_categories
 from anoseg.engine.predict import softmax
 from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn
-from anoseg.paths import manifest_path
+from anoseg.paths import eval_dir, manifest_path
 
 ROAD_METRICS = ("maxf", "ap", "pre", "rec", "fpr", "fnr", "threshold", "n_images")
 URBAN = "URBAN"
@@ -116,21 +117,30 @@ def evaluate_scene(job: EvalJob) -> dict:
     def predict(image: np.ndarray) -> np.ndarray:
         return dense_logits(run, image, meta["mean"], meta["std"], size)
 
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("evaluating", total=len(test))
-        evaluate_split = _evaluate_road if recipe.task == "road" else _evaluate_classes
-        per_category, mean = evaluate_split(test, predict, recipe, job, warnings, lambda: progress.advance(task))
-    for message in warnings:
-        warn(message)
-    metrics = {
-        "schema": "anoseg.metrics/1", "task": recipe.task, "dataset": recipe.name, "generator": job.generator,
-        "model": job.model, "trained_on": job.category, "protocol": "clean", "epoch": checkpoint["epoch"],
-        "image_size": list(size or []), "created": datetime.now().isoformat(timespec="seconds"),
-        "checkpoint": str(checkpoint_file), "categories": per_category, "mean": mean, "mean_excluded": {},
-        "warnings": warnings,
-    }
-    write_json(job.run / "metrics.json", metrics)
-    _write_csv(job.run / "metrics.csv", recipe.task, per_category)
+    if job.resolution != "model":
+        warnings.append("--resolution concerns anomaly masks only; road/scene evaluation is always native")
+    target = eval_dir(job.run, checkpoint["epoch"])
+    staging = results.staging_dir(target)  # the result appears complete or not at all
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("evaluating", total=len(test))
+            evaluate_split = _evaluate_road if recipe.task == "road" else _evaluate_classes
+            per_category, mean = evaluate_split(test, predict, recipe, job, warnings,
+                                                lambda: progress.advance(task), staging)
+        for message in warnings:
+            warn(message)
+        metrics = {
+            "schema": "anoseg.metrics/1", "task": recipe.task, "dataset": recipe.name, "generator": job.generator,
+            "model": job.model, "trained_on": job.category, "protocol": "clean", "epoch": checkpoint["epoch"],
+            "image_size": list(size or []), "created": datetime.now().isoformat(timespec="seconds"),
+            **checkpoint_identity(job.run, checkpoint_file, checkpoint), "categories": per_category, "mean": mean,
+            "mean_excluded": {}, "warnings": warnings,
+        }
+        write_json(staging / "metrics.json", metrics)
+        _write_csv(staging / "metrics.csv", recipe.task, per_category)
+        results.publish(staging, target)
+    finally:
+        results.discard(staging)
     return metrics
 
 
@@ -142,7 +152,7 @@ def _road_truth(mask: str, label_format: str) -> tuple[np.ndarray, np.ndarray]:
     return target == 1, target != IGNORE
 
 
-def _evaluate_road(test, predict, recipe, job, warnings: list[str], step) -> tuple[dict, dict]:
+def _evaluate_road(test, predict, recipe, job, warnings: list[str], step, folder: Path) -> tuple[dict, dict]:
     from anoseg.metrics.road import RoadAccumulator
 
     accumulators: dict[str, RoadAccumulator] = {}
@@ -154,7 +164,7 @@ def _evaluate_road(test, predict, recipe, job, warnings: list[str], step) -> tup
         accumulators.setdefault(row.category, RoadAccumulator()).update(probability, road, valid)
         if written.get(row.category, 0) < job.overlays:
             written[row.category] = written.get(row.category, 0) + 1
-            _road_overlay(job.run / "overlays" / row.category / f"{Path(row.image).stem}.png", image, probability,
+            _road_overlay(folder / "overlays" / row.category / f"{Path(row.image).stem}.png", image, probability,
                           road & valid)
         step()
     order = order_categories(accumulators, recipe.categories)
@@ -172,7 +182,7 @@ def _road_entry(result: dict, category: str, warnings: list[str]) -> dict:
     return {k: result[k] for k in ROAD_METRICS}
 
 
-def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step) -> tuple[dict, dict]:
+def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step, folder: Path) -> tuple[dict, dict]:
     from anoseg.metrics.scene import SceneAccumulator
 
     accumulator = SceneAccumulator(recipe.num_classes, list(recipe.class_names), ignore_index=IGNORE)
@@ -188,7 +198,7 @@ def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step) -> 
             from anoseg.engine.visual import blend, strip
 
             panels = [image, blend(image, colourize(target, palette)), blend(image, colourize(prediction, palette))]
-            write_with(job.run / "overlays" / "all" / f"{Path(row.image).stem}.png",
+            write_with(folder / "overlays" / "all" / f"{Path(row.image).stem}.png",
                        _png_writer(strip(panels)))
         step()
     result = accumulator.compute()

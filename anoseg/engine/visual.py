@@ -1,10 +1,16 @@
-"""Pictures a person looks at: heatmaps and image | ground truth | heatmap strips (uint8 RGB arrays)."""
+"""Pictures a person looks at: heatmaps and image | ground truth | heatmap | colour bar strips (uint8 RGB arrays).
+
+Heatmaps always use the fixed scale 0 (blue) … 1 (red) of the JET colour map, so red means a high defect probability,
+never "the highest value of this image"; every strip ends with a colour bar saying so.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 GAP = 10  # pixels between panels, as in the reference visualisation
+BAR_WIDTH = 12
+OUTLINE_COLOUR = (255, 255, 255)  # white shows on every JET colour
 
 
 def heatmap(scores: np.ndarray) -> np.ndarray:
@@ -37,10 +43,40 @@ def strip(panels: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def overlay_strip(image: np.ndarray, scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """image | ground truth (if given) | heatmap over the image."""
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels (H, W) bool of a binary mask: mask pixels with a 4-neighbour outside it (or the border)."""
+    from scipy.ndimage import binary_erosion
+
+    mask = np.asarray(mask, bool)
+    return mask & ~binary_erosion(mask, border_value=0)
+
+
+def colour_bar(height: int, width: int = BAR_WIDTH) -> np.ndarray:
+    """A vertical JET colour bar (height, width + labels, 3) uint8 for the fixed scale 1 (top) … 0 (bottom)."""
+    from PIL import Image, ImageDraw
+
+    values = np.linspace(1.0, 0.0, height)[:, None].repeat(width, axis=1)
+    bar = np.full((height, width + 14, 3), 255, np.uint8)
+    bar[:, :width] = heatmap(values)
+    picture = Image.fromarray(bar)
+    draw = ImageDraw.Draw(picture)
+    if height >= 24:  # labels only where they fit
+        draw.text((width + 3, 0), "1", fill=(0, 0, 0))
+        draw.text((width + 3, height - 11), "0", fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def overlay_strip(image: np.ndarray, scores: np.ndarray, mask: np.ndarray | None = None,
+                  outline_mask: np.ndarray | None = None) -> np.ndarray:
+    """image | ground truth (if given) | heatmap over the image (fixed 0–1 scale) | colour bar.
+
+    ``outline_mask`` (e.g. predict's binary decision) is drawn as a white outline on the heatmap panel.
+    """
     panels = [image]
     if mask is not None:
         panels.append(mask_overlay(image, mask))
-    panels.append(blend(image, heatmap(scores)))
+    heat = blend(image, heatmap(scores))
+    if outline_mask is not None:
+        heat[outline(outline_mask)] = OUTLINE_COLOUR
+    panels += [heat, colour_bar(image.shape[0])]
     return strip(panels)

@@ -1,11 +1,12 @@
 """``anoseg report``: the papers' tables and pictures from every ``metrics.json`` under ``outputs/<dataset>``.
 
-    outputs/<dataset>/**/metrics.json ─ runs.tidy ─▶ tables (pandas) ─▶ <out>.md (+ .csv / .json)
-    <run dir>/scores/<category>.npz ───────────────▶ figures ─────────▶ <out stem>_figures/*.png
-    outputs/bench/bench.json ──────────────────────▶ cost table
+    outputs/<dataset>/**/eval/epoch_NNN/metrics.json ─ runs.tidy ─▶ tables (pandas) ─▶ <out>.md (+ .csv / .json)
+    the same eval folder's scores/<category>.npz ─────────────────▶ figures ─────────▶ <out stem>_figures/*.png
+    outputs/bench/bench.json ─────────────────────────────────────▶ cost table
 
-Every format is rendered from the same ``Table`` objects (numbers already in percent and rounded), so the markdown,
-CSV and JSON files always carry the same numbers.
+One evaluated checkpoint per run (``runs.find_metrics``): the table and the figures of a run come from the same eval
+folder, and the report names it. Every format is rendered from the same ``Table`` objects (numbers already in percent
+and rounded), so the markdown, CSV and JSON files always carry the same numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from anoseg.io import atomic_open, write_json, write_with
 from anoseg.log import warn
 from anoseg.paths import bench_path
 from anoseg.report.figures import FIGURE_KINDS, category_figures
-from anoseg.report.runs import category_order, find_metrics, run_rank, tidy
+from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, tidy
 from anoseg.report.tables import (
     PER_CATEGORY_NOTE,
     RUN_KEYS,
@@ -41,7 +42,7 @@ from anoseg.report.tables import (
     to_markdown,
 )
 
-__all__ = ["FORMATS", "Report", "build_report", "print_report"]
+__all__ = ["FORMATS", "Report", "build_report", "print_report", "report_targets"]
 
 FORMATS = ("markdown", "csv", "json")
 REPORT_SCHEMA = "anoseg.report/1"
@@ -62,6 +63,22 @@ class Report:
     paths: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list, repr=False)  # the same tables with bold/marks, for rendering
+    sources: list[str] = field(default_factory=list)  # per run: the checkpoint (epoch, weights hash) reported
+
+
+def report_targets(outputs: Path, dataset: str | None, out: Path | None) -> list[tuple[str, Path]]:
+    """``(dataset, markdown file)`` pairs to build: ``dataset`` alone, or every dataset with eval results under
+    ``outputs``. One dataset goes to ``out`` (default ``<outputs>/report.md``); several each to
+    ``<out stem>_<dataset><suffix>`` (default ``<outputs>/report_<dataset>.md``). ``AnosegError`` if there is none.
+    """
+    outputs = Path(outputs)
+    datasets = [dataset] if dataset else find_datasets(outputs)
+    if not datasets:
+        raise AnosegError(f"nothing to report under {outputs}: no eval results (run `anoseg eval` first)")
+    base = Path(out) if out else outputs / "report.md"
+    if len(datasets) == 1:
+        return [(datasets[0], base)]
+    return [(name, base.with_name(f"{base.stem}_{name}{base.suffix}")) for name in datasets]
 
 
 def build_report(
@@ -93,7 +110,7 @@ def build_report(
         warnings.append(message)
         warn(message)
 
-    files, skipped = find_metrics(outputs, dataset)
+    files, skipped, sources = find_metrics(outputs, dataset)
     for message in skipped:
         say(message)
     if not files:
@@ -127,7 +144,7 @@ def build_report(
 
     figures_dir = out.parent / f"{out.stem}_figures"
     figure_paths = _write_figures(data, order, figures_dir, say) if figures else {}
-    markdown = render_markdown(dataset, task, data, tables, figure_paths, out.parent, warnings)
+    markdown = render_markdown(dataset, task, data, tables, figure_paths, out.parent, warnings, sources)
 
     report = Report(
         dataset,
@@ -139,6 +156,7 @@ def build_report(
         [p for paths in figure_paths.values() for p in paths],
         warnings,
         tables,
+        sources,
     )
     report.paths[:0] = _write_tables(report, out, fmt, per_category, cost)
     return report
@@ -188,8 +206,10 @@ def render_markdown(
     figures: dict[str, list[Path]],
     base: Path,
     warnings: list[str],
+    sources: list[str] = (),
 ) -> str:
-    """The whole report as GitHub markdown; figure links are relative to ``base`` (the markdown's folder)."""
+    """The whole report as GitHub markdown; figure links are relative to ``base`` (the markdown's folder).
+    ``sources`` name the checkpoint each run's numbers and figures come from."""
     n_runs, n_files = len(data.drop_duplicates(RUN_KEYS)), data["run_dir"].nunique()
     parts = [
         f"# anoseg report: {escape_md(dataset)}",
@@ -211,6 +231,9 @@ def render_markdown(
             links = [f"![{escape_md(category)}: {FIGURE_KINDS[p.stem.rsplit('_', 1)[-1]]}]"
                      f"({quote(p.relative_to(base).as_posix())})" for p in paths]  # fmt: skip
             parts += [f"### {escape_md(category)}", "\n".join(links)]
+    if sources:
+        parts += ["## Checkpoints", "Each run's table rows and figures come from one evaluated checkpoint:",
+                  "\n".join(f"- {escape_md(line)}" for line in sources)]
     if warnings:
         parts += ["## Warnings", "\n".join(f"- {escape_md(w)}" for w in warnings)]
     return "\n\n".join(parts) + "\n"
@@ -278,3 +301,5 @@ def print_report(report: Report, console: Console) -> None:
         for caption in table.captions:
             console.print(escape(caption), style="dim", highlight=False)
         console.print()
+    for line in report.sources:
+        console.print(f"checkpoint of {escape(line)}", style="dim", highlight=False)

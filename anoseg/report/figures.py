@@ -1,7 +1,8 @@
 """Figures of one category: pixel-level PR curves of every run, and test images with ground truth and heatmaps.
 
-Read from ``scores/<category>.npz`` (schemas.md). Drawn with matplotlib's object API (``Figure``, Agg canvas), so
-nothing touches pyplot's global state or needs a display.
+Read from ``scores/<category>.npz`` (schemas.md). The PR legend gives AP as a fraction, the unit of its axes;
+heatmaps share one fixed 0–1 colour scale with a colour bar (red = defect probability near 1). Drawn with
+matplotlib's object API (``Figure``, Agg canvas), so nothing touches pyplot's global state or needs a display.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _pr_figure(category: str, runs: list[_Scores], max_points: int) -> Figure:
         sampled |= n_used < run.pixel_scores.size
         idx = _corners(recall)
         ax.plot(recall[idx], precision[idx], drawstyle="steps-post", linewidth=1.5,
-                label=f"{run.label} (AP {100 * ap:.2f})")  # fmt: skip
+                label=f"{run.label} (AP {ap:.3f})")  # fmt: skip  (the axes' unit: fractions, not percent)
     how = f"random subsample: {max_points:,} pixels per run, seed 0" if sampled else "exact: every pixel"
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
     ax.set_title(f"{category}: pixel-level PR\n({how})", fontsize=10)
@@ -154,16 +155,17 @@ def _examples_figure(category: str, runs: list[_Scores], n_examples: int) -> Fig
     n_cols = 2 + len(runs)
     fig = Figure(figsize=(1.9 * n_cols, 2.0 * len(names) + 0.4), dpi=100, layout="constrained")
     axes = fig.subplots(len(names), n_cols, squeeze=False)
-    ranges = [(float(r.pixel_scores.min()), float(r.pixel_scores.max())) for r in runs]  # one scale per run
+    shown = None
     for row, (i, name) in enumerate(zip(order, names, strict=True)):
         axes[row, 0].imshow(first.images[i])
         axes[row, 0].set_ylabel(name, fontsize=7)
         axes[row, 1].imshow(first.gt_masks[i], cmap="gray", vmin=0, vmax=1)
-        for col, (run, (lo, hi)) in enumerate(zip(runs, ranges, strict=True), start=2):
+        for col, run in enumerate(runs, start=2):
             if name in run.names:
                 j = run.names.index(name)
                 axes[row, col].imshow(run.images[j])
-                axes[row, col].imshow(run.pixel_scores[j], cmap="jet", alpha=0.5, vmin=lo, vmax=max(hi, lo + 1e-12))
+                # one fixed scale for every run and image: red = defect probability near 1, not "this run's maximum"
+                shown = axes[row, col].imshow(run.pixel_scores[j], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
             else:
                 axes[row, col].text(0.5, 0.5, "not scored", ha="center", va="center", fontsize=8)
     for col, title in enumerate(["image", "ground truth", *[r.label for r in runs]]):
@@ -171,6 +173,10 @@ def _examples_figure(category: str, runs: list[_Scores], n_examples: int) -> Fig
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes, shrink=0.6, ticks=[0, 0.5, 1])
+        bar.set_label("defect probability", fontsize=8)
+        bar.solids.set_alpha(1.0)
     fig.suptitle(f"{category}: test images (anomalous first) and heatmaps", fontsize=10)
     return fig
 

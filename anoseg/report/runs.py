@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +69,23 @@ class MetricsFile:
     protocol: str
     epoch: int | None
     categories: dict[str, dict[str, float | None]]
+    checkpoint: str | None = None  # the checkpoint evaluated, relative to the run folder
+    checkpoint_sha256: str | None = None
+    weights_sha256: str | None = None
 
     @property
     def mode(self) -> str:
         return UNIFIED if self.trained_on == ALL_CATEGORIES else PER_CATEGORY
+
+    @property
+    def run(self) -> Path:
+        """The run folder: ``<run>/eval/epoch_NNN/metrics.json``."""
+        return self.path.parent.parent.parent
+
+    def describe(self, outputs: Path) -> str:
+        """``epoch 3, weights 0123456789ab (<run>/eval/epoch_003)``: which checkpoint these numbers come from."""
+        weights = f", weights {self.weights_sha256[:12]}" if self.weights_sha256 else ""
+        return f"epoch {self.epoch}{weights} ({_rel(self.path.parent, outputs)})"
 
 
 def parse_metrics(path: Path, dataset: str) -> MetricsFile:
@@ -113,6 +127,9 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         protocol=str(raw.get("protocol") or "unknown"),
         epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
         categories=parsed,
+        checkpoint=raw.get("checkpoint") if isinstance(raw.get("checkpoint"), str) else None,
+        checkpoint_sha256=raw.get("checkpoint_sha256") if isinstance(raw.get("checkpoint_sha256"), str) else None,
+        weights_sha256=raw.get("weights_sha256") if isinstance(raw.get("weights_sha256"), str) else None,
     )
 
 
@@ -124,18 +141,70 @@ def _number(value: Any, where: str) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[str]]:
-    """Every usable ``metrics.json`` under ``outputs/<dataset>``, and one warning per file that was skipped.
+EVAL_FOLDER = re.compile(r"epoch_\d+")
 
-    Files of another task than the dataset's (the most common one) are skipped too: one report shows one task.
+
+def find_datasets(outputs: Path) -> list[str]:
+    """The datasets (first-level folders of ``outputs``) that hold at least one finished eval result, sorted."""
+    outputs = Path(outputs)
+    if not outputs.is_dir():
+        return []
+    return sorted(d.name for d in outputs.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  and any(_is_result(p, d) for p in d.glob("**/eval/epoch_*/metrics.json")))
+
+
+def _is_result(path: Path, root: Path) -> bool:
+    """A finished eval's metrics.json: in ``eval/epoch_NNN/`` and no hidden folder on the way (staging)."""
+    parts = path.relative_to(root).parts
+    return (len(parts) >= 3 and parts[-3] == "eval" and EVAL_FOLDER.fullmatch(parts[-2]) is not None
+            and not any(p.startswith(".") for p in parts))
+
+
+def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[str], list[str]]:
+    """One evaluated checkpoint per run of ``outputs/<dataset>``: ``(files, warnings, sources)``.
+
+    A run's results live in ``<run>/eval/epoch_NNN/metrics.json``, one per checkpoint evaluated. Per run the report
+    takes the highest epoch whose checkpoint file, when still present, has the hash the result names (a result of a
+    checkpoint since overwritten, e.g. by ``train --fresh``, is stale and ignored). ``sources`` says, per run, which
+    checkpoint was taken and which other results were left out. Unfinished evals (hidden staging folders) are not
+    seen; other ``metrics.json`` files and unusable ones are skipped with a warning. Files of another task than the
+    dataset's (the most common one) are skipped too: one report shows one task.
     """
     root = Path(outputs) / dataset
-    files, warnings = [], []
+    candidates, warnings = [], []
     for path in sorted(root.rglob("metrics.json")):
+        relative = path.relative_to(root).parts
+        if any(p.startswith(".") for p in relative):
+            continue  # an eval still running or interrupted: never a result
+        if not _is_result(path, root):
+            warnings.append(f"skipped {_rel(path, outputs)}: not in a <run>/eval/epoch_NNN folder (an old layout?); "
+                            "re-run `anoseg eval`")
+            continue
         try:
-            files.append(parse_metrics(path, dataset))
+            candidates.append(parse_metrics(path, dataset))
         except ValueError as exc:
             warnings.append(f"skipped {_rel(path, outputs)}: {exc}")
+    by_run: dict[Path, list[MetricsFile]] = {}
+    for f in candidates:
+        by_run.setdefault(f.run, []).append(f)
+    files, sources = [], []
+    for run, found in by_run.items():
+        fresh = []
+        for f in found:
+            reason = _stale(f)
+            if reason:
+                warnings.append(f"skipped {_rel(f.path, outputs)}: stale, {reason}")
+            else:
+                fresh.append(f)
+        if not fresh:
+            continue
+        fresh.sort(key=lambda f: (f.epoch if f.epoch is not None else -1, str(f.path)))
+        chosen, others = fresh[-1], fresh[:-1]
+        files.append(chosen)
+        note = f"{_rel(run, outputs)}: {chosen.describe(outputs)}"
+        if others:
+            note += "; not shown: " + ", ".join(f"epoch {f.epoch}" for f in others)
+        sources.append(note)
     if files:
         counts = Counter(f.task for f in files)
         task = max(TASKS, key=lambda t: counts[t])  # ties go to the first task in TASKS
@@ -143,7 +212,21 @@ def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[s
             if f.task != task:
                 warnings.append(f"skipped {_rel(f.path, outputs)}: task {f.task!r}, this report shows {task!r}")
         files = [f for f in files if f.task == task]
-    return files, warnings
+    return files, warnings, sources
+
+
+def _stale(f: MetricsFile) -> str | None:
+    """Why a result no longer belongs to its run's checkpoint (the file was replaced), or None."""
+    if not (f.checkpoint and f.checkpoint_sha256):
+        return None
+    path = f.run / f.checkpoint
+    if not path.is_file():
+        return None  # checkpoints may be deleted to save space; the result still names what it scored
+    from anoseg.engine.results import file_sha256
+
+    if file_sha256(path) != f.checkpoint_sha256:
+        return f"{f.checkpoint} has changed since this eval"
+    return None
 
 
 def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[str]]:

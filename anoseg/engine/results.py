@@ -1,0 +1,165 @@
+"""Eval results keyed by the checkpoint they came from, and the decision thresholds predict/export take from them.
+
+Layout (``anoseg.paths.eval_dir``): ``<run>/eval/epoch_NNN/`` holds everything one ``anoseg eval`` of that epoch's
+checkpoint wrote: ``metrics.json``, ``metrics.csv``, ``thresholds.json``, ``scores/`` and ``overlays/``.
+``metrics.json`` names the checkpoint (path relative to the run, ``checkpoint_sha256`` of the file and
+``weights_sha256`` of its weights), so a result is matched to the weights it was computed with, whatever file they are
+read from (``last.pt`` and ``checkpoints/epoch_003.pt`` of the last epoch hold the same weights but differ in bytes:
+only ``last.pt`` keeps the optimiser state).
+
+An eval writes into a hidden staging folder (``.epoch_NNN.partial-*``) and renames it into place when everything is
+written: an interrupted eval leaves no ``epoch_NNN`` folder that could be read as finished, and readers skip hidden
+folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anoseg.errors import AnosegError
+from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
+
+THRESHOLDS_SCHEMA = "anoseg.thresholds/1"
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(checkpoint: dict[str, Any]) -> str:
+    """Hex SHA-256 of a checkpoint's model (its name and every state-dict entry's name, dtype, shape and bytes).
+
+    Independent of the file the weights came from (optimiser state, history and metadata are left out).
+    """
+    import torch
+
+    digest = hashlib.sha256(str(checkpoint["model"]).encode())
+    for name, tensor in checkpoint["state_dict"].items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"|{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh hidden folder beside ``target`` to write a result into before ``publish``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move a finished ``staging`` folder to ``target``, replacing an older result there.
+
+    The old folder is first renamed aside (hidden), then the new one renamed in: at every moment ``target`` is either
+    the old complete result, absent, or the new complete result.
+    """
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old.rmdir()
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def discard(staging: Path) -> None:
+    """Remove an unfinished staging folder."""
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def completed_results(run: Path) -> list[Path]:
+    """The ``metrics.json`` of every finished eval of a run (``eval/epoch_NNN/``), sorted by folder name."""
+    root = eval_root(run)
+    if not root.is_dir():
+        return []
+    return sorted(p / "metrics.json" for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / "metrics.json").is_file())
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The pixel F1-max thresholds ``anoseg eval`` found for one checkpoint.
+
+    ``categories`` maps each evaluated category to its threshold (a probability in [0, 1]); ``mean`` is their mean
+    (the threshold of a unified model when the image's category is unknown).
+    """
+
+    source: Path  # the eval folder
+    epoch: int | None
+    weights_sha256: str
+    categories: dict[str, float]
+    mean: float | None
+
+    def pick(self, category: str | None) -> tuple[float, str]:
+        """The threshold for ``category`` (None: unknown) and a sentence saying which threshold it is and why.
+
+        Raises ``AnosegError`` when ``category`` was not evaluated or no threshold is defined.
+        """
+        where = f"eval of epoch {self.epoch} ({self.source})"
+        if category is not None:
+            if category not in self.categories:
+                raise AnosegError(f"--category {category}: the {where} has thresholds for "
+                                  f"{', '.join(self.categories) or 'no category'}")
+            return self.categories[category], f"the pixel F1-max threshold of {category} from the {where}"
+        if len(self.categories) == 1:
+            (name, value), = self.categories.items()
+            return value, f"the pixel F1-max threshold of {name} (the only category evaluated) from the {where}"
+        if self.mean is None:
+            raise AnosegError(f"the {where} found no pixel threshold (no defect pixels in the test split)")
+        return self.mean, (f"the mean of the {len(self.categories)} per-category pixel F1-max thresholds from the "
+                           f"{where}; give --category for that category's own threshold")
+
+
+def thresholds_document(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ``thresholds.json`` written beside an anomaly ``metrics.json`` (per-category pixel F1-max thresholds)."""
+    categories = {name: values["pixel_threshold"] for name, values in metrics["categories"].items()
+                  if values.get("pixel_threshold") is not None}
+    return {"schema": THRESHOLDS_SCHEMA, "epoch": metrics.get("epoch"), "checkpoint": metrics.get("checkpoint"),
+            "checkpoint_sha256": metrics.get("checkpoint_sha256"), "weights_sha256": metrics.get("weights_sha256"),
+            "categories": categories,
+            "mean": sum(categories.values()) / len(categories) if categories else None}
+
+
+def thresholds_for(run: Path, weights: str) -> Thresholds | None:
+    """The thresholds of the newest finished eval of ``run`` computed with the weights whose hash is ``weights``."""
+    found = []
+    for path in completed_results(run):
+        try:
+            doc = json.loads((path.parent / "thresholds.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:
+            found.append(Thresholds(path.parent, doc.get("epoch"), weights,
+                                    {k: float(v) for k, v in doc.get("categories", {}).items()}, doc.get("mean")))
+    return found[-1] if found else None
+
+
+def eval_command(checkpoint: dict[str, Any], run: Path) -> str:
+    """The ``anoseg eval`` command that computes the thresholds of this checkpoint."""
+    meta = checkpoint.get("meta") or {}
+    parts = ["anoseg eval", f"--recipe {meta.get('dataset', '<recipe>')}", f"--model {checkpoint.get('model')}",
+             f"--category {meta.get('trained_on', 'all')}", f"--generator {meta.get('generator', 'none')}"]
+    try:
+        output = output_of_run(run)
+        if str(output) != "outputs":
+            parts.append(f"--output {output}")
+    except IndexError:  # a checkpoint outside any run folder: the user knows where its run is
+        pass
+    if isinstance(meta.get("seed"), int) and meta["seed"] != DEFAULT_SEED:
+        parts.append(f"--seed {meta['seed']}")
+    if checkpoint.get("epoch") is not None:
+        parts.append(f"--epoch {checkpoint['epoch']}")
+    return " ".join(parts)
