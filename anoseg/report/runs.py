@@ -82,10 +82,10 @@ class MetricsFile:
         """The run folder: ``<run>/eval/epoch_NNN/metrics.json``."""
         return self.path.parent.parent.parent
 
-    def describe(self, outputs: Path) -> str:
-        """``epoch 3, weights 0123456789ab (<run>/eval/epoch_003)``: which checkpoint these numbers come from."""
+    def describe(self) -> str:
+        """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from."""
         weights = f", weights {self.weights_sha256[:12]}" if self.weights_sha256 else ""
-        return f"epoch {self.epoch}{weights} ({_rel(self.path.parent, outputs)})"
+        return f"epoch {self.epoch}{weights} ({_rel(self.path.parent, self.run)})"
 
 
 def parse_metrics(path: Path, dataset: str) -> MetricsFile:
@@ -201,7 +201,7 @@ def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[s
         fresh.sort(key=lambda f: (f.epoch if f.epoch is not None else -1, str(f.path)))
         chosen, others = fresh[-1], fresh[:-1]
         files.append(chosen)
-        note = f"{_rel(run, outputs)}: {chosen.describe(outputs)}"
+        note = f"{_rel(run, outputs)}: {chosen.describe()}"
         if others:
             note += "; not shown: " + ", ".join(f"epoch {f.epoch}" for f in others)
         sources.append(note)

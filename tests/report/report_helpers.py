@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anoseg.paths import bench_path, run_dir
+from anoseg.paths import bench_path, eval_dir, run_dir
 
 ANOMALY_KEYS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "iou")
 
@@ -30,7 +30,8 @@ def write_metrics(
     protocol: str = "clean",
     epoch: int = 100,
 ) -> Path:
-    """Write one metrics.json the way ``anoseg eval`` does (schemas.md) and return its path."""
+    """Write one metrics.json the way ``anoseg eval`` does (schemas.md), in ``<run>/eval/epoch_NNN/``; return its
+    path."""
     names = [k for k in next(iter(categories.values())) if not k.startswith("n_")]
     mean = {}
     for name in names:
@@ -52,7 +53,7 @@ def write_metrics(
         "mean_excluded": {},
         "warnings": [],
     }
-    path = run_dir(outputs, dataset, generator, model, trained_on) / "metrics.json"
+    path = eval_dir(run_dir(outputs, dataset, generator, model, trained_on), epoch) / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
     return path

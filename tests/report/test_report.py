@@ -123,23 +123,23 @@ def test_csv_and_json_carry_the_markdown_numbers(golden_outputs: Path, tmp_path:
 
 
 def test_corrupt_and_foreign_files_are_named_and_skipped(golden_outputs: Path, tmp_path: Path, capsys) -> None:
-    broken = golden_outputs / "mvtec_ad/seas/lfd/bottle/metrics.json"
+    broken = golden_outputs / "mvtec_ad/seas/lfd/bottle/eval/epoch_100/metrics.json"
     broken.parent.mkdir(parents=True)
     broken.write_text('{"schema": "anoseg.metrics/1", "categ')
-    foreign = golden_outputs / "mvtec_ad/old/metrics.json"
+    foreign = golden_outputs / "mvtec_ad/old/lfd/all/eval/epoch_100/metrics.json"
     foreign.parent.mkdir(parents=True)
     foreign.write_text(json.dumps({"auroc": 0.9}))
     other = write_metrics(golden_outputs, "visa", "none", "lfd", "all", {"candle": anomaly_metrics(0.5)})
-    (golden_outputs / "mvtec_ad/none/lfd/copied").mkdir()
-    (golden_outputs / "mvtec_ad/none/lfd/copied/metrics.json").write_text(other.read_text())
+    (golden_outputs / "mvtec_ad/none/lfd/copied/eval/epoch_100/").mkdir(parents=True)
+    (golden_outputs / "mvtec_ad/none/lfd/copied/eval/epoch_100/metrics.json").write_text(other.read_text())
 
     report = build_report(golden_outputs, "mvtec_ad", tmp_path / "r.md", figures=False)
     text = "\n".join(report.warnings)
-    assert "mvtec_ad/seas/lfd/bottle/metrics.json: unreadable" in text
-    assert "mvtec_ad/old/metrics.json: not an anoseg.metrics/1 file" in text
-    assert "mvtec_ad/none/lfd/copied/metrics.json: belongs to dataset 'visa'" in text
+    assert "mvtec_ad/seas/lfd/bottle/eval/epoch_100/metrics.json: unreadable" in text
+    assert "mvtec_ad/old/lfd/all/eval/epoch_100/metrics.json: not an anoseg.metrics/1 file" in text
+    assert "mvtec_ad/none/lfd/copied/eval/epoch_100/metrics.json: belongs to dataset 'visa'" in text
     assert len(report.warnings) == 3
-    assert "seas/lfd/bottle/metrics.json" in capsys.readouterr().err.replace("\n", "")
+    assert "seas/lfd/bottle/eval/epoch_100/metrics.json" in capsys.readouterr().err.replace("\n", "")
     assert "## Warnings" in report.markdown
     # the good runs are still all there
     assert len(report.summary) == 6
@@ -148,7 +148,7 @@ def test_corrupt_and_foreign_files_are_named_and_skipped(golden_outputs: Path, t
 def test_nothing_to_report(tmp_path: Path) -> None:
     with pytest.raises(AnosegError, match=r"nothing to report under .*mvtec_ad"):
         build_report(tmp_path, "mvtec_ad", tmp_path / "r.md")
-    bad = tmp_path / "mvtec_ad/seas/lfd/all/metrics.json"
+    bad = tmp_path / "mvtec_ad/seas/lfd/all/eval/epoch_100/metrics.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("[]")
     with pytest.raises(AnosegError, match="1 skipped"):
@@ -209,9 +209,10 @@ def test_categories_restrict_and_order(golden_outputs: Path, tmp_path: Path) -> 
 
 def test_figures_are_valid_pngs_and_linked(golden_outputs: Path, tmp_path: Path) -> None:
     for seed, (generator, model) in enumerate([("seas", "lfd"), ("none", "sanet_s")]):
-        write_scores(golden_outputs / "mvtec_ad" / generator / model / "all/scores/bottle.npz", seed=seed)
-    (golden_outputs / "mvtec_ad/none/lfd/all/scores").mkdir(parents=True)
-    (golden_outputs / "mvtec_ad/none/lfd/all/scores/bottle.npz").write_bytes(b"PK\x03\x04 truncated")
+        write_scores(golden_outputs / "mvtec_ad" / generator / model / "all/eval/epoch_100/scores/bottle.npz",
+                     seed=seed)
+    (golden_outputs / "mvtec_ad/none/lfd/all/eval/epoch_100/scores").mkdir(parents=True)
+    (golden_outputs / "mvtec_ad/none/lfd/all/eval/epoch_100/scores/bottle.npz").write_bytes(b"PK\x03\x04 truncated")
     out = tmp_path / "rep" / "report.md"
     report = build_report(golden_outputs, "mvtec_ad", out)
     figures = out.parent / "report_figures"
@@ -222,7 +223,7 @@ def test_figures_are_valid_pngs_and_linked(golden_outputs: Path, tmp_path: Path)
             assert image.format == "PNG"
         assert path in report.paths
         assert f"](report_figures/{path.name})" in report.markdown
-    assert any("none/lfd/all/scores/bottle.npz" in w and "unreadable" in w for w in report.warnings)
+    assert any("none/lfd/all/eval/epoch_100/scores/bottle.npz" in w and "unreadable" in w for w in report.warnings)
     with Image.open(figures / "bottle_examples.png") as image:
         assert image.width > image.height / 2  # image, ground truth and two heatmap columns
 
@@ -296,5 +297,6 @@ def test_one_category_twice_and_mixed_tasks_warn(tmp_path: Path) -> None:
     report = build_report(tmp_path, "mvtec_ad", tmp_path / "r.md", figures=False)
     assert report.summary.loc[("LFD (per-category)", "SeaS"), "Image AUROC"] == pytest.approx(85.0)  # 0.1 ignored
     text = "\n".join(report.warnings)
-    assert "seas/lfd/cable/metrics.json: category 'bottle' already reported by mvtec_ad/seas/lfd/bottle" in text
-    assert "none/lfd/all/metrics.json: task 'road', this report shows 'anomaly'" in text
+    assert ("seas/lfd/cable/eval/epoch_100/metrics.json: category 'bottle' already reported by "
+            "mvtec_ad/seas/lfd/bottle/eval/epoch_100/metrics.json") in text
+    assert "none/lfd/all/eval/epoch_100/metrics.json: task 'road', this report shows 'anomaly'" in text
