@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from anoseg.engine.checkpoint import FORMAT, save_checkpoint
+from anoseg.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from anoseg.engine.results import thresholds_document, weights_sha256
 from anoseg.errors import AnosegError
 from anoseg.export import (
     _SlicedAdaptiveAvgPool2d,
@@ -25,7 +26,9 @@ from anoseg.export import (
     export_torchscript,
     onnx_session,
 )
+from anoseg.io import write_json
 from anoseg.models import create_model, list_models
+from anoseg.paths import eval_dir
 
 SIZE = (64, 96)  # non-square, so a swapped height/width cannot pass
 SMALL = {"upernet_r50": (64, 64), "liteseg_darknet19": (64, 64)}  # the heaviest two
@@ -182,7 +185,7 @@ def test_dynamic_export_falls_back_when_the_first_exporter_bakes_a_size():
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
-    """A run directory holding an ``lfd`` checkpoint in ``anoseg train``'s format and eval's ``metrics.json``."""
+    """A run directory holding an ``lfd`` checkpoint in ``anoseg train``'s format and eval's results for it."""
     torch.manual_seed(0)
     model = create_model("lfd")
     meta = {"dataset": "demo", "task": "anomaly", "generator": "seas", "trained_on": "all", "categories": ["a", "b"],
@@ -194,8 +197,10 @@ def run_dir(tmp_path) -> Path:
     run = tmp_path / "run"
     save_checkpoint(run / "last.pt", checkpoint)
     save_checkpoint(run / "checkpoints" / "epoch_001.pt", checkpoint)
-    metrics = {"categories": {"a": {"pixel_threshold": 0.3}, "b": {"pixel_threshold": 0.5}}}
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    metrics = {"epoch": 1, "weights_sha256": weights_sha256(checkpoint),
+               "categories": {"a": {"pixel_threshold": 0.3}, "b": {"pixel_threshold": 0.5}}}
+    write_json(eval_dir(run, 1) / "thresholds.json", thresholds_document(metrics))
+    write_json(eval_dir(run, 1) / "metrics.json", metrics)
     return run
 
 
@@ -211,6 +216,7 @@ def test_export_model_writes_verified_onnx_and_sidecar(run_dir):
         "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "dynamic": False, "exporter": "dynamo", "opset": 18,
         "input_shape": [1, 3, 64, 64], "task": "anomaly"}
     assert sidecar["threshold"] == pytest.approx(0.4)  # mean of the categories' pixel thresholds
+    assert sidecar["thresholds"] == {"a": 0.3, "b": 0.5} and sidecar["threshold_source"].endswith("epoch_001")
     assert 0 <= sidecar["verification"]["max_abs_diff"] == info["max_abs_diff"] < 1e-4
     assert sidecar["source"]["epoch"] == 1 and sidecar["training"]["dataset"] == "demo"
     written = onnx.load(str(model_file))  # one self-contained file (no external .data) at the recorded opset
@@ -265,3 +271,22 @@ def test_bad_inputs_raise_anoseg_error(run_dir, tmp_path):
     with pytest.raises(AnosegError, match="cannot read checkpoint"):
         export_model(tmp_path / "not_a_checkpoint.pt")
     assert not (run_dir / "export").exists()  # nothing written by a failed export
+
+
+def test_export_takes_the_threshold_of_the_weights_it_exports_or_refuses(run_dir, tmp_path):
+    """Issue 11 item 2: a later epoch's checkpoint must not get the threshold eval found for epoch 1."""
+    later = load_checkpoint(run_dir / "last.pt")
+    later["epoch"] = 3
+    later["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in later["state_dict"].items()}
+    save_checkpoint(run_dir / "last.pt", later)
+    with pytest.raises(AnosegError, match=r"no decision threshold .*epoch 3.*`anoseg eval --recipe demo --model lfd "
+                                          r"--category all --generator seas.* --epoch 3` first, or pass --threshold"):
+        export_model(run_dir / "last.pt")
+    assert not (run_dir / "export").exists()
+    with pytest.raises(AnosegError, match=r"--threshold must be a number in \[0, 1\]"):
+        export_model(run_dir / "last.pt", threshold=float("nan"))
+    info = export_model(run_dir / "last.pt", threshold=0.25, out=tmp_path / "m.onnx")
+    assert (info["threshold"], info["threshold_source"]) == (0.25, "--threshold")
+    # the epoch-1 checkpoint still finds its own eval
+    assert export_model(run_dir / "checkpoints" / "epoch_001.pt", out=tmp_path / "e1.onnx")["threshold"] == \
+        pytest.approx(0.4)

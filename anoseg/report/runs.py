@@ -92,7 +92,7 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
     """Parse and validate one ``metrics.json``; raise ``ValueError`` saying why it cannot be used.
 
     Example:
-        >>> parse_metrics(Path("outputs/mvtec_ad/seas/lfd/all/metrics.json"), "mvtec_ad").model
+        >>> parse_metrics(Path("outputs/mvtec_ad/seas/lfd/all/eval/epoch_100/metrics.json"), "mvtec_ad").model
         'lfd'
     """
     try:

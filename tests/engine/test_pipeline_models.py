@@ -26,7 +26,8 @@ def test_every_family_trains_and_evaluates_on_one_category(demo_env, model):
               "--category", "mesh", "--device", "cpu"]
     cli("train", *common, "--epochs", "1", "--image-size", "64", "64", "--backbone-weights", "none")
     cli("eval", *common, "--overlays", "0")
-    metrics = json.loads((demo_env.output / "demo" / "seas" / model / "mesh" / "metrics.json").read_text())
+    metrics = json.loads((demo_env.output / "demo" / "seas" / model / "mesh" / "eval" / "epoch_001" / "metrics.json")
+                         .read_text())
     assert metrics["model"] == model and metrics["trained_on"] == "mesh" and metrics["image_size"] == [64, 64]
     assert set(metrics["categories"]) == {"mesh"} and metrics["mean"]["pixel_auroc"] is not None
 

@@ -11,8 +11,10 @@ import torch
 import anoseg.engine.train as train_module
 from anoseg.engine.checkpoint import LAST, load_checkpoint
 from anoseg.engine.evaluate import EvalJob, evaluate
+from anoseg.engine.results import weights_sha256
 from anoseg.engine.train import TrainJob, train
 from anoseg.errors import AnosegError
+from anoseg.paths import eval_dir
 from anoseg.recipes import load_recipe
 
 
@@ -39,7 +41,8 @@ def trained(demo_env):
 def test_two_epochs_beat_the_trivial_baseline(demo_env, trained):
     metrics = evaluate(EvalJob(recipe=load_recipe(demo_env.recipe_file), model="lfd", generator="seas",
                                output=demo_env.output, device="cpu", save_scores=True, overlays=2))
-    written = json.loads((trained / "metrics.json").read_text())
+    result = eval_dir(trained, 2)
+    written = json.loads((result / "metrics.json").read_text())
     assert written["categories"].keys() == {"weave", "disk", "mesh"}
     values = written["categories"].values()
     defect_fraction = np.mean([v["n_anomalous_pixels"] / v["n_pixels"] for v in values])
@@ -47,10 +50,12 @@ def test_two_epochs_beat_the_trivial_baseline(demo_env, trained):
     assert written["mean"]["pixel_ap"] > 5 * defect_fraction
     assert all(0.5 < v["pixel_auroc"] <= 1.0 for v in values)
     assert metrics["mean"]["pixel_ap"] == pytest.approx(np.mean([v["pixel_ap"] for v in values]))
-    scores = np.load(trained / "scores" / "disk.npz")
+    scores = np.load(result / "scores" / "disk.npz")
     assert scores["pixel_scores"].shape[1:] == (128, 128) and scores["gt_masks"].dtype == np.uint8
-    assert len(list((trained / "overlays" / "disk").glob("*.png"))) == 2
-    assert (trained / "metrics.csv").read_text().splitlines()[0].startswith("class_name,weave,disk,mesh,mean")
+    assert len(list((result / "overlays" / "disk").glob("*.png"))) == 2
+    assert (result / "metrics.csv").read_text().splitlines()[0].startswith("class_name,weave,disk,mesh,mean")
+    assert written["weights_sha256"] == weights_sha256(load_checkpoint(trained / LAST))
+    assert written["checkpoint"] == "last.pt"
 
 
 def copy_manifest(env, target):
@@ -139,7 +144,7 @@ def test_lfd_compat_protocol_is_recorded(demo_env, trained):
     metrics = evaluate(EvalJob(recipe=load_recipe(demo_env.recipe_file), model="lfd", generator="seas",
                                output=demo_env.output, device="cpu", protocol="lfd-compat", overlays=0))
     assert metrics["protocol"] == "lfd-compat"
-    assert json.loads((trained / "metrics.json").read_text())["protocol"] == "lfd-compat"
+    assert json.loads((eval_dir(trained, 2) / "metrics.json").read_text())["protocol"] == "lfd-compat"
 
 
 def test_predict_writes_masks_with_the_threshold_eval_found(demo_env, trained, tmp_path):
@@ -163,6 +168,10 @@ def test_predict_writes_masks_with_the_threshold_eval_found(demo_env, trained, t
 
     table = pd.read_csv(tmp_path / "predictions.csv")
     assert len(table) == len(images) and table["score"].between(0, 1).all()
-    stored = json.loads((trained / "metrics.json").read_text())["categories"]
+    stored = json.loads((eval_dir(trained, 2) / "metrics.json").read_text())["categories"]
     expected = np.mean([c["pixel_threshold"] for c in stored.values()])
     assert f"threshold {expected:.4f}" in " ".join(result.output.split())
+    result = CliRunner().invoke(main, ["predict", "--checkpoint", str(trained / LAST), str(folder), "--category",
+                                       "disk", "--out", str(tmp_path / "disk"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"threshold {stored['disk']['pixel_threshold']:.4f}" in " ".join(result.output.split())

@@ -64,7 +64,8 @@ def test_recipe_end_to_end(tmp_path, monkeypatch, case):
     assert (run / "last.pt").is_file()
 
     cli("eval", *common, "--model", "sanet_s", "--device", "cpu", "--overlays", "1")
-    metrics = json.loads((run / "metrics.json").read_text())
+    result = run / "eval" / "epoch_001"
+    metrics = json.loads((result / "metrics.json").read_text())
     assert metrics["schema"] == "anoseg.metrics/1" and metrics["task"] == ("road" if name == "kitti_road" else "scene")
     assert (metrics["dataset"], metrics["generator"], metrics["model"], metrics["trained_on"], metrics["epoch"]) == \
         (name, "none", "sanet_s", "all", 1)
@@ -80,11 +81,11 @@ def test_recipe_end_to_end(tmp_path, monkeypatch, case):
         names = [f"iou/{c}" for c in load_recipe(name).class_names]
         assert {"miou", "pixel_acc", "mean_class_acc", "n_images", *names} <= set(metrics["mean"])
         assert metrics["mean"]["n_images"] == len(test)
-    assert (run / "metrics.csv").is_file() and any((run / "overlays").rglob("*.png"))
+    assert (result / "metrics.csv").is_file() and any((result / "overlays").rglob("*.png"))
 
     oracle(monkeypatch)
     cli("eval", *common, "--model", "sanet_s", "--device", "cpu", "--overlays", "0")
-    perfect = json.loads((run / "metrics.json").read_text())["mean"]
+    perfect = json.loads((result / "metrics.json").read_text())["mean"]
     if name == "kitti_road":
         assert perfect["maxf"] == pytest.approx(1.0) and perfect["ap"] == pytest.approx(1.0)
         assert perfect["fpr"] == 0.0 and perfect["fnr"] == 0.0
