@@ -164,10 +164,10 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
     from anoseg.engine.visual import overlay_strip
 
     check_threshold(threshold)
+    run, meta = load_predictor(checkpoint, model_file, device)
     files = collect_images(sources)
     names = output_names(files, sources)
     out = _output_folder(out, overwrite, files)
-    run, meta = load_predictor(checkpoint, model_file, device)
     dense = meta.get("task", "anomaly") != "anomaly"
     if dense:
         if threshold is not None or category is not None:
