@@ -65,8 +65,8 @@ def eval_dir(run: Path, epoch: int) -> Path:
 
 
 def output_of_run(run: Path) -> Path:
-    """The ``--output`` root a run directory lives under (``<output>/<dataset>/<generator>/<model>[/seed_<n>]/<category>``;
-    ``IndexError`` for a path too short to be a run)."""
+    """The ``--output`` root a run directory lives under:
+    ``<output>/<dataset>/<generator>/<model>[/seed_<n>]/<category>`` (``IndexError`` for a path too short)."""
     run = Path(run)
     return run.parents[4] if re.fullmatch(r"seed_\d+", run.parent.name) else run.parents[3]
 

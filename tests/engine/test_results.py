@@ -72,7 +72,7 @@ def _checkpoint(path: Path, categories: list[str], epoch: int, seed: int) -> Non
     torch.manual_seed(seed)
     meta = {"dataset": "thin", "task": "anomaly", "generator": "none", "trained_on": "all", "categories": categories,
             "image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-            "protocol": "clean", "seed": seed, "class_names": ["good", "defect"]}
+            "protocol": "clean", "seed": 42, "class_names": ["good", "defect"]}
     save_checkpoint(path, {"format": FORMAT, "model": "lfd", "num_classes": 2, "epoch": epoch, "iteration": epoch,
                            "state_dict": create_model("lfd").state_dict(), "optimizer": {}, "meta": meta,
                            "history": []})
