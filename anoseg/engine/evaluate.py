@@ -182,14 +182,14 @@ def native_resolution(maps: np.ndarray, rows, threshold: int | None, category: s
     their image's size. Every image of a category must have one size (MVTec AD, VisA); else ``AnosegError``.
     """
     import torch.nn.functional as F
-    from PIL import Image
 
+    from anoseg.data.images import open_image
     from anoseg.data.masks import read_mask
 
-    sizes = []
-    for image, mask in zip(rows["image"], rows["mask"], strict=True):
-        with Image.open(mask or image) as opened:
-            sizes.append(opened.size[::-1])
+    # read upright (EXIF applied), as every other stage reads them; an image without a mask gives its own size
+    read = [read_mask(mask, threshold=threshold) if mask else open_image(image).size[::-1]
+            for image, mask in zip(rows["image"], rows["mask"], strict=True)]
+    sizes = [r.shape if isinstance(r, np.ndarray) else tuple(r) for r in read]
     if len(set(sizes)) > 1:
         raise AnosegError(f"--resolution native: category {category} has masks of {len(set(sizes))} sizes "
                           f"({', '.join(f'{h}×{w}' for h, w in sorted(set(sizes))[:3])}); use the default resolution")
@@ -197,9 +197,9 @@ def native_resolution(maps: np.ndarray, rows, threshold: int | None, category: s
     upsampled = F.interpolate(torch.from_numpy(np.ascontiguousarray(maps))[:, None], size=(height, width),
                               mode="bilinear", align_corners=False)[:, 0].numpy()
     masks = np.zeros((len(rows), height, width), bool)
-    for i, mask in enumerate(rows["mask"]):
-        if mask:
-            masks[i] = read_mask(mask, threshold=threshold)
+    for i, mask in enumerate(read):
+        if isinstance(mask, np.ndarray):
+            masks[i] = mask
     return upsampled, masks
 
 
