@@ -335,12 +335,20 @@ def _log_path(records: Path, key: str) -> Path:
     return records / "logs" / f"{key}.log"
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM when the worker dies, so a killed sweep leaves no orphan training."""
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Linux: this process gets ``sig`` when its parent dies, so a killed sweep leaves no orphan worker or training."""
+    if sys.platform != "linux":
+        return
     with contextlib.suppress(Exception):
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+
+
+def _worker_setup() -> None:
+    """On a local submitit worker: die with the job's controller (the sweep cancels a local job by killing it)."""
+    if "SUBMITIT_LOCAL_JOB_ID" in os.environ:
+        _die_with_parent(signal.SIGKILL)
 
 
 def _run_logged(argv: list[str], log: Path, cwd: Path, env: dict[str, str]) -> str | None:
@@ -349,7 +357,7 @@ def _run_logged(argv: list[str], log: Path, cwd: Path, env: dict[str, str]) -> s
         handle.write(f"\n$ {' '.join(argv)}\n")
         handle.flush()
         code = subprocess.run(argv, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False,
-                              preexec_fn=_die_with_parent if sys.platform == "linux" else None).returncode
+                              preexec_fn=_die_with_parent).returncode
     if code == 0:
         return None
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -371,6 +379,7 @@ def _cell_env(threads: int | None) -> dict[str, str]:
 def run_prepare_step(plan: Plan, variant: Variant, generator: str, gpu: int | None = None,
                      threads: int | None = None) -> dict[str, Any]:
     """Worker side: ``anoseg prepare`` for one (variant, generator) unless its manifest exists."""
+    _worker_setup()
     key = "__".join([*([variant.tag] if variant.tag else []), "prepare", generator])
     target = manifest_path(variant.output, variant.dataset, generator)
     if target.is_file():
@@ -383,6 +392,7 @@ def run_prepare_step(plan: Plan, variant: Variant, generator: str, gpu: int | No
 
 def run_cell(plan: Plan, cell: Cell, gpu: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Worker side: train (or resume) and evaluate one cell; write its record; never raise for a failing cell."""
+    _worker_setup()
     record_file, log = _record_path(plan.records, cell.key), _log_path(plan.records, cell.key)
     log.parent.mkdir(parents=True, exist_ok=True)
     record = {"cell": cell.key, "model": cell.model, "generator": cell.generator, "category": cell.category,
@@ -396,6 +406,7 @@ def run_cell(plan: Plan, cell: Cell, gpu: int | None = None, threads: int | None
         return dict(record)
 
     try:
+        save(RUNNING, "starting")  # replaces a stale record of an earlier attempt at once
         if result_exists(cell):
             return save(SKIPPED, "eval")
         state = train_state(cell)
@@ -490,8 +501,9 @@ class Engine:
                 slot = free.pop(0)
                 task = todo.pop(0)
                 gpu = slot if self.options.executor == "local" and self.options.gpus else None
-                job = make_executor(self.options, self.folder, gpu).submit(task.function, *task.args, gpu=gpu,
-                                                                           threads=self.threads)
+                with _sigint_ignored_in_children():
+                    job = make_executor(self.options, self.folder, gpu).submit(task.function, *task.args, gpu=gpu,
+                                                                               threads=self.threads)
                 self.running[slot] = (job, task)
                 if self.options.executor == "debug":
                     break  # a debug job runs when its result is asked for, below
@@ -520,11 +532,32 @@ class Engine:
             return {"status": FAILED, "error": f"job failed: {text[-1] if text else type(exc).__name__}"}
 
     def cancel(self) -> None:
-        """Cancel running jobs (each stops its commands; a stopped run resumes in the next sweep)."""
+        """Cancel running jobs; a stopped run resumes in the next sweep.
+
+        A local job is cancelled by killing its controller process (``job.job_id`` is its pid): the worker and the
+        worker's commands die with it (parent-death signals), quietly. SLURM jobs are cancelled with scancel.
+        """
         for job, _ in self.running.values():
             with contextlib.suppress(Exception):
-                job.cancel(check=False)
+                if self.options.executor == "local":
+                    os.kill(int(job.job_id), signal.SIGKILL)
+                elif self.options.executor == "slurm":
+                    job.cancel(check=False)
         self.running = {}
+
+
+@contextlib.contextmanager
+def _sigint_ignored_in_children():
+    """Processes started inside inherit an ignored SIGINT: a Ctrl-C reaches only the sweep, which then cancels its
+    jobs itself (instead of every worker printing its own KeyboardInterrupt traceback)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---- the driver -----------------------------------------------------------------------------------------------------
@@ -633,8 +666,7 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
 
 
 def _catch_signals() -> Callable[[], None]:
-    """SIGTERM interrupts the sweep like Ctrl-C. SIGINT is made catchable again when the shell ignored it (a
-    background job), because the local workers inherit it and submitit cancels a local job with SIGINT."""
+    """SIGTERM interrupts the sweep like Ctrl-C (SIGINT, made catchable even where the shell ignored it)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
