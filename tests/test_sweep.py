@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +36,15 @@ train:
   ohem_min_kept: 200
   workers: 0
 """
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny) -> Path:
+    """The tiny recipe with its data written (the demo data: three categories of 160² images)."""
+    from anoseg.data.synth import make_demo_data
+
+    make_demo_data(tiny.parent / "data", seed=0)
+    return tiny
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +137,7 @@ def test_sweep_file_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_executor_runs_skips_resumes_and_records_failures(tiny, tmp_path, monkeypatch):
+def test_local_executor_runs_skips_resumes_and_records_failures(tiny_data, tmp_path, monkeypatch):
     """On submitit's LocalExecutor (worker processes), two at a time:
 
     - mesh trains and evaluates; a bogus category fails at train, a generator without pairs fails at prepare, with
@@ -130,9 +145,7 @@ def test_local_executor_runs_skips_resumes_and_records_failures(tiny, tmp_path, 
     - a second sweep skips the finished cell (its checkpoint is not rewritten);
     - a run stopped after 1 of 2 epochs is continued with --resume, not redone.
     """
-    from anoseg.data.synth import make_demo_data
-
-    make_demo_data(tiny.parent / "data", seed=0)
+    tiny = tiny_data
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
@@ -176,3 +189,62 @@ def test_local_executor_runs_skips_resumes_and_records_failures(tiny, tmp_path, 
     log = Path(json.loads((longer.records / "cells" / f"{cell.key}.json").read_text())["log"]).read_text()
     trains = [line for line in log.splitlines() if line.startswith("$ ") and " train " in line]
     assert len(trains) == 2 and not trains[0].endswith("--resume") and trains[1].endswith("--resume")
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+            if any(text in a for a in args) and "anoseg.cli" in args and "sweep" not in args:
+                found.append(" ".join(args))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_sweep_killed_mid_way_continues_without_redoing_finished_cells(tiny_data, tmp_path):
+    """Two cells one after the other; SIGTERM while the second trains; the same command again finishes the sweep:
+    the first cell is skipped (its checkpoint untouched), the second resumes its stopped run; nothing is left running
+    after the kill."""
+    sweep_file = tmp_path / "kill.yaml"
+    sweep_file.write_text(f"recipe: {tiny_data}\nmodels: [lfd]\ngenerators: [seas]\ncategories: [mesh]\n"
+                          "seeds: [0, 1]\ndevice: cpu\nbackbone_weights: none\nset: {train.epochs: 6}\n")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "anoseg.cli", "sweep", str(sweep_file), "--output", str(out), "--jobs", "1",
+            "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = out / "tiny" / "seas" / "lfd" / "seed_0" / "mesh"
+    second = out / "tiny" / "seas" / "lfd" / "seed_1" / "mesh"
+    sweep = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 900
+    while not (0 < _epochs(second) < 6):
+        assert sweep.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be stopped"
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 2 and "interrupted" in stderr and "Traceback" not in stderr
+    time.sleep(3)  # the workers die with their controller; give the kernel a moment
+    assert _processes_mentioning(str(out)) == []
+    assert (first / "metrics.json").is_file() and not (second / "metrics.json").exists()
+    stopped_at, history = _epochs(second), json.loads((second / "train_history.json").read_text())
+    stamp = (first / "last.pt").stat().st_mtime_ns
+
+    again = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads((out / "sweeps" / "kill" / "summary.json").read_text())
+    assert summary["counts"] == {"done": 1, "skipped": 1, "failed": 0}
+    assert (first / "last.pt").stat().st_mtime_ns == stamp
+    resumed = json.loads((second / "train_history.json").read_text())
+    assert len(resumed) == 6 and resumed[:stopped_at] == history[:stopped_at]
+    log = (out / "sweeps" / "kill" / "logs" / "lfd__seas__mesh__seed_1.log").read_text()
+    assert [line.endswith("--resume") for line in log.splitlines() if line.startswith("$ ") and " train " in line] \
+        == [False, True]
+
+
+def _epochs(run: Path) -> int:
+    try:
+        return len(json.loads((run / "train_history.json").read_text()))
+    except (OSError, ValueError):
+        return 0
