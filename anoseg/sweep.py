@@ -605,7 +605,6 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     from anoseg.log import console
@@ -618,11 +617,11 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
         if cell not in pending:
             results[cell.key] = {"status": SKIPPED, "error": None}
     engine = Engine(options, plan.records)
-    # cells end minutes apart: estimate the ETA over the whole sweep, not rich's default 30 s window
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console, speed_estimate_period=24 * 3600)
+                        TextColumn("ETA"), _eta_column(), console=console)
     status = _Status(plan)
-    overall = progress.add_task("sweep", total=len(plan.cells), completed=len(plan.cells) - len(pending))
+    overall = progress.add_task("sweep", total=len(plan.cells), completed=len(plan.cells) - len(pending),
+                                skipped=len(plan.cells) - len(pending))
     restore = _catch_signals()
     try:
         with Live(Group(progress, status), console=console, refresh_per_second=4):
@@ -663,6 +662,23 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
     if n_failed:
         raise AnosegError(f"{n_failed} of {len(plan.cells)} cell(s) failed; see {plan.records / 'summary.json'}")
     return summary
+
+
+def _eta_column():
+    """Remaining time = remaining cells × the mean time per cell run so far in this sweep (cells skipped at the start
+    take no time; rich's own estimate, from the last few updates, is meaningless for events minutes apart)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            ran = task.completed - task.fields.get("skipped", 0)
+            if not ran or not task.elapsed or task.total is None:
+                return Text("-:--:--", style="progress.remaining")
+            seconds = int(task.elapsed / ran * (task.total - task.completed))
+            return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", style="progress.remaining")
+
+    return EtaColumn()
 
 
 def _catch_signals() -> Callable[[], None]:
