@@ -3,11 +3,19 @@
 Columns, in this order: ``MANIFEST_COLUMNS``. Rows are sorted by ``SORT_COLUMNS``. ``mask`` is "" for normal images,
 ``fold`` is "" unless a recipe uses folds, ``generator`` is "" on real rows (so real rows are byte-identical across
 generators) and the generator's name on generated rows.
+
+Paths (docs/protocol.md, "Manifest paths"): each row names its data ``root`` (the dataset root, or the generator's
+root for generated pairs) and, in the file, ``image`` and ``mask`` are relative to that root. A root inside the
+working directory (the project) is stored relative to the manifest's own folder, so a copied project reads its own
+data; a root elsewhere (a shared dataset) is stored absolute. In memory — what ``read_manifest`` returns and
+``build_manifest`` makes — every path is absolute. A manifest whose data is gone (a moved dataset) is refused with
+one line saying to re-run ``anoseg prepare``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,9 +26,12 @@ from anoseg.errors import AnosegError
 from anoseg.io import atomic_open
 
 MANIFEST_COLUMNS = (
-    "dataset", "generator", "category", "split", "source", "defect", "image", "mask",
+    "dataset", "generator", "category", "split", "source", "defect", "root", "image", "mask",
     "label", "index_in_defect", "n_in_defect", "orig_mode", "fold",
 )
+#: The columns of manifests written before ``root`` existed (absolute paths); still read.
+LEGACY_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c != "root")
+PATH_COLUMNS = ("image", "mask")
 SORT_COLUMNS = ("split", "category", "source", "defect", "image")
 INT_COLUMNS = ("label", "index_in_defect", "n_in_defect")
 # Trailing columns some layouts add: road/scene manifests record how their label files are decoded.
@@ -36,7 +47,8 @@ def manifest_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         >>> manifest_frame([]).columns.tolist() == list(MANIFEST_COLUMNS)
         True
     """
-    df = pd.DataFrame(list(rows), columns=list(MANIFEST_COLUMNS))
+    rows = [{"root": "", **row} for row in rows]  # rows without a root keep absolute paths
+    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     for column in INT_COLUMNS:
         df[column] = df[column].astype("int64")
     for column in set(MANIFEST_COLUMNS) - set(INT_COLUMNS):
@@ -45,7 +57,10 @@ def manifest_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
-    """Write the manifest CSV atomically (a reader never sees half a file).
+    """Write the manifest CSV atomically (a reader never sees half a file), with paths relative to each row's root.
+
+    ``df`` holds absolute paths (as ``build_manifest`` and ``read_manifest`` give them). A root inside the working
+    directory, with the manifest also inside it, is written relative to the manifest's folder; other roots absolute.
 
     Example:
         >>> write_manifest(df, "outputs/demo/seas/manifest.csv")
@@ -53,9 +68,38 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"manifest rows lack column(s): {', '.join(missing)}")
+    columns = list(MANIFEST_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]
+    stored = df.loc[:, columns].copy()
+    folder = os.path.abspath(Path(path).parent)
+    roots = {root: _stored_root(root, folder) for root in stored["root"].unique()}
+    for column in PATH_COLUMNS:
+        stored[column] = [_relative_to(value, root) for value, root in zip(stored[column], stored["root"], strict=True)]
+    stored["root"] = stored["root"].map(roots)
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        columns = list(MANIFEST_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]
-        df.loc[:, columns].to_csv(handle, index=False, lineterminator="\n")
+        stored.to_csv(handle, index=False, lineterminator="\n")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _stored_root(root: str, manifest_folder: str) -> str:
+    """How a root is written: relative to the manifest's folder when both lie in the working directory."""
+    if not root:
+        return ""
+    absolute, project = os.path.abspath(root), os.getcwd()
+    if _inside(absolute, project) and _inside(manifest_folder, project):
+        return Path(os.path.relpath(absolute, manifest_folder)).as_posix()
+    return Path(absolute).as_posix()
+
+
+def _relative_to(value: str, root: str) -> str:
+    if not value or not root:
+        return value
+    absolute = os.path.abspath(value)
+    if not _inside(absolute, os.path.abspath(root)):
+        return Path(absolute).as_posix()  # a layout may keep e.g. masks outside the root: stays absolute
+    return Path(os.path.relpath(absolute, os.path.abspath(root))).as_posix()
 
 
 def prepared_mask_threshold(report_path: str | Path) -> int | None:
@@ -70,10 +114,14 @@ def prepared_mask_threshold(report_path: str | Path) -> int | None:
     return None if value is None else int(value)
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
+def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame:
     """Read a manifest written by ``write_manifest``; a missing or foreign file is an ``AnosegError``.
 
     ``label``, ``index_in_defect`` and ``n_in_defect`` are integers; every other column is a string ("" when empty).
+    ``root``, ``image`` and ``mask`` come back absolute (relative roots are resolved against the manifest's folder).
+    With ``check_files``, a root or a listed file that no longer exists (the dataset moved or changed) is an
+    ``AnosegError`` telling the user to re-run ``anoseg prepare``. Manifests written before the ``root`` column
+    existed (absolute paths) are read too.
 
     Example:
         >>> df = read_manifest("outputs/demo/seas/manifest.csv")
@@ -87,6 +135,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AnosegError(f"{path} is not an anoseg manifest: {str(exc).splitlines()[0]}") from None
+    if tuple(df.columns[: len(LEGACY_COLUMNS)]) == LEGACY_COLUMNS and "root" not in df.columns:
+        df.insert(MANIFEST_COLUMNS.index("root"), "root", "")
     extra = set(df.columns[len(MANIFEST_COLUMNS):])
     if tuple(df.columns[: len(MANIFEST_COLUMNS)]) != MANIFEST_COLUMNS or not extra <= set(OPTIONAL_COLUMNS):
         raise AnosegError(f"{path} is not an anoseg manifest: expected columns {', '.join(MANIFEST_COLUMNS)}; "
@@ -99,7 +149,30 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     bad = sorted(set(df["split"]) - set(SPLITS)) + sorted(set(df["source"]) - set(SOURCES))
     if bad:
         raise AnosegError(f"{path}: unexpected split/source value(s) {', '.join(bad)}")
+    _resolve_paths(df, path)
+    if check_files:
+        _check_files(df, path)
     return df
+
+
+def _resolve_paths(df: pd.DataFrame, path: Path) -> None:
+    folder = os.path.abspath(path.parent)
+    roots = {root: os.path.normpath(os.path.join(folder, root)) if root else "" for root in df["root"].unique()}
+    df["root"] = df["root"].map(roots)
+    for column in PATH_COLUMNS:
+        df[column] = [os.path.normpath(os.path.join(root, value)) if value and root else value
+                      for value, root in zip(df[column], df["root"], strict=True)]
+
+
+def _check_files(df: pd.DataFrame, path: Path) -> None:
+    """One line for a manifest whose data is gone: which root or file, and what to do."""
+    hint = f"the dataset moved or changed since `anoseg prepare` wrote {path}; run `anoseg prepare` again"
+    for root in sorted(r for r in df["root"].unique() if r):
+        if not os.path.isdir(root):
+            raise AnosegError(f"data root {root} not found: {hint}")
+    missing = [p for column in PATH_COLUMNS for p in df[column] if p and not os.path.isfile(p)]
+    if missing:
+        raise AnosegError(f"{len(missing)} file(s) listed in the manifest are missing (e.g. {missing[0]}): {hint}")
 
 
 def count_table(df: pd.DataFrame) -> pd.DataFrame:

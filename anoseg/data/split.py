@@ -263,7 +263,9 @@ def build_manifest(
     verified = [v for v in checked if not (drop_empty_generated and v.sample.role == GENERATED and v.empty_mask)]
     _check_duplicates(verified, report)
 
-    df = manifest_frame(_row(v, dataset, generator) for v in verified)
+    roots = {False: os.path.abspath(data_root),
+             True: os.path.abspath(gen_reader.root) if gen_reader is not None else ""}
+    df = manifest_frame(_row(v, dataset, generator, roots[v.sample.role == GENERATED]) for v in verified)
     result = {
         "schema": REPORT_SCHEMA,
         "dataset": dataset,
@@ -528,7 +530,7 @@ def _check_duplicates(verified: list[_Verified], report: DataReport) -> None:
 # rows and counts
 
 
-def _row(v: _Verified, dataset: str, generator: str) -> dict[str, Any]:
+def _row(v: _Verified, dataset: str, generator: str, root: str) -> dict[str, Any]:
     s = v.sample
     return {
         "dataset": dataset,
@@ -537,6 +539,7 @@ def _row(v: _Verified, dataset: str, generator: str) -> dict[str, Any]:
         "split": sample_split(s),
         "source": s.source,
         "defect": s.defect,
+        "root": root,
         "image": os.path.abspath(s.image),
         "mask": os.path.abspath(s.mask) if s.mask is not None and s.role in (DEFECT, GENERATED) else "",
         "label": int(s.role in (DEFECT, GENERATED)),

@@ -103,3 +103,26 @@ def test_offline_imagenet_is_recorded_as_random_in_checkpoint_and_sidecar(projec
     modes = {p.relative_to(root).as_posix(): stat.S_IMODE(p.stat().st_mode)
              for p in (root / "outputs").rglob("*") if p.is_file()}
     assert modes and {m for m in modes.values()} == {0o644}, modes
+
+    # a copy of the project (data + outputs) reads its own data, wherever it is run from
+    copy = root.parent / "copy"
+    shutil.copytree(root, copy)
+    shutil.rmtree(root)
+    os.chdir(copy)
+    cli("eval", "--recipe", "recipes/tiny.yaml", "--model", "lfd", "--device", "cpu", "--overlays", "0")
+    from anoseg.data.manifest import read_manifest
+
+    manifest = read_manifest(copy / "outputs" / "tiny" / "none" / "manifest.csv")
+    assert all(path.startswith(str(copy / "data" / "tiny") + os.sep) for path in manifest["image"])
+
+
+def test_moved_dataset_is_one_line_telling_to_rerun_prepare(project):
+    root, _ = project
+    cli("prepare", "--recipe", "recipes/tiny.yaml")
+    (root / "data" / "tiny").rename(root / "data" / "moved")
+    result = CliRunner().invoke(main, ["train", "--recipe", "recipes/tiny.yaml", "--model", "lfd", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    text = " ".join(result.output.split())
+    assert "data root" in text and "run `anoseg prepare` again" in text, result.output

@@ -124,7 +124,7 @@ def build_scene_manifest(recipe: Any, *, categories: list[str] | None = None,
     folds = {}
     if recipe.layout == "kitti_road":
         folds = kitti_folds([(c.pair.category, c.pair.image.name) for c in checked], options.n_folds)
-    rows = [_row(c, recipe.name, _split(c.pair, folds, options), folds) for c in checked]
+    rows = [_row(c, recipe.name, _split(c.pair, folds, options), folds, recipe.data_root) for c in checked]
     _number_rows(rows)
     frame = manifest_frame(rows)
     formats = {os.path.abspath(c.pair.image): c.pair.label_format for c in checked}
@@ -236,11 +236,12 @@ def _split(pair: ScenePair, folds: dict[tuple[str, str], int], options: SceneOpt
     return "train" if pair.subset in options.splits["train"] else "test"
 
 
-def _row(c: _Checked, dataset: str, split: str, folds: dict[tuple[str, str], int]) -> dict[str, Any]:
+def _row(c: _Checked, dataset: str, split: str, folds: dict[tuple[str, str], int], root: Path) -> dict[str, Any]:
     pair = c.pair
     return {
         "dataset": dataset, "generator": "", "category": pair.category, "split": split, "source": "real",
-        "defect": pair.subset, "image": os.path.abspath(pair.image), "mask": os.path.abspath(pair.label),
+        "defect": pair.subset, "root": os.path.abspath(root), "image": os.path.abspath(pair.image),
+        "mask": os.path.abspath(pair.label),
         "label": 1,  # every row has a label map
         "index_in_defect": 0, "n_in_defect": 0,  # filled by _number_rows
         "orig_mode": c.mode, "fold": str(folds[(pair.category, pair.image.name)]) if folds else "",
