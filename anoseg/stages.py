@@ -179,13 +179,19 @@ def run_models(*, names_only: bool = False) -> None:
     for title in ("model", "display name", "family", "--backbone-weights initialises", "imagenet", "used params",
                   "GMACs"):
         view.add_column(title, justify="right" if title in ("used params", "GMACs") else "left")
+    notes = []
     for spec in MODELS.values():
         weights, ref = spec.weight_spec, spec.reference
-        view.add_row(spec.name, spec.display_name, spec.family, weights.label,
-                     ("torchvision" + (f" ({', '.join(weights.imagenet_parts)})" if weights.imagenet_parts else ""))
-                     if weights.imagenet else "-",
+        mark = f" ({len(notes) + 1})" if ref.note else ""
+        if ref.note:
+            notes.append(f"({len(notes) + 1}) {spec.name}: {ref.note}")
+        parts = weights.imagenet_parts
+        imagenet = ("torchvision" + (f" ({parts[0]}–{parts[-1]})" if parts else "")) if weights.imagenet else "-"
+        view.add_row(spec.name + mark, spec.display_name, spec.family, weights.label, imagenet,
                      f"{ref.params_2:,}" if ref.params_2 else "-", f"{ref.macs_256 / 1e9:.3f}" if ref.macs_256 else "-")
     console.print(view)
+    for note in notes:
+        console.print(note, highlight=False, markup=False)
 
 
 def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, count: int, out: Path | None,
