@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from anoseg.errors import AnosegError
+from anoseg.io import current_umask
 from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
 
 THRESHOLDS_SCHEMA = "anoseg.thresholds/1"
@@ -56,7 +58,9 @@ def weights_sha256(checkpoint: dict[str, Any]) -> str:
 def staging_dir(target: Path) -> Path:
     """A fresh hidden folder beside ``target`` to write a result into before ``publish``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates 0o700; the result must look like any new folder
+    return staging
 
 
 def publish(staging: Path, target: Path) -> None:

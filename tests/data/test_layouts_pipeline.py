@@ -42,7 +42,8 @@ def test_layout_prepare_train_eval_report(tmp_path, name):
     cli("train", *run, "--epochs", "1", "--batch-size", "2", "--workers", "0", "--image-size", "32", "32",
         "--backbone-weights", "none")
     cli("eval", *run, "--overlays", "0")
-    metrics = json.loads((tmp_path / "outputs" / layout / "none" / "lfd" / "all" / "metrics.json").read_text())
+    result = tmp_path / "outputs" / layout / "none" / "lfd" / "all" / "eval" / "epoch_001"  # the only checkpoint
+    metrics = json.loads((result / "metrics.json").read_text())
     assert set(metrics["categories"]) == set(report["categories"])
     for values in metrics["categories"].values():
         assert values["image_auroc"] is not None and values["pixel_auroc"] is not None

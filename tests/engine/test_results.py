@@ -206,6 +206,21 @@ def test_an_interrupted_eval_leaves_the_finished_result_and_nothing_else(thin, m
     assert [p.name for p in (thin["run"] / "eval").iterdir() if p.name.startswith(".")] == []
 
 
+def test_result_folders_get_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    from anoseg.engine import results
+
+    saved = os.umask(0o027)
+    try:
+        staging = results.staging_dir(tmp_path / "eval" / "epoch_001")
+        results.publish(staging, tmp_path / "eval" / "epoch_001")
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE((tmp_path / "eval" / "epoch_001").stat().st_mode) == 0o750  # not mkdtemp's 0o700
+
+
 # ---- item 3: predict never overwrites its own outputs ------------------------------------------------------------
 
 def test_predict_mirrors_input_paths_and_never_overwrites(thin, tmp_path, monkeypatch):
