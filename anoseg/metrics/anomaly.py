@@ -1,11 +1,12 @@
-"""Anomaly-segmentation metrics of the LFD/SeaS protocol (protocol.md §3): the one place each is defined.
+"""Anomaly-segmentation metrics of the LFD/SeaS protocol (docs/metrics.md): the one place each is defined.
 
 Image and pixel level: AUROC (``roc_auc_score``), AP (``average_precision_score``, step-wise) and F1-max (maximum of
 ``2PR/(P+R)`` over the ``precision_recall_curve`` points, NaN points dropped). Per image: the oracle-threshold IoU.
-Everything is exact (equal to scikit-learn to rounding, ties included) and numpy-only.
+Pixel AUPRO (MVTec AD's per-region overlap, integrated up to FPR 0.3) on request. Everything is exact (equal to
+scikit-learn / anomalib to rounding, ties included) and numpy-only (scipy labels AUPRO's regions).
 
 Why it is fast: every one of these numbers only needs, for each *distinct positive score* ``v``, the counts
-``TP(v) = #pos >= v`` and ``FP(v) = #neg >= v`` (and ``#neg == v`` for AUROC's tie term):
+``TP(v) = #pos >= v``, ``#neg < v`` and ``#neg <= v``:
 
 * AP = Σ_v (#pos == v) / P · TP(v) / (TP(v) + FP(v)) — recall only moves at positive scores, so thresholds held by
   negatives alone add nothing to the step integral.
@@ -13,16 +14,23 @@ Why it is fast: every one of these numbers only needs, for each *distinct positi
   only grows as the threshold falls, so the maximum over *all* thresholds is reached at a positive score. Thresholds
   above the top positive give TP = 0, i.e. F1 = 0 or NaN (dropped) and IoU = 0 ("predict nothing").
 * AUROC = Mann-Whitney U / (P·N) with ties counted one half — the trapezoidal area under the ROC curve.
+* AUPRO = a Mann-Whitney-like sum weighted by 1/region size (see :func:`aupro`).
 
-So we sort the (few) positives and the negatives separately, in their own dtype (no float64 copy of 80M pixels), and
-``searchsorted`` the distinct positive scores into the sorted negatives. Sorting the negatives dominates; there is no
-N × thresholds blow-up and the extra memory is about one copy of the scores.
+The fast path sorts the pixels **once**, label included: a non-negative float32 orders like its uint32 bit pattern,
+whose sign bit is free, so ``key = bits << 1 | label`` sorts by score with each negative just before the positives of
+equal score. In that one sorted copy the k-th positive at position j has exactly ``j - k`` negatives ``<= v`` before
+it; the negatives equal to ``v`` are the short run just before the first positive of ``v``. There is no search of
+the positives in 80M negatives, no boolean split into two copies, and the extra memory is one uint32 per pixel. The
+oracle IoU of each image partitions the image's own scores (top ``k`` only, ``k`` a few times the defect size) instead
+of sorting them, and the image's pixels are read once, while they sit in the cache, for all per-image work. Other
+dtypes or negative scores take a generic path (sort the positives and negatives apart, ``searchsorted``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +47,16 @@ METRICS: tuple[str, ...] = (
     "iou",
 )
 
+#: MVTec AD's integration limit for AUPRO (FPR up to 30%).
+AUPRO_FPR_LIMIT = 0.3
+
+_SIGN = 1 << 31  # sign bit of a float32's bit pattern
+_NAN_KEYS = np.uint32(0x7F800000 << 1 | 1)  # keys above this hold a NaN (inf's key with the label bit set)
+_CHUNK = 1 << 17  # elements per chunk of keys (512 KB): stays in L2 while it is worked on
+_IOU_TOP = 4  # first partition of an image keeps 4× its defect pixels (IoU >= 1/4 settles it), then 8× more
+_IOU_GROW = 8
+_THREAD_MIN = 1 << 22  # pixels from which the IoUs run in a second thread (below, the thread costs more than it saves)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # helpers
@@ -51,15 +69,22 @@ def _as_bool(labels: npt.ArrayLike) -> np.ndarray:
     return labels if labels.dtype == np.bool_ else labels != 0
 
 
-def _split_sorted(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of the positives and of the negatives, each sorted ascending, in the dtype of ``scores``."""
+def _check_dtype(scores: np.ndarray) -> None:
+    if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
+        raise ValueError(f"scores must be a real-valued array, got dtype {scores.dtype}")
+
+
+def _flat_pair(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores)
     labels = _as_bool(labels)
     if scores.shape != labels.shape:
         raise ValueError(f"scores {scores.shape} and labels {labels.shape} must have the same shape")
-    scores, labels = scores.ravel(), labels.ravel()
-    if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
-        raise ValueError(f"scores must be a real-valued array, got dtype {scores.dtype}")
+    _check_dtype(scores)
+    return scores.ravel(), labels.ravel()
+
+
+def _split_sorted(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the positives and of the negatives (flat inputs), each sorted ascending, in the scores' dtype."""
     pos = scores[labels]  # boolean indexing copies: both arrays are ours to sort in place
     neg = scores[~labels]
     pos.sort()
@@ -70,15 +95,12 @@ def _split_sorted(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndar
     return pos, neg
 
 
-def _positive_points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Counts at each distinct positive score ``v`` (ascending): ``v``, #pos == v, TP(v), #neg < v, #neg <= v."""
-    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
-    values = pos[starts]
-    n_equal = np.diff(np.r_[starts, pos.size])
-    tp = pos.size - starts  # positives >= v
-    neg_below = np.searchsorted(neg, values, side="left")
-    neg_at_or_below = np.searchsorted(neg, values, side="right")
-    return values, n_equal, tp, neg_below, neg_at_or_below
+def _group_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal values in a sorted array."""
+    new = np.empty(sorted_values.size, bool)
+    new[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    return np.flatnonzero(new)
 
 
 def _undefined_reason(n_pos: int, n_neg: int, unit: str = "sample") -> str | None:
@@ -90,6 +112,217 @@ def _undefined_reason(n_pos: int, n_neg: int, unit: str = "sample") -> str | Non
     kind = "anomalous" if unit != "sample" else "positive"
     other = "normal" if unit != "sample" else "negative"
     return f"no {kind if not n_pos else other} {unit} among {n_pos + n_neg} {unit}s (only one class)"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# counts at the distinct positive scores ("tally"), from sorted keys or from two sorted arrays
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """Counts at each distinct positive score ``v`` (ascending) of one pooled set of scores.
+
+    ``edge`` (asked with an FPR limit, for AUPRO) is ``(e, #neg < e, #neg <= e)`` for the negative score ``e`` at
+    which the FPR, walking down the scores, reaches the limit: the ``ceil(limit · N)``-th largest negative.
+    """
+
+    values: np.ndarray  # distinct positive scores, ascending, in the scores' dtype
+    n_equal: np.ndarray  # #pos == v
+    tp: np.ndarray  # #pos >= v
+    neg_below: np.ndarray  # #neg < v
+    neg_at_or_below: np.ndarray  # #neg <= v
+    n_pos: int
+    n_neg: int
+    edge: tuple[Any, int, int] | None = None
+
+
+def _edge_rank(n_neg: int, fpr_limit: float | None) -> int | None:
+    """Ascending index of the negative where the FPR reaches ``fpr_limit`` (None: not asked or no negative)."""
+    if fpr_limit is None or n_neg == 0:
+        return None
+    return n_neg - max(1, math.ceil(fpr_limit * n_neg))
+
+
+def _tally_split(scores: np.ndarray, labels: np.ndarray, fpr_limit: float | None = None) -> _Tally:
+    """Generic path (any real dtype, flat inputs): sort positives and negatives apart, search one in the other."""
+    pos, neg = _split_sorted(scores, labels)
+    starts = _group_starts(pos)
+    values = pos[starts]
+    edge = None
+    m = _edge_rank(neg.size, fpr_limit)
+    if m is not None:
+        e = neg[m]
+        edge = (e.item(), int(np.searchsorted(neg, e, "left")), int(np.searchsorted(neg, e, "right")))
+    return _Tally(
+        values=values,
+        n_equal=np.diff(starts, append=pos.size),
+        tp=pos.size - starts,
+        neg_below=np.searchsorted(neg, values, "left"),
+        neg_at_or_below=np.searchsorted(neg, values, "right"),
+        n_pos=int(pos.size),
+        n_neg=int(neg.size),
+        edge=edge,
+    )
+
+
+def _fill_keys(scores: np.ndarray, labels: np.ndarray, out: np.ndarray) -> bool:
+    """``out = bits(scores) << 1 | labels`` for float32 ``scores``; False (out unusable) if a sign bit is set."""
+    bits = scores.view(np.uint32)
+    if bits.size and int(bits.max()) >= _SIGN:
+        return False
+    np.left_shift(bits, 1, out=out)
+    np.bitwise_or(out, labels, out=out)
+    return True
+
+
+def _sorted_keys(scores: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Sorted keys of flat float32 scores and bool labels, or None when a score has its sign bit set."""
+    keys = np.empty(scores.size, np.uint32)
+    for start in range(0, scores.size, _CHUNK):  # chunks: shift and or while the chunk is in the cache
+        stop = start + _CHUNK
+        if not _fill_keys(scores[start:stop], labels[start:stop], keys[start:stop]):
+            return None
+    keys.sort()
+    return keys
+
+
+def _run_starts(keys: np.ndarray, last: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """First index of the run of ``key[i]`` ending at ``last[i]`` (``keys[last[i]] == key[i]``, sorted ``keys``).
+
+    Galloping from ``last`` then bisecting, vectorised over ``i``: used only for the rare runs of negatives tied
+    with a positive score that cross a chunk boundary, so probes near ``last`` are cheap and long runs take log steps.
+    """
+    start = last.copy()  # leftmost index known to hold key
+    todo = np.arange(last.size)
+    lo = np.zeros_like(last)  # bisection range [lo, start]
+    step = 1
+    while todo.size:  # gallop: step doubles while keys[start - step] still equals key
+        probe = start[todo] - step
+        inside = probe >= 0
+        equal = np.zeros(todo.size, bool)
+        equal[inside] = keys[probe[inside]] == key[todo[inside]]
+        start[todo[equal]] = probe[equal]
+        done = todo[~equal]
+        lo[done] = np.where(inside[~equal], probe[~equal] + 1, 0)
+        todo = todo[equal]
+        step *= 2
+    todo = np.flatnonzero(lo < start)
+    hi = start  # keys[hi] == key; find the first index in [lo, hi] holding key
+    while todo.size:
+        mid = (lo[todo] + hi[todo]) // 2
+        at = keys[mid] >= key[todo]  # nothing in [lo, hi] exceeds key, so >= means ==
+        hi[todo[at]] = mid[at]
+        lo[todo[~at]] = mid[~at] + 1
+        todo = todo[lo[todo] < hi[todo]]
+    return hi
+
+
+def _tally_keys(keys: np.ndarray, n_pos: int, fpr_limit: float | None = None, chunk: int = _CHUNK) -> _Tally:
+    """Fast path: counts from the sorted keys ``bits(score) << 1 | label`` of non-negative float32 scores.
+
+    One streaming pass over cache-sized chunks: the positives of a chunk (label bit set) give, for the first positive
+    of each distinct score v at position j with k positives before it, ``#neg <= v = j - k``; the negatives equal to
+    v are the run of key ``v << 1`` just before j, found by a search inside the (cached) chunk. ``n_pos`` (the number
+    of set label bits) sizes the outputs up front: no per-chunk lists to concatenate, so the extra memory stays at
+    16 bytes per positive pixel on top of the keys.
+    """
+    n = keys.size
+    if n and keys[-1] > _NAN_KEYS:
+        raise ValueError("scores contain NaN")
+    index = np.int32 if n < 2**31 else np.int64
+    bits = np.empty(n_pos, np.uint32)
+    neg_at_or_below, tied, rank = (np.empty(n_pos, index) for _ in range(3))
+    low = np.empty(min(chunk, n), np.uint32)
+    is_pos = np.empty(min(chunk, n), bool)
+    seen = 0  # positives before the current chunk
+    groups = 0  # distinct positive scores so far
+    last_key = -1  # key of the last positive seen: its group may go on in the next chunk
+    for start in range(0, n, chunk):
+        c = keys[start : start + chunk]
+        m = c.size
+        np.not_equal(np.bitwise_and(c, 1, out=low[:m]), 0, out=is_pos[:m])  # bool: numpy's fast nonzero
+        found = np.flatnonzero(is_pos[:m])
+        if not found.size:
+            continue
+        pos_keys = c[found]
+        first = _group_starts(pos_keys)  # within this chunk's positives
+        if pos_keys[0] == last_key:  # the previous chunk's last group goes on: not a new group
+            first = first[1:]
+        seen_before, seen, last_key = seen, seen + found.size, pos_keys[-1]
+        if not first.size:
+            continue
+        out = slice(groups, groups + first.size)
+        groups += first.size
+        at = found[first]  # local position of each group's first positive
+        group_keys = pos_keys[first]
+        neg_key = group_keys - np.uint32(1)  # v << 1: the key of a negative scoring v
+        np.right_shift(group_keys, 1, out=bits[out])
+        rank[out] = first
+        rank[out] += seen_before  # positives before the group
+        neg_at_or_below[out] = at
+        neg_at_or_below[out] += start
+        neg_at_or_below[out] -= rank[out]
+        t = tied[out]
+        t[:] = 0
+        has_tie = np.flatnonzero(c[at - 1] == neg_key) if at[0] else np.flatnonzero(c[at[1:] - 1] == neg_key[1:]) + 1
+        if has_tie.size:  # negatives tied with v: the run c[run:at] of key v << 1, searched in the cached chunk
+            t[has_tie] = at[has_tie] - np.searchsorted(c, neg_key[has_tie], "left")
+        if start and keys[start - 1] == neg_key[0] and (at[0] == 0 or c[0] == neg_key[0]):
+            # the first group's tied run started in an earlier chunk (rare: a heavily tied score)
+            t[0] = start + at[0] - _run_starts(keys, np.array([start - 1]), neg_key[:1])[0]
+    if seen != n_pos:
+        raise AssertionError(f"{seen} label bits set, {n_pos} expected")
+    bits, neg_at_or_below, tied, rank = bits[:groups], neg_at_or_below[:groups], tied[:groups], rank[:groups]
+    n_neg = n - n_pos
+    edge = None
+    m = _edge_rank(n_neg, fpr_limit)
+    if m is not None:  # the m-th smallest negative: no negative sits between positives of one score, so the positives
+        # sorted before it are those of the groups with at most m negatives before them
+        g = int(np.searchsorted(neg_at_or_below, m, "right"))
+        where = m + (int(rank[g]) if g < groups else n_pos)
+        key = keys[where]  # a negative: label bit clear, key = v << 1
+        g = int(np.searchsorted(bits, key >> np.uint32(1), "left"))
+        pos_below = int(rank[g]) if g < groups else n_pos
+        # keys < v << 1: negatives and positives < v; keys <= v << 1: negatives <= v and positives < v
+        edge = ((key >> np.uint32(1)).view(np.float32).item(), int(np.searchsorted(keys, key, "left")) - pos_below,
+                int(np.searchsorted(keys, key, "right")) - pos_below)
+    neg_below = neg_at_or_below - tied
+    del tied
+    return _Tally(
+        values=bits.view(np.float32),
+        n_equal=np.diff(rank, append=n_pos),
+        tp=n_pos - rank,
+        neg_below=neg_below,
+        neg_at_or_below=neg_at_or_below,
+        n_pos=n_pos,
+        n_neg=n_neg,
+        edge=edge,
+    )
+
+
+def _tally(scores: np.ndarray, labels: np.ndarray) -> _Tally:
+    """Counts of flat scores against flat bool labels, by the fast path when it applies."""
+    if scores.dtype == np.float32:
+        keys = _sorted_keys(scores, labels)
+        if keys is not None:
+            return _tally_keys(keys, int(np.count_nonzero(labels)))
+    return _tally_split(scores, labels)
+
+
+def _binary_from_tally(t: _Tally) -> dict[str, Any]:
+    fp = t.n_neg - t.neg_below
+    # U statistic doubled to stay in integers: each positive beats the negatives below it and ties the equal ones
+    # (2·below + equal = below + at_or_below). Exact in int64 up to 2·P·N < 9.2e18.
+    u2 = int(np.dot(t.n_equal.astype(np.int64), t.neg_below.astype(np.int64) + t.neg_at_or_below))
+    f1 = 2.0 * t.tp / (t.tp + fp + t.n_pos)
+    best = int(np.argmax(f1))  # values ascend, so argmax picks the lowest threshold among equal maxima
+    return {
+        "auroc": u2 / (2.0 * t.n_pos * t.n_neg),
+        "ap": float(np.dot(t.n_equal, t.tp / (t.tp + fp))) / t.n_pos,
+        "f1max": float(f1[best]),
+        "threshold": t.values[best].item(),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -120,31 +353,18 @@ def binary_metrics(scores: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, An
         >>> round(m["auroc"], 4), round(m["ap"], 4), round(m["f1max"], 4), float(m["threshold"])
         (0.75, 0.8333, 0.8, 0.35)
     """
-    pos, neg = _split_sorted(scores, labels)
-    n_pos, n_neg = int(pos.size), int(neg.size)
+    t = _tally(*_flat_pair(scores, labels))
     result: dict[str, Any] = {
         "auroc": None,
         "ap": None,
         "f1max": None,
         "threshold": None,
-        "n": n_pos + n_neg,
-        "n_positive": n_pos,
-        "reason": _undefined_reason(n_pos, n_neg),
+        "n": t.n_pos + t.n_neg,
+        "n_positive": t.n_pos,
+        "reason": _undefined_reason(t.n_pos, t.n_neg),
     }
-    if result["reason"] is not None:
-        return result
-
-    values, n_equal, tp, neg_below, neg_at_or_below = _positive_points(pos, neg)
-    fp = n_neg - neg_below
-    # U statistic doubled to stay in integers: each positive beats the negatives below it and ties the equal ones
-    # (2·below + equal = below + at_or_below). Exact in int64 up to 2·P·N < 9.2e18.
-    u2 = int(np.dot(n_equal, neg_below + neg_at_or_below))
-    result["auroc"] = u2 / (2.0 * n_pos * n_neg)
-    result["ap"] = float(np.dot(n_equal, tp / (tp + fp))) / n_pos
-    f1 = 2.0 * tp / (tp + fp + n_pos)
-    best = int(np.argmax(f1))  # values ascend, so argmax picks the lowest threshold among equal maxima
-    result["f1max"] = float(f1[best])
-    result["threshold"] = values[best].item()
+    if result["reason"] is None:
+        result.update(_binary_from_tally(t))
     return result
 
 
@@ -166,7 +386,7 @@ def pr_curve(
         >>> p.round(3).tolist(), r.tolist(), t.tolist()
         ([0.5, 0.667, 0.5, 1.0, 1.0], [1.0, 1.0, 0.5, 0.5, 0.0], [0.1, 0.35, 0.4, 0.8])
     """
-    pos, neg = _split_sorted(scores, labels)
+    pos, neg = _split_sorted(*_flat_pair(scores, labels))
     if pos.size == 0:
         raise ValueError("precision-recall curve undefined: no positive label")
     thresholds = np.union1d(pos, neg)  # distinct scores, ascending
@@ -187,23 +407,132 @@ def pr_curve(
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _best_iou_flat(scores: np.ndarray, mask: np.ndarray) -> float | None:
+    """:func:`best_iou` of one flat map and its flat bool mask."""
+    pos = scores[mask]
+    n_pos, n = pos.size, scores.size
+    if n_pos == 0:
+        return None
+    pos.sort()
+    starts = _group_starts(pos)
+    values, tp = pos[starts], n_pos - starts
+    # Only the top k scores are sorted. A threshold t <= the k-th largest score c predicts >= k pixels, so its IoU
+    # is <= P / k; thresholds above c see every pixel above c in the top k. If the best IoU above c reaches P / k the
+    # rest cannot beat it; otherwise k grows (a poor map), up to the full sort.
+    k = _IOU_TOP * n_pos
+    while True:
+        if k >= n:
+            top, cut = np.sort(scores), 0
+        else:
+            top = np.partition(scores, n - k)[n - k :]
+            top.sort()
+            cut = int(np.searchsorted(values, top[0], "right"))  # positive scores above c
+        if np.isnan(top[-1]):
+            raise ValueError("scores contain NaN")
+        n_above = top.size - np.searchsorted(top, values[cut:], "left")  # pixels >= v (v > c: all in top)
+        iou = tp[cut:] / (n_above - tp[cut:] + n_pos)  # TP / (FP + P)
+        best = float(iou.max()) if iou.size else 0.0  # 0 = "predict nothing"
+        if k >= n or best * k >= n_pos:
+            return best
+        k *= _IOU_GROW
+
+
 def best_iou(score_map: npt.ArrayLike, gt_mask: npt.ArrayLike) -> float | None:
     """Oracle IoU of one image: max over thresholds t of IoU(score >= t, mask), "predict nothing" (IoU 0) included.
 
-    With P mask pixels, ``IoU(t) = TP(t) / (FP(t) + P)``; evaluating it at the distinct scores of mask pixels is exact
-    (see the module docstring). A mask covering the whole image is fine (IoU 1 at the lowest score); an empty mask
-    gives ``None`` (the image does not enter the IoU mean).
+    LFD's ``iou_px`` (protocol: per-image threshold, an upper bound, not a deployable IoU). With P mask pixels,
+    ``IoU(t) = TP(t) / (FP(t) + P)``; evaluating it at the distinct scores of mask pixels is exact (see the module
+    docstring). A mask covering the whole image is fine (IoU 1 at the lowest score); an empty mask gives ``None``
+    (the image does not enter the IoU mean).
+
+    Raises:
+        ValueError: shapes differ or a score is NaN.
 
     Example:
         >>> best_iou(np.array([[0.9, 0.2], [0.6, 0.1]]), np.array([[1, 0], [1, 1]]))
         0.75
     """
-    pos, neg = _split_sorted(score_map, gt_mask)
-    if pos.size == 0:
+    return _best_iou_flat(*_flat_pair(score_map, gt_mask))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# AUPRO
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _region_weights(mask_2d: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per positive pixel of one mask (raster order): 1 / size of its 8-connected region; and the region count."""
+    from scipy import ndimage
+
+    regions, n_regions = ndimage.label(mask_2d, structure=np.ones((3, 3), bool))  # 8-connectivity, as MVTec/OpenCV
+    sizes = np.bincount(regions.ravel())
+    return 1.0 / sizes[regions[mask_2d]], int(n_regions)
+
+
+def _aupro_from_tally(t: _Tally, pos_scores: np.ndarray, pos_weights: np.ndarray, n_regions: int,
+                      fpr_limit: float) -> float | None:
+    """Normalised area under the PRO curve up to ``fpr_limit`` from the counts (derivation in :func:`aupro`)."""
+    if t.n_neg == 0 or n_regions == 0:
         return None
-    _, _, tp, neg_below, _ = _positive_points(pos, neg)
-    iou = tp / (neg.size - neg_below + pos.size)
-    return float(iou.max())
+    order = np.argsort(pos_scores, kind="stable")
+    weight = np.add.reduceat(pos_weights[order], _group_starts(pos_scores[order]))  # Σ 1/|region| per distinct v
+    if weight.size != t.values.size:
+        raise AssertionError("positive scores of the regions and of the pooled pixels differ")
+    limit = fpr_limit * t.n_neg  # L, in negatives
+    if t.edge is None:
+        raise AssertionError("the tally was made without an FPR limit")
+    edge, below, at_or_below = t.edge  # FPR crosses the limit inside the tie group of this negative score
+    above_edge = t.n_neg - at_or_below  # a = #neg > edge < L <= a + c
+    tied_edge = at_or_below - below  # c = #neg == edge
+    # g(v) = ∫_0^L PRO-contribution of a positive at v, in negatives: L minus its mid-rank among the negatives
+    # (descending) when v > edge; the interpolated part d²/2c inside the edge's tie group; 0 below.
+    g = limit - t.n_neg + 0.5 * (t.neg_at_or_below + t.neg_below.astype(np.float64))
+    g[t.values < edge] = 0.0
+    d = limit - above_edge
+    g[t.values == edge] = d * d / (2.0 * tied_edge)
+    return min(1.0, float(np.dot(weight, g)) / (n_regions * limit))  # rounding can pass 1 by an ulp
+
+
+def aupro(
+    score_maps: npt.ArrayLike, gt_masks: npt.ArrayLike, fpr_limit: float = AUPRO_FPR_LIMIT
+) -> float | None:
+    """Pixel AUPRO: normalised area under the per-region-overlap curve up to ``fpr_limit`` (MVTec AD's definition).
+
+    Source: Bergmann et al., "The MVTec Anomaly Detection Dataset" (IJCV 2021) §4.2 / "Uninformed Students"
+    (CVPR 2020) and their evaluation code; equal to anomalib's ``AUPRO`` (docs/metrics.md). Regions are the
+    8-connected components of each image's mask. At a threshold t ("anomalous where score >= t"), PRO(t) = mean over
+    all regions of the fraction of the region's pixels at or above t, FPR(t) = fraction of all normal pixels at or
+    above t; the curve through the distinct scores (ties as straight segments), from (0, 0), is integrated with the
+    trapezoid rule up to FPR = ``fpr_limit`` (linear interpolation at the limit) and divided by ``fpr_limit``.
+
+    Computed without the curve: with the normal pixels sorted descending on the FPR axis (one unit each, a tie group
+    spanning its units with PRO rising linearly), the area is Σ over defect pixels p of w_p · g(p) with
+    w_p = 1 / (|region(p)| · #regions) and g(p) = L - (#neg > p + #neg == p / 2), L = ``fpr_limit`` · #neg
+    (clipped at 0; the tie group straddling L contributes d²/2c).
+
+    Args:
+        score_maps: (N, H, W) anomaly maps, higher = more anomalous.
+        gt_masks: (N, H, W) ground truth, non-zero = defect.
+        fpr_limit: integration limit on the false-positive rate, in (0, 1].
+
+    Returns:
+        AUPRO in [0, 1], or ``None`` when undefined (no defect region, or no normal pixel).
+
+    Raises:
+        ValueError: shapes differ, maps are not (N, H, W), a score is NaN, or ``fpr_limit`` is outside (0, 1].
+
+    Example:
+        >>> maps = np.zeros((1, 4, 4), np.float32); maps[0, 0, :2] = 0.9
+        >>> masks = np.zeros((1, 4, 4), bool); masks[0, 0, :2] = True
+        >>> aupro(maps, masks)
+        1.0
+    """
+    scores = np.asarray(score_maps)
+    if scores.ndim != 3:
+        raise ValueError(f"score_maps must be (N, H, W), got shape {scores.shape}")
+    labels = _as_bool(gt_masks)
+    _check_maps("gt_masks", labels, scores.shape)
+    return _scan(scores, labels, labels, iou=False, regions=True, fpr_limit=fpr_limit).aupro
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -216,12 +545,85 @@ def _check_maps(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name} has shape {array.shape}, expected {shape} (same as pixel_scores)")
 
 
+@dataclass
+class _Scan:
+    image_scores: np.ndarray
+    ious: list[float]
+    tally: _Tally
+    aupro: float | None
+
+
+def _image_ious(flat: np.ndarray, iou_flat: np.ndarray) -> list[float]:
+    """Oracle IoU of every image (rows of ``flat``) whose mask row is not empty, in image order."""
+    return [_best_iou_flat(flat[i], iou_flat[i]) for i in np.flatnonzero(iou_flat.any(axis=1))]  # type: ignore[misc]
+
+
+def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, iou: bool, regions: bool,
+          fpr_limit: float = AUPRO_FPR_LIMIT) -> _Scan:
+    """Every per-image step, then one sort of the pooled pixels.
+
+    Per image, read once while it is in the cache: its max (image score), its row of keys for the pooled sort, its
+    regions' weights when ``regions``. The per-image oracle IoUs (when ``iou``) only read the inputs, so on a large
+    category a second thread computes them while this one builds and sorts the keys (numpy releases the GIL in its
+    loops; the sort alone takes longer than all the IoUs).
+    """
+    _check_dtype(scores)
+    if regions and not 0 < fpr_limit <= 1:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    n_images = scores.shape[0]
+    per_image = (n_images, scores.shape[1] * scores.shape[2])  # explicit: reshape(0, -1) cannot infer -1
+    flat, pixel_flat, iou_flat = (a.reshape(per_image) for a in (scores, pixel_labels, iou_labels))
+    pool = future = None
+    if iou and scores.size >= _THREAD_MIN:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="anoseg-iou")
+        future = pool.submit(_image_ious, flat, iou_flat)
+    try:
+        keys = np.empty(scores.size, np.uint32) if scores.dtype == np.float32 else None
+        key_rows = keys.reshape(per_image) if keys is not None else None
+        image_scores = np.empty(n_images, scores.dtype)
+        pos_scores: list[np.ndarray] = [np.empty(0, scores.dtype)]
+        pos_weights: list[np.ndarray] = [np.empty(0)]
+        n_regions = n_pos = 0
+        for i in range(n_images):
+            x = flat[i]
+            if key_rows is not None and not _fill_keys(x, pixel_flat[i], key_rows[i]):
+                keys = key_rows = None  # a negative score: the generic path sorts by value instead
+            n_pos += int(np.count_nonzero(pixel_flat[i]))
+            image_scores[i] = x.max() if x.size else 0
+            if regions and pixel_flat[i].any():
+                weights, count = _region_weights(pixel_labels[i])
+                pos_scores.append(x[pixel_flat[i]])
+                pos_weights.append(weights)
+                n_regions += count
+        limit = fpr_limit if regions else None
+        if keys is not None:
+            keys.sort()
+            tally = _tally_keys(keys, n_pos, limit)
+            del keys, key_rows  # the sorted copy is done with: free it before the metrics' temporaries
+        else:
+            tally = _tally_split(scores.ravel(), pixel_labels.ravel(), limit)
+        if n_images and np.isnan(image_scores).any():
+            raise ValueError("scores contain NaN")
+        area = None
+        if regions:
+            area = _aupro_from_tally(tally, np.concatenate(pos_scores), np.concatenate(pos_weights), n_regions,
+                                     fpr_limit)
+        ious = future.result() if future is not None else (_image_ious(flat, iou_flat) if iou else [])
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return _Scan(image_scores, ious, tally, area)
+
+
 def anomaly_metrics(
     pixel_scores: npt.ArrayLike,
     gt_masks: npt.ArrayLike,
     image_labels: npt.ArrayLike | None = None,
     iou_masks: npt.ArrayLike | None = None,
     pixel_valid: npt.ArrayLike | None = None,
+    aupro: bool = False,
 ) -> dict[str, Any]:
     """The seven metrics of one category plus counts: one ``categories`` entry of metrics.json (+ ``warnings``).
 
@@ -229,6 +631,7 @@ def anomaly_metrics(
     maps). IoU = mean of :func:`best_iou` over the images whose IoU mask is non-empty. The protocol decides which
     masks define what: by default the pixel labels ``gt_masks`` also give the image labels (any positive pixel) and
     the IoU masks (the ``clean`` protocol); ``lfd-compat`` passes its own ``image_labels`` and ``iou_masks``.
+    The pooled pixels are sorted once for every pixel metric (AUPRO included); see the module docstring.
 
     Args:
         pixel_scores: (N, H, W) anomaly maps (float32 stays float32).
@@ -237,12 +640,17 @@ def anomaly_metrics(
         iou_masks: (N, H, W) masks for IoU; default ``gt_masks``.
         pixel_valid: (N,) which images have pixel ground truth (default all). The others (anomalies labelled only
             at image level, e.g. a defect type without masks) count for the image metrics and are left out of the
-            pixel metrics and IoU.
+            pixel metrics, IoU and AUPRO.
+        aupro: also compute ``pixel_aupro`` (:func:`aupro` of ``pixel_scores`` against ``gt_masks``, FPR <= 0.3).
 
     Returns:
         ``image_auroc, image_ap, image_f1max, pixel_auroc, pixel_ap, pixel_f1max, iou`` (fractions, ``None`` when
-        undefined), ``n_images, n_anomalous_images, n_pixels, n_anomalous_pixels, n_iou_images, pixel_threshold``
-        and ``warnings``: sentences without the category name, for the caller to prefix and collect.
+        undefined), ``pixel_aupro`` when asked, then ``n_images, n_anomalous_images, n_pixels, n_anomalous_pixels,
+        n_iou_images, pixel_threshold`` and ``warnings``: sentences without the category name, for the caller to
+        prefix and collect.
+
+    Raises:
+        ValueError: shapes differ, maps are not (N, H, W), or a score is NaN.
 
     Example:
         >>> scores = np.zeros((2, 4, 4), np.float32); scores[1, :2, :2] = 0.9
@@ -255,7 +663,7 @@ def anomaly_metrics(
     if scores.ndim != 3:
         raise ValueError(f"pixel_scores must be (N, H, W), got shape {scores.shape}")
     n_images = scores.shape[0]
-    per_image = (n_images, scores.shape[1] * scores.shape[2])  # explicit: reshape(0, -1) cannot infer -1
+    per_image = (n_images, scores.shape[1] * scores.shape[2])
     pixel_labels = _as_bool(gt_masks)
     _check_maps("gt_masks", pixel_labels, scores.shape)
     if image_labels is None:
@@ -266,42 +674,58 @@ def anomaly_metrics(
             raise ValueError(f"image_labels has {labels.size} entries for {n_images} images")
     iou_labels = pixel_labels if iou_masks is None else _as_bool(iou_masks)
     _check_maps("iou_masks", iou_labels, scores.shape)
+
     valid = np.ones(n_images, bool) if pixel_valid is None else _as_bool(pixel_valid).ravel()
     if valid.shape != (n_images,):
         raise ValueError(f"pixel_valid has {valid.size} entries for {n_images} images")
 
+    if valid.all():
+        scan = _scan(scores, pixel_labels, iou_labels, iou=True, regions=aupro)
+        image_scores = scan.image_scores
+    else:  # copies of the images with pixel ground truth (rare: datasets with image-level-only defects)
+        scan = _scan(scores[valid], pixel_labels[valid], iou_labels[valid], iou=True, regions=aupro)
+        image_scores = scores.reshape(per_image).max(axis=1)
     warnings: list[str] = []
-    image_scores = scores.reshape(per_image).max(axis=1) if n_images else np.empty(0, scores.dtype)
     image = binary_metrics(image_scores, labels)
     if image["reason"]:
         reason = _undefined_reason(image["n_positive"], image["n"] - image["n_positive"], "test image")
         warnings.append(f"image-level AUROC/AP/F1-max undefined: {reason}")
-    pixel = binary_metrics(scores[valid], pixel_labels[valid])
-    if pixel["reason"]:
-        reason = _undefined_reason(pixel["n_positive"], pixel["n"] - pixel["n_positive"], "test pixel")
+    t = scan.tally
+    pixel: dict[str, Any] = {"auroc": None, "ap": None, "f1max": None, "threshold": None}
+    reason = _undefined_reason(t.n_pos, t.n_neg, "test pixel")
+    if reason:
         warnings.append(f"pixel-level AUROC/AP/F1-max undefined: {reason}")
+    else:
+        pixel.update(_binary_from_tally(t))
 
     has_iou_mask = iou_labels.reshape(per_image).any(axis=1) & valid
-    ious = [best_iou(scores[i], iou_labels[i]) for i in np.flatnonzero(has_iou_mask)]
     left_out = int(np.count_nonzero(labels & ~has_iou_mask & valid))
     if left_out:
         warnings.append(f"{left_out} anomalous image(s) have an empty IoU mask and are left out of the IoU mean")
-    if not ious:
+    if not scan.ious:
         warnings.append("IoU undefined: no test image has a non-empty IoU mask")
+    if aupro and scan.aupro is None:
+        warnings.append("pixel AUPRO undefined: " + ("no normal test pixel" if t.n_pos and not t.n_neg
+                                                      else "no anomalous region"))
 
-    return {
+    result: dict[str, Any] = {
         "image_auroc": image["auroc"],
         "image_ap": image["ap"],
         "image_f1max": image["f1max"],
         "pixel_auroc": pixel["auroc"],
         "pixel_ap": pixel["ap"],
         "pixel_f1max": pixel["f1max"],
-        "iou": float(np.mean(ious)) if ious else None,
+        "iou": float(np.mean(scan.ious)) if scan.ious else None,
+    }
+    if aupro:
+        result["pixel_aupro"] = scan.aupro
+    return {
+        **result,
         "n_images": n_images,
         "n_anomalous_images": int(np.count_nonzero(labels)),
-        "n_pixels": int(scores[valid].size),
-        "n_anomalous_pixels": pixel["n_positive"],
-        "n_iou_images": len(ious),
+        "n_pixels": int(np.count_nonzero(valid)) * per_image[1],
+        "n_anomalous_pixels": t.n_pos,
+        "n_iou_images": len(scan.ious),
         "pixel_threshold": pixel["threshold"],
         "warnings": warnings,
     }
