@@ -166,14 +166,16 @@ def _tally_split(scores: np.ndarray, labels: np.ndarray, fpr_limit: float | None
     )
 
 
-def _fill_keys(scores: np.ndarray, labels: np.ndarray, out: np.ndarray) -> bool:
-    """``out = bits(scores) << 1 | labels`` for float32 ``scores``; False (out unusable) if a sign bit is set."""
+def _fill_keys(scores: np.ndarray, labels: np.ndarray, out: np.ndarray) -> int | None:
+    """``out = bits(scores) << 1 | labels`` for float32 ``scores``; returns the largest bit pattern (the bits of the
+    max score, as non-negative floats order like their bits), or None (out unusable) if a sign bit is set."""
     bits = scores.view(np.uint32)
-    if bits.size and int(bits.max()) >= _SIGN:
-        return False
+    top = int(bits.max()) if bits.size else 0
+    if top >= _SIGN:
+        return None
     np.left_shift(bits, 1, out=out)
     np.bitwise_or(out, labels, out=out)
-    return True
+    return top
 
 
 def _sorted_keys(scores: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
@@ -181,7 +183,7 @@ def _sorted_keys(scores: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
     keys = np.empty(scores.size, np.uint32)
     for start in range(0, scores.size, _CHUNK):  # chunks: shift and or while the chunk is in the cache
         stop = start + _CHUNK
-        if not _fill_keys(scores[start:stop], labels[start:stop], keys[start:stop]):
+        if _fill_keys(scores[start:stop], labels[start:stop], keys[start:stop]) is None:
             return None
     keys.sort()
     return keys
@@ -588,10 +590,13 @@ def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, 
         n_regions = n_pos = 0
         for i in range(n_images):
             x = flat[i]
-            if key_rows is not None and not _fill_keys(x, pixel_flat[i], key_rows[i]):
-                keys = key_rows = None  # a negative score: the generic path sorts by value instead
+            top = _fill_keys(x, pixel_flat[i], key_rows[i]) if key_rows is not None else None
+            if top is None:
+                keys = key_rows = None  # a negative score (or not float32): the generic path sorts by value
+                image_scores[i] = x.max() if x.size else 0
+            else:
+                image_scores[i] = np.uint32(top).view(np.float32)
             n_pos += int(np.count_nonzero(pixel_flat[i]))
-            image_scores[i] = x.max() if x.size else 0
             if regions and pixel_flat[i].any():
                 weights, count = _region_weights(pixel_labels[i])
                 pos_scores.append(x[pixel_flat[i]])
