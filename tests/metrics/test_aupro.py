@@ -51,7 +51,7 @@ def random_maps(seed: int, levels: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A few maps with 1-4 blobs each (some touching only diagonally), scores correlated with the masks."""
     rng = np.random.default_rng(seed)
     n, h, w = int(rng.integers(2, 6)), int(rng.integers(8, 28)), int(rng.integers(8, 28))
-    masks = ndimage.binary_dilation(rng.random((n, h, w)) < 0.02, iterations=int(rng.integers(0, 3)))
+    masks = ndimage.binary_dilation(rng.random((n, h, w)) < 0.02, iterations=int(rng.integers(1, 3)))
     masks[0] = False  # a normal image
     masks[1, 1, 1] = masks[1, 2, 2] = True  # diagonal neighbours: one region under 8-connectivity
     scores = rng.random((n, h, w)) + masks * rng.uniform(0, 1.2)
