@@ -8,35 +8,44 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import Ge, Gt, Le
 
 from anoseg.errors import AnosegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TASKS = ("anomaly", "road", "scene")
+PROTOCOLS = ("clean", "lfd-compat")  # the same names as anoseg.data.protocols
+
+# Constraints in the annotations below are checked by pydantic when a recipe is loaded (``_validate``).
+PositiveInt = Annotated[int, Ge(1)]
+Count = Annotated[int, Ge(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+Fraction = Annotated[float, Ge(0), Le(1)]
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """The training recipe. Defaults are the LFD paper's (SGD, cosine lr per iteration, OHEM CE with weights 1:4)."""
 
-    epochs: int = 150
-    eval_epoch: int | None = 100  # the checkpoint the papers report (None = the last one)
-    checkpoint_every: int = 10
-    batch_size: int = 8
-    lr: float = 0.01
-    min_lr: float = 1e-5
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    ohem_thresh: float = 0.7
-    ohem_min_kept: int = 100_000
+    epochs: PositiveInt = 150
+    eval_epoch: PositiveInt | None = 100  # the checkpoint the papers report (None = the last one)
+    checkpoint_every: PositiveInt = 10
+    batch_size: PositiveInt = 8
+    lr: PositiveFloat = 0.01
+    min_lr: Annotated[float, Ge(0)] = 1e-5
+    momentum: Fraction = 0.9
+    weight_decay: Annotated[float, Ge(0)] = 1e-4
+    ohem_thresh: Fraction = 0.7
+    ohem_min_kept: Count = 100_000
     class_weights: tuple[float, ...] | None = (1.0, 4.0)
     unified: bool = True  # one model over every category (the paper's default)
     augment: tuple[str, ...] = ()  # any of: hflip, vflip, affine, color, scale (road/scene)
-    workers: int = 2
-    crop_size: tuple[int, int] | None = None  # road/scene: random crop (pad) size after scaling
-    scale_range: tuple[float, float] | None = None  # road/scene: random rescale range
+    workers: Count = 2
+    crop_size: tuple[PositiveInt, PositiveInt] | None = None  # road/scene: random crop (pad) size after scaling
+    scale_range: tuple[PositiveFloat, PositiveFloat] | None = None  # road/scene: random rescale range
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,12 @@ class Recipe:
     generated_root: Path = Path("data/generated")  # generated pairs live in <generated_root>/<generator>
     generator: str = "none"
     categories: tuple[str, ...] = ()
-    image_size: tuple[int, int] | None = (256, 256)  # None = native resolution (road/scene)
+    image_size: tuple[PositiveInt, PositiveInt] | None = (256, 256)  # None = native resolution (road/scene)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    num_classes: int = 2
+    num_classes: Annotated[int, Ge(2)] = 2
     class_names: tuple[str, ...] = ("good", "defect")
-    ignore_index: int = 255
+    ignore_index: Count = 255
     protocol: str = "clean"
     options: dict[str, Any] = field(default_factory=dict)  # layout-specific settings (e.g. KITTI folds)
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -121,35 +130,59 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 def _from_dict(raw: dict[str, Any], path: Path) -> Recipe:
     raw = dict(raw)
-    train_raw = dict(raw.pop("train", {}) or {})
+    train_raw = raw.pop("train", {})
+    if train_raw is None:
+        train_raw = {}
+    if not isinstance(train_raw, dict):
+        raise AnosegError(f"recipe {path}: train must be a mapping of settings")
     normalize = raw.pop("normalize", None)
     if normalize:
+        if not isinstance(normalize, dict) or set(normalize) != {"mean", "std"}:
+            raise AnosegError(f"recipe {path}: normalize must be a mapping with mean and std")
         raw.update(mean=normalize["mean"], std=normalize["std"])
     known = {f.name for f in dataclasses.fields(Recipe)} - {"train", "source"}
     known_train = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(raw) - known) + [f"train.{k}" for k in sorted(set(train_raw) - known_train)]
     if unknown:
         raise AnosegError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
-    for key in ("categories", "mean", "std", "class_names"):
-        if key in raw:
-            raw[key] = tuple(raw[key])
-    for key in ("data_root", "generated_root"):
-        if key in raw:
-            raw[key] = Path(raw[key])
-    if raw.get("image_size") is not None:
-        raw["image_size"] = _size(raw["image_size"])
-    for key in ("class_weights", "augment", "scale_range"):
-        if train_raw.get(key) is not None:
-            train_raw[key] = tuple(train_raw[key])
-    if train_raw.get("crop_size") is not None:
-        train_raw["crop_size"] = _size(train_raw["crop_size"])
-    recipe = Recipe(**raw, train=TrainSettings(**train_raw), source=path)
+    if isinstance(raw.get("image_size"), int) and not isinstance(raw["image_size"], bool):
+        raw["image_size"] = [raw["image_size"]] * 2  # `image_size: 256` means 256×256
+    if isinstance(train_raw.get("crop_size"), int) and not isinstance(train_raw["crop_size"], bool):
+        train_raw["crop_size"] = [train_raw["crop_size"]] * 2
+    recipe = _validate({**raw, "train": train_raw}, path)
+    return dataclasses.replace(recipe, source=path)
+
+
+def _validate(values: dict[str, Any], path: Path) -> Recipe:
+    """Check every value against the dataclass annotations (types and ranges) with pydantic.
+
+    Validation is strict as in JSON: "12" is not an int and 1.5 is not one either; a YAML list fills a tuple.
+    """
+    import json
+
+    import pydantic
+
+    try:
+        text = json.dumps(values, default=str)
+        recipe = pydantic.TypeAdapter(Recipe).validate_json(text, strict=True)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise AnosegError(f"recipe {path}: {where}: {first['msg'].lower()}, got {first['input']!r}{more}") from None
+    problems = []
     if recipe.task not in TASKS:
-        raise AnosegError(f"recipe {path}: task must be one of {', '.join(TASKS)}, not {recipe.task!r}")
+        problems.append(f"task must be one of {', '.join(TASKS)}, not {recipe.task!r}")
+    if recipe.protocol not in PROTOCOLS:
+        problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, not {recipe.protocol!r}")
+    if recipe.image_size is not None and any(side % 32 for side in recipe.image_size):
+        problems.append(f"image_size sides must be multiples of 32, not {list(recipe.image_size)}")
+    if recipe.task == "anomaly" and recipe.image_size is None:
+        problems.append("image_size is required for anomaly recipes")
+    if recipe.train.class_weights is not None and len(recipe.train.class_weights) != recipe.num_classes:
+        problems.append(f"train.class_weights needs {recipe.num_classes} values")
+    if len(recipe.class_names) != recipe.num_classes:
+        problems.append(f"class_names has {len(recipe.class_names)} names for {recipe.num_classes} classes")
+    if problems:
+        raise AnosegError(f"recipe {path}: {'; '.join(problems)}")
     return recipe
-
-
-def _size(value: Any) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
