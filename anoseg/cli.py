@@ -5,13 +5,15 @@ Heavy packages (torch, anomalib, pandas) are imported inside the commands so tha
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from anoseg.errors import AnosegError
+from anoseg.errors import AnosegError, Interrupted
 from anoseg.paths import DEFAULT_SEED
 
 DEBUG = {"on": False}
@@ -25,9 +27,13 @@ class Cli(click.Group):
             return super().invoke(ctx)
         except AnosegError as exc:
             _fail(str(exc), 2)
+        except Interrupted as exc:
+            _fail(str(exc), 130)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            _fail("interrupted; nothing was changed by the interrupted step (outputs are written atomically)", 130)
+        except click.ClickException as exc:  # bad options: the same one line as every other user error
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # a bug: one line, traceback only with --debug
             if DEBUG["on"]:
@@ -42,6 +48,42 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# ---- option types: each rule is checked where the value enters, and --help shows it ------------------------------
+
+class DeviceType(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, the same in every command (presence of CUDA is checked on use)."""
+
+    name = "auto|cpu|cuda|cuda:N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            return value
+        self.fail(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N", param, ctx)
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``FloatRange`` that also refuses nan and inf."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _multiple_of_32(ctx, param, value):
+    """``--image-size``/``--size``: both sides positive multiples of 32 (what every segmenter's strides need)."""
+    if value and any(side < 32 or side % 32 for side in value):
+        raise click.BadParameter(f"{value[0]} {value[1]}: both sides must be positive multiples of 32", ctx, param)
+    return value
+
+
+DEVICE = DeviceType()
+# Lightning's precision names (lightning.fabric's _PRECISION_INPUT_STR), spelled out to keep `--help` instant.
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+SEED = click.IntRange(0, 2**32 - 1)
+
+
 # ---- shared option vocabulary -------------------------------------------------------------------------------------
 
 def recipe_option(default: str = "demo"):
@@ -49,12 +91,13 @@ def recipe_option(default: str = "demo"):
                         help="Recipe name (recipes/NAME.yaml) or path to a recipe YAML.")
 
 
-output_option = click.option("--output", "--outputs", "output", type=click.Path(path_type=Path), default="outputs",
+output_option = click.option("--output", "--outputs", "output", type=click.Path(path_type=Path, file_okay=False),
+                             default="outputs",
                              show_default=True, help="Root folder of all outputs.")
 generator_option = click.option("--generator", help="Name of the generated-pair set (none = real data only). "
                                 "Default: the recipe's.")
-seed_option = click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Random seed.")
-device_option = click.option("--device", default="auto", show_default=True,
+seed_option = click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True, help="Random seed.")
+device_option = click.option("--device", type=DEVICE, default="auto", show_default=True,
                              help="auto (CUDA when present), cpu, cuda or cuda:N.")
 model_option = click.option("--model", "model_name", required=True, help="Segmenter name; `anoseg models` lists them.")
 category_option = click.option(
@@ -105,9 +148,9 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default="data/demo", show_default=True,
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default="data/demo", show_default=True,
               help="Folder to write the demo dataset into.")
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed writes the same files.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed writes the same files.")
 def synth(out: Path, seed: int) -> None:
     """Write the built-in demo dataset: an MVTec-layout set and SeaS-layout generated pairs."""
     from anoseg.data.synth import make_demo_data
@@ -120,8 +163,9 @@ def synth(out: Path, seed: int) -> None:
 
 @main.command()
 @recipe_option()
-@click.option("--data-root", type=click.Path(path_type=Path), help="The original dataset. Default: the recipe's.")
-@click.option("--generated", type=click.Path(path_type=Path),
+@click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="The original dataset. Default: the recipe's.")
+@click.option("--generated", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Folder of generated pairs <category>/<defect>/image|mask. "
               "Default: <recipe generated_root>/<generator>.")
 @generator_option
@@ -129,7 +173,7 @@ def synth(out: Path, seed: int) -> None:
 @output_option
 @seed_option
 @click.option("--lenient", is_flag=True, help="Skip and report bad files instead of stopping at the first one.")
-@click.option("--mask-threshold", type=int,
+@click.option("--mask-threshold", type=click.IntRange(0, 255),
               help="Mask pixels above this value are defect (default: > 0; 127 for JPEG).")
 @click.option("--drop-empty-generated", is_flag=True, help="Leave out generated pairs whose mask is empty.")
 @click.option("--layout", help="Dataset layout (folder = your own images, see README). Without --recipe: the "
@@ -176,23 +220,29 @@ def init(data_root, layout) -> None:
 def _train_options(func):
     for option in reversed([
         recipe_option(), model_option, category_option, generator_option, output_option, seed_option,
-        click.option("--epochs", type=int, help="Default: the recipe's (150 for the paper)."),
-        click.option("--batch-size", type=int, help="Default: the recipe's (8)."),
-        click.option("--lr", type=float, help="Initial learning rate (cosine decay per iteration). Default: 0.01."),
-        click.option("--image-size", type=int, nargs=2, help="H W of the network input. Default: the recipe's."),
+        click.option("--epochs", type=click.IntRange(min=1),
+                     help="Default: the recipe's (150 for the paper); with --resume: the run's, or more to extend it."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Default: the recipe's (8)."),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True),
+                     help="Initial learning rate (cosine decay per iteration). Default: 0.01."),
+        click.option("--image-size", type=int, nargs=2, callback=_multiple_of_32,
+                     help="H W of the network input, multiples of 32. Default: the recipe's."),
         device_option,
-        click.option("--devices", type=int, default=1, show_default=True, help="Number of devices (DDP when > 1)."),
-        click.option("--precision", default="32-true", show_default=True,
-                     help="Lightning precision: 32-true, 16-mixed, bf16-mixed."),
+        click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Number of devices (DDP when > 1)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="32-true", show_default=True,
+                     help="Lightning precision."),
         click.option("--backbone-weights", default="imagenet", show_default=True,
                      help="imagenet (torchvision's, if in the local torch cache), none, or a state-dict file."),
         click.option("--download-weights", is_flag=True,
                      help="Download missing ImageNet weights into the torch cache (never done otherwise)."),
         click.option("--augment", help="Comma list of joint image/mask augmentations. Anomaly recipes: hflip, vflip, "
                      "affine, color (default none, as the paper); road/scene: hflip, scale, brightness, color."),
-        click.option("--workers", type=int, help="Data-loader worker processes. Default: the recipe's (2)."),
+        click.option("--workers", type=click.IntRange(min=0),
+                     help="Data-loader worker processes. Default: the recipe's (2)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
-        click.option("--fresh", is_flag=True, help="Replace an existing finished run."),
+        click.option("--fresh", is_flag=True,
+                     help="Replace an existing run; the old one is kept until the new one has saved its first epoch."),
     ]):
         func = option(func)
     return func
@@ -205,6 +255,8 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
     """Train a segmenter on the prepared manifest, e.g. `anoseg train --model lfd --category bottle`."""
     from anoseg.stages import run_train
 
+    if resume and fresh:
+        raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
     if download_weights:  # an environment variable reaches DDP worker processes too (anoseg.models.weights)
         os.environ["ANOSEG_DOWNLOAD_WEIGHTS"] = "1"
 
@@ -212,7 +264,8 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
                 train__epochs=epochs, train__batch_size=batch_size, train__lr=lr, train__workers=workers,
                 train__augment=tuple(_csv(augment)) if augment else None)
     run_train(rec, model_name, _run_categories(rec, category), output=output, device=device, devices=devices,
-              precision=precision, seed=seed, backbone_weights=backbone_weights, resume=resume, fresh=fresh)
+              precision=precision, seed=seed, backbone_weights=backbone_weights, resume=resume, fresh=fresh,
+              resume_epochs=epochs)
 
 
 @main.command("eval")
@@ -222,12 +275,13 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 @generator_option
 @output_option
 @device_option
-@click.option("--epoch", type=int,
+@click.option("--epoch", type=click.IntRange(min=1),
               help="Checkpoint epoch to evaluate. Default: the recipe's eval_epoch, else the last.")
 @click.option("--protocol", type=click.Choice(["clean", "lfd-compat"]), help="Mask protocol. Default: the recipe's.")
 @click.option("--save-scores", is_flag=True, help="Also write scores/<category>.npz (maps, masks, images).")
-@click.option("--overlays", type=int, default=4, show_default=True, help="Overlay PNGs per category (0 = none).")
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="The seed the run was trained with.")
+@click.option("--overlays", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Overlay PNGs per category (0 = none).")
+@click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True, help="The seed the run was trained with.")
 @click.option("--resolution", type=click.Choice(["model", "native"]), default="model", show_default=True,
               help="Score maps at the network's image size (the papers), or upsampled to each mask's original size "
               "(MVTec AD's own evaluation).")
@@ -243,13 +297,15 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
 
 
 @main.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint written by `anoseg train`.")
-@click.option("--model-file", type=click.Path(path_type=Path), help="An exported .onnx file (instead of --checkpoint).")
-@click.option("--threshold", type=float, help="Decision threshold in [0, 1]. Default: the pixel F1-max threshold "
-              "`anoseg eval` found for this checkpoint.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              help="A checkpoint written by `anoseg train`.")
+@click.option("--model-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="An exported .onnx file (instead of --checkpoint).")
+@click.option("--threshold", type=FiniteFloat(0, 1), help="Decision threshold in [0, 1]. Default: the pixel F1-max "
+              "threshold `anoseg eval` found for this checkpoint.")
 @click.option("--category", help="The images' category: a unified model then uses that category's threshold.")
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (must be new or empty). Default: a new outputs/predict/<date-time>.")
 @click.option("--overwrite", is_flag=True, help="Replace the earlier predict run in --out.")
 @device_option
@@ -270,7 +326,8 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
 @main.command()
 @output_option
 @click.option("--dataset", help="Which dataset's runs (a recipe name). Default: every dataset under the outputs.")
-@click.option("--out", type=click.Path(path_type=Path), help="Markdown file. Default: <output>/report.md.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Markdown file. Default: <output>/report.md.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True)
 @click.option("--no-figures", is_flag=True, help="Skip the PR-curve and heatmap figures.")
 def report(output, dataset, out, fmt, no_figures) -> None:
@@ -288,10 +345,13 @@ def report(output, dataset, out, fmt, no_figures) -> None:
 
 @main.command()
 @click.option("--model", "model_names", help="Comma list of models. Default: every registered model.")
-@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True, help="Input H W (multiples of 32).")
+@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True, callback=_multiple_of_32,
+              help="Input H W (multiples of 32).")
 @device_option
-@click.option("--runs", type=int, default=30, show_default=True, help="Timed forward passes (median reported).")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed forward passes first.")
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed forward passes (median reported).")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Untimed forward passes first.")
 @click.option("--onnx", is_flag=True, help="Also time ONNX Runtime (ratio to eager in the same run).")
 @click.option("--compile", "compile_model", is_flag=True, help="Also try torch.compile as a fast path.")
 @output_option
@@ -306,13 +366,15 @@ def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) 
 @main.command()
 @click.option("--method", type=click.Choice(["perlin", "cutpaste"]), required=True, help="How to make defects.")
 @recipe_option()
-@click.option("--data-root", type=click.Path(path_type=Path), help="The original dataset. Default: the recipe's.")
+@click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="The original dataset. Default: the recipe's.")
 @category_option
-@click.option("--count", type=int, default=20, show_default=True, help="Pairs per category.")
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--count", type=click.IntRange(min=1), default=20, show_default=True, help="Pairs per category.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output root. Default: <recipe generated_root>/<method>, where `prepare --generator` looks.")
 @seed_option
-@click.option("--textures", type=click.Path(path_type=Path), help="perlin: a folder of texture images (e.g. DTD).")
+@click.option("--textures", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="perlin: a folder of texture images (e.g. DTD).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output.")
 def generate(method, recipe, data_root, category, count, out, seed, textures, overwrite) -> None:
     """Make defect image/mask pairs from train/good images only, in the layout `prepare` reads."""
@@ -324,11 +386,14 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A checkpoint of `anoseg train`.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="A checkpoint of `anoseg train`.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
-@click.option("--image-size", type=int, nargs=2, help="Input H W. Default: the size the model was trained at.")
+@click.option("--image-size", type=int, nargs=2, callback=_multiple_of_32,
+              help="Input H W, multiples of 32. Default: the size the model was trained at.")
 @click.option("--dynamic", is_flag=True, help="Dynamic batch and spatial axes (sides multiples of 32).")
-@click.option("--out", type=click.Path(path_type=Path), help="Model file. Default: <run>/export/model.<ext>.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Model file. Default: <run>/export/model.<ext>.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
               help="ONNX exporter: auto tries torch's dynamo exporter (opset 18), then the legacy one (opset 17).")
 @click.option("--threshold", type=float, help="Decision threshold for the sidecar. Default: the ones `anoseg eval` "
@@ -354,13 +419,14 @@ def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold) -> No
               "grid axis.")
 @click.option("--name", help="Sweep name (records in <output>/sweeps/NAME). Default: the sweep file's stem.")
 @output_option
-@click.option("--device", help="auto, cpu or cuda. Default: the sweep file's, else auto.")
-@click.option("--jobs", type=int, help="Cells at once. Default: one per CUDA device, else 1.")
+@click.option("--device", type=DEVICE, help="auto, cpu or cuda. Default: the sweep file's, else auto.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Cells at once. Default: one per CUDA device, else 1.")
 @click.option("--executor", type=click.Choice(["local", "debug", "slurm"]), default="local", show_default=True,
               help="submitit executor: local worker processes, debug (in-process, one at a time) or a SLURM cluster.")
 @click.option("--partition", help="SLURM partition.")
-@click.option("--gpus-per-job", type=int, default=0, show_default=True, help="SLURM GPUs per cell.")
-@click.option("--timeout-min", type=int, default=24 * 60, show_default=True, help="Time limit of one cell (min).")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=0, show_default=True, help="SLURM GPUs per cell.")
+@click.option("--timeout-min", type=click.IntRange(min=1), default=24 * 60, show_default=True,
+              help="Time limit of one cell (min).")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their commands; run nothing.")
 @click.option("--no-report", is_flag=True, help="Do not run `anoseg report` at the end.")
 def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments, name, output, device, jobs,

@@ -7,3 +7,7 @@ class AnosegError(Exception):
     The message must name the offending file or option, e.g.
     ``AnosegError("mask missing for data/mvtec/bottle/test/crack/003.png")``.
     """
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command. The CLI prints its message (what was kept) as one line and exits with code 130."""

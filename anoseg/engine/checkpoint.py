@@ -58,13 +58,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise AnosegError(f"checkpoint not found: {path}")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    # torch.save writes a zip archive; anything else (a text file, an image) gives torch errors like "…: 101"
+    if magic != b"PK\x03\x04":
+        raise AnosegError(f"{path} is not a checkpoint file (not written by torch.save); give a .pt file written by "
+                          "`anoseg train`")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise AnosegError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
+        raise AnosegError(f"cannot read checkpoint {path} (damaged or foreign file): {reason}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise AnosegError(f"{path} is not an anoseg checkpoint")
+    bad = non_finite_tensors(checkpoint.get("state_dict") or {})
+    if bad:
+        raise AnosegError(f"{path} holds non-finite weights ({len(bad)} tensor(s), e.g. {bad[0]}): the training "
+                          "diverged; train again with a lower --lr")
     return checkpoint
+
+
+def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state_dict`` that hold a NaN or an infinity."""
+    return [name for name, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
 
 
 def find_checkpoint(run: Path, epoch: int | None = None) -> Path:
@@ -82,23 +99,41 @@ def build_model(checkpoint: dict[str, Any]) -> nn.Module:
     """The model a checkpoint describes, with its weights loaded (eval mode, on the CPU)."""
     from anoseg.models import create_model
 
-    model = create_model(checkpoint["model"], num_classes=checkpoint["num_classes"])
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as exc:
+    name = checkpoint["model"]
+    model = create_model(name, num_classes=checkpoint["num_classes"])
+    expected = model.state_dict()
+    given = checkpoint["state_dict"]
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    resized = [k for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or resized:
+        # a summary, not torch's message: that lists every key (kilobytes on one line)
+        example = (missing or unexpected or resized)[0]
         raise AnosegError(
-            f"checkpoint weights do not fit model {checkpoint['model']!r}: {str(exc).splitlines()[1].strip()}"
-        ) from None
+            f"checkpoint weights do not fit model {name!r} with {checkpoint['num_classes']} classes "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(resized)} resized tensors, e.g. {example!r}):"
+            f" the file holds another model's weights than the {name!r} it names; use the checkpoint of a {name} run")
+    model.load_state_dict(given)
     return model.eval()
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:N`` as given (CUDA must exist)."""
+def resolve_device(device: str, devices: int = 1) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:N`` as given. The same rule in every command.
+
+    Raises ``AnosegError`` for another name, for CUDA on a machine without it, for an absent ``cuda:N``, and for
+    more ``devices`` than there are GPUs.
+    """
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise AnosegError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AnosegError(f"--device {device}: CUDA is not available on this machine")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise AnosegError(f"--device {device!r} is not a device; use auto, cpu or cuda") from None
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise AnosegError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+        count = torch.cuda.device_count()
+        index = int(device.partition(":")[2] or 0)
+        if index >= count or (devices > count):
+            raise AnosegError(f"--device {device} --devices {devices}: this machine has {count} GPU(s)")
+    return torch.device(device)
