@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anoseg.errors import AnosegError
-from anoseg.io import write_json
+from anoseg.io import atomic_path, write_json
 from anoseg.log import console, warn
 from anoseg.paths import DEFAULT_SEED, data_report_path, manifest_path
 from anoseg.recipes import Recipe
@@ -45,13 +45,42 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
             _print_counts(count_table(frame), f"{recipe.name}: what was found (nothing written)")
         return None
     target = manifest_path(output, recipe.name, recipe.generator)
-    write_manifest(frame, target)
-    write_json(data_report_path(output, recipe.name, recipe.generator), report)
+    # The two files belong together: the report records the manifest's digest and is written first, the manifest
+    # last. Killed in between, the pair disagrees and train/eval refuse it (check_prepared) instead of mixing them.
+    with atomic_path(target) as staged:
+        write_manifest(frame, staged)
+        write_json(data_report_path(output, recipe.name, recipe.generator),
+                   {**report, "manifest_sha256": _sha256(staged)})
     _print_counts(count_table(frame), f"{recipe.name} / {recipe.generator}")
     for message in report.get("warnings", []):
         warn(message)
     console.print(f"manifest: {target}")
     return target
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_prepared(output: Path, dataset: str, generator: str) -> None:
+    """Refuse a manifest and data report that ``prepare`` did not write together (it was interrupted between them).
+
+    Raises ``AnosegError`` naming both files. Outputs of older versions (no digest in the report) pass.
+    """
+    import json
+
+    manifest, report = manifest_path(output, dataset, generator), data_report_path(output, dataset, generator)
+    if not (manifest.is_file() and report.is_file()):
+        return
+    try:
+        digest = json.loads(report.read_text(encoding="utf-8")).get("manifest_sha256")
+    except (ValueError, AttributeError):
+        raise AnosegError(f"{report} is not a data report written by `anoseg prepare`; run prepare again") from None
+    if digest is not None and digest != _sha256(manifest):
+        raise AnosegError(f"{manifest} and {report} are not from the same `anoseg prepare` (it was interrupted "
+                          "between them); run prepare again")
 
 
 def _print_counts(table, title: str) -> None:
@@ -67,17 +96,24 @@ def _print_counts(table, title: str) -> None:
 
 
 def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, device: str, devices: int,
-              precision: str, seed: int, backbone_weights: str, resume: bool, fresh: bool) -> list[Path]:
-    """Train one model per entry of ``runs`` (``all`` = unified, else a category)."""
+              precision: str, seed: int, backbone_weights: str, resume: bool, fresh: bool,
+              resume_epochs: int | None = None) -> list[Path]:
+    """Train one model per entry of ``runs`` (``all`` = unified, else a category).
+
+    ``resume_epochs``: with ``resume``, the epoch count asked for on the command line (None = each run's own).
+    """
+    from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.train import TrainJob, train
     from anoseg.models import model_spec
 
     model_spec(model)  # an unknown name fails before any data work
+    resolve_device(device, devices)
+    check_prepared(output, recipe.name, recipe.generator)
     done = []
     for category in runs:
         job = TrainJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
                        device=device, devices=devices, precision=precision, seed=seed,
-                       backbone_weights=backbone_weights, resume=resume, fresh=fresh)
+                       backbone_weights=backbone_weights, resume=resume, fresh=fresh, resume_epochs=resume_epochs)
         console.print(f"[bold]train[/bold] {model} on {recipe.name}/{recipe.generator}/{category}")
         done.append(train(job))
         console.print(f"  checkpoints: {done[-1]}")
@@ -88,11 +124,14 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
              protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED,
              resolution: str = "model") -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages)."""
+    from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.models import model_spec
     from anoseg.paths import eval_dir
 
     model_spec(model)
+    resolve_device(device)
+    check_prepared(output, recipe.name, recipe.generator)
     results = []
     for category in runs:
         job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,

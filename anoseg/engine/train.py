@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest
+from anoseg.engine import rundir
 from anoseg.engine.checkpoint import FORMAT, LAST, RunSpec, epoch_path, load_checkpoint, save_checkpoint
-from anoseg.errors import AnosegError
+from anoseg.errors import AnosegError, Interrupted
 from anoseg.io import write_json
 from anoseg.log import console
 from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path
@@ -35,6 +37,7 @@ class TrainJob(RunSpec):
     backbone_weights: str = "none"
     resume: bool = False
     fresh: bool = False
+    resume_epochs: int | None = None  # with resume: the epoch count to extend the run to (None = the run's own)
 
 
 def cosine_lr(iteration: int, total: int, base_lr: float, min_lr: float) -> float:
@@ -56,17 +59,40 @@ def select_rows(manifest, split: str, category: str):
 
 
 def train(job: TrainJob) -> Path:
-    """Train ``job.model`` and return its run directory (checkpoints, ``last.pt``, ``train_history.json``)."""
+    """Train ``job.model`` and return its run directory (checkpoints, ``last.pt``, ``train_history.json``).
+
+    Everything is checked before the run folder is touched (device, manifest, resume settings, writability); the
+    folder is locked while training; ``--fresh`` keeps the old run until the new one has saved its first epoch
+    (see ``anoseg.engine.rundir``). Raises ``AnosegError`` (user errors, a non-finite loss) and ``Interrupted``
+    (Ctrl-C), both saying what was kept.
+    """
+    if job.resume and job.fresh:
+        raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
+    from anoseg.engine.checkpoint import resolve_device
+
+    resolve_device(job.device, job.devices)  # a wrong or absent device fails before anything is touched
+    manifest = read_manifest(manifest_path(job.output, job.recipe.name, job.generator))
+    rows = select_rows(manifest, "train", job.category)
+    worker = rundir.is_worker_process()  # DDP ranks > 0 re-run the command: rank 0 alone manages the folder
+    with nullcontext() if worker else rundir.run_lock(job.run):
+        state = _prepare_run_dir(job, rows, manage=not worker)
+        try:
+            return _fit(state, rows)
+        except BaseException:
+            state.rollback()
+            raise
+
+
+def _fit(state: RunState, rows) -> Path:
     from lightning.fabric import Fabric
 
     from anoseg.losses import build_loss
     from anoseg.models import create_model
     from anoseg.models.weights import weights_provenance
 
+    job = state.job
     recipe, settings = job.recipe, job.recipe.train
-    start_epoch, history, previous = _prepare_run_dir(job)
-    manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
-    rows = select_rows(manifest, "train", job.category)
+    start_epoch, history, previous = state.start_epoch, state.history, state.previous
     dataset = _train_dataset(rows, job)
 
     accelerator = "cpu" if job.device == "cpu" else ("cuda" if job.device.startswith("cuda") else "auto")
@@ -87,7 +113,7 @@ def train(job: TrainJob) -> Path:
     batches = _batches_per_epoch(len(dataset), settings.batch_size, fabric.world_size,
                                  keeps_partial_batch(job.model, fabric.world_size))
     total = batches * settings.epochs
-    meta = _meta(job, rows)
+    meta = {**_meta(job, rows), **state.meta_extra}
     # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
     meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
                                 else weights_provenance(model, job.backbone_weights))
@@ -106,6 +132,7 @@ def train(job: TrainJob) -> Path:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     loss = criterion(wrapped(normalize(images, recipe.mean, recipe.std)), targets)
+                    _stop_if_not_finite(loss, fabric, state, epoch, step, lr)
                     optimizer.zero_grad(set_to_none=True)
                     fabric.backward(loss)
                     optimizer.step()
@@ -117,30 +144,112 @@ def train(job: TrainJob) -> Path:
                                 "images_per_s": seen / (time.perf_counter() - started)})
                 if fabric.global_rank == 0:
                     _save(job, model, optimizer, epoch + 1, batches, history, meta)
+                    state.saved(epoch + 1)
     except KeyboardInterrupt:
-        done = history[-1]["epoch"] if history else 0
-        raise AnosegError(f"interrupted; epoch {done} is saved in {job.run / LAST} — continue with --resume") from None
+        raise Interrupted(f"interrupted; {state.kept()}") from None
     return job.run
 
 
-def _prepare_run_dir(job: TrainJob):
-    """Refuse to clobber an earlier run; load it for ``--resume``."""
+@dataclass
+class RunState:
+    """A run folder ready for training: where to start, and what to undo if the new run fails before saving."""
+
+    job: TrainJob
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    previous: dict[str, Any] | None = None
+    meta_extra: dict[str, Any] = field(default_factory=dict)
+    swap: rundir.FreshSwap | None = None
+    created: bool = False  # the run folder did not exist before this command
+    last_saved: int | None = None
+
+    def saved(self, epoch: int) -> None:
+        """An epoch's checkpoint is on disk: the new run now replaces the old one."""
+        self.last_saved = epoch
+        if self.swap is not None:
+            self.swap.commit()
+
+    def rollback(self) -> None:
+        """Nothing saved yet: put back the run that --fresh moved aside, or remove the folder this command made."""
+        if self.last_saved is not None:
+            return
+        if self.swap is not None and self.swap.rollback():
+            return
+        if self.created:
+            import shutil
+
+            shutil.rmtree(self.job.run, ignore_errors=True)
+
+    def kept(self) -> str:
+        """What the run folder holds after a failure, for the one-line message."""
+        last = self.job.run / LAST
+        if self.last_saved is not None or self.start_epoch:
+            return f"epoch {self.last_saved or self.start_epoch} is saved in {last}; continue with --resume"
+        if self.swap is not None and self.swap.active:
+            return f"the previous run in {self.job.run} is kept unchanged"
+        return "no epoch was completed, nothing was saved"
+
+
+def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
+    """Refuse to clobber an earlier run, check ``--resume`` against the run's settings, and make the folder ready.
+
+    With ``manage`` (the lock holder): repair a crashed ``--fresh``, delete stale temp files, check that the output
+    is writable and, for ``--fresh``, move the old run aside. Nothing is changed before every check has passed.
+    """
+    import os
+
     last = job.run / LAST
+    if manage:
+        note = rundir.recover_replaced_run(job.run, LAST)
+        if note:
+            console.print(note)
+        rundir.remove_stale_temp_files(job.run)
     if job.resume:
         if not last.is_file():
             raise AnosegError(f"--resume: no interrupted run in {job.run}")
         previous = load_checkpoint(last)
         if previous["model"] != job.model or previous["num_classes"] != job.recipe.num_classes:
             raise AnosegError(f"--resume: {last} holds a {previous['model']} model, not {job.model}")
-        if previous["epoch"] >= job.recipe.train.epochs:
-            raise AnosegError(f"--resume: {job.run} already finished {previous['epoch']} epochs")
-        return previous["epoch"], list(previous["history"]), previous
-    if last.is_file():
-        if not job.fresh:
+        plan = rundir.plan_resume(previous, _meta(job, rows), job.resume_epochs, last)
+        job = dataclasses.replace(job, recipe=job.recipe.override(train__epochs=plan.epochs))
+        extended = list(previous["meta"].get("epochs_extended", []))
+        if plan.extended_from is not None:
+            extended.append({"at_epoch": plan.start_epoch, "from": plan.extended_from, "to": plan.epochs})
+            plan.history[-1] = {**plan.history[-1], "epochs_extended_to": plan.epochs}
+        state = RunState(job, plan.start_epoch, plan.history, previous,
+                         {"epochs_extended": extended} if extended else {})
+    else:
+        if last.is_file() and not job.fresh:
             raise AnosegError(f"{job.run} already holds a trained model; pass --resume to continue it or --fresh "
                               "to replace it")
-        shutil.rmtree(job.run)
-    return 0, [], None
+        state = RunState(job, created=not job.run.exists())
+    if not manage:
+        return state
+    checkpoints = job.run / "checkpoints"
+    for folder in (job.run.parent, job.run, checkpoints):
+        if folder.exists():
+            if not folder.is_dir():
+                raise AnosegError(f"cannot write the run: {folder} is a file, not a folder")
+            rundir.check_writable(folder)
+    if job.fresh:
+        state.swap = rundir.FreshSwap(job.run)
+        state.swap.begin()
+    try:
+        os.makedirs(checkpoints, exist_ok=True)
+    except OSError as exc:
+        state.rollback()
+        raise AnosegError(f"cannot create {checkpoints}: {exc.strerror}; choose a writable --output") from None
+    return state
+
+
+def _stop_if_not_finite(loss: torch.Tensor, fabric, state: RunState, epoch: int, step: int, lr: float) -> None:
+    """Stop at the first NaN/inf loss (every rank agrees under DDP): training on would only save broken weights."""
+    bad = not bool(torch.isfinite(loss.detach()).all())
+    if fabric.world_size > 1:
+        bad = bool(fabric.all_reduce(torch.tensor(float(bad), device=fabric.device), reduce_op="sum") > 0)
+    if bad:
+        raise AnosegError(f"training stopped: the loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                          f"(lr {lr:.3g}); {state.kept()}; try a lower --lr")
 
 
 def _train_dataset(rows, job: TrainJob) -> torch.utils.data.Dataset:
@@ -207,6 +316,7 @@ def _meta(job: TrainJob, rows) -> dict:
         "categories": sorted(rows["category"].unique()), "image_size": list(recipe.image_size or []),
         "mean": list(recipe.mean), "std": list(recipe.std), "protocol": recipe.protocol, "seed": job.seed,
         "class_names": list(recipe.class_names), "backbone_weights": str(job.backbone_weights),
+        "precision": job.precision, "devices": job.devices,
         "n_train_images": len(rows), "train": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in dataclasses.asdict(recipe.train).items()},
     }
