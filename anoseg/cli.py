@@ -25,10 +25,10 @@ class Cli(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except AnosegError as exc:
-            _fail(str(exc), 2)
         except Interrupted as exc:
             _fail(str(exc), 130)
+        except AnosegError as exc:
+            _fail(str(exc), 2)
         except KeyboardInterrupt:
             _fail("interrupted; nothing was changed by the interrupted step (outputs are written atomically)", 130)
         except click.ClickException as exc:  # bad options: the same one line as every other user error

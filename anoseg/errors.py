@@ -9,5 +9,5 @@ class AnosegError(Exception):
     """
 
 
-class Interrupted(Exception):
+class Interrupted(AnosegError):
     """Ctrl-C during a command. The CLI prints its message (what was kept) as one line and exits with code 130."""

@@ -1,0 +1,58 @@
+"""Shared by the CLI safety tests: one tiny pipeline (64 px, category disk, one epoch of LFD) built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from anoseg.cli import main
+from anoseg.data.synth import make_demo_data
+
+RECIPE = """\
+name: demo
+layout: mvtec_ad
+data_root: {data}/mvtec
+generated_root: {data}/generated
+generator: seas
+categories: [weave, disk, mesh]
+image_size: [64, 64]
+train:
+  epochs: {epochs}
+  eval_epoch: null
+  checkpoint_every: 1
+  batch_size: 4
+  lr: 0.01
+  ohem_min_kept: 1000
+  workers: 0
+"""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    data: Path
+    out: Path
+    recipe: Path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Pipeline:
+    root = tmp_path_factory.mktemp("pipeline")
+    make_demo_data(root / "data", seed=0)
+    recipe = root / "demo.yaml"
+    recipe.write_text(RECIPE.format(data=root / "data", epochs=1))
+    out = root / "out"
+    for args in (["prepare", "--recipe", str(recipe), "--output", str(out)],
+                 ["train", "--recipe", str(recipe), "--model", "lfd", "--category", "disk", "--output", str(out),
+                  "--backbone-weights", "none", "--device", "cpu"],
+                 ["eval", "--recipe", str(recipe), "--model", "lfd", "--category", "disk", "--output", str(out),
+                  "--device", "cpu", "--overlays", "1"]):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+    return Pipeline(root / "data", out, recipe)
