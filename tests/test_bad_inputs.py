@@ -107,7 +107,9 @@ CASES = [
     ("train-resume-other-lr", [*TRAIN, "--resume", "--epochs", "2", "--lr", "0.5"], None, 2, "lr 0.01 → 0.5"),
     ("train-resume-other-size", [*TRAIN, "--resume", "--epochs", "2", "--image-size", "32", "32"], None, 2,
      "image_size"),
-    ("train-resume-other-seed", [*TRAIN, "--resume", "--epochs", "2", "--seed", "3"], None, 2, "seed 42 → 3"),
+    ("train-resume-other-seed", [*TRAIN, "--resume", "--epochs", "2", "--seed", "3"], None, 2, "no interrupted run"),
+    ("train-resume-other-batch", [*TRAIN, "--resume", "--epochs", "2", "--batch-size", "2"], None, 2,
+     "batch_size 4 → 2"),
     ("train-unwritable-checkpoints-fresh", [*TRAIN, "--fresh"], checkpoints_is_a_file, 2, "checkpoints"),
     ("train-stale-data-report-fresh", [*TRAIN, "--fresh"], stale_report, 2, "prepare again"),
     # recipes: every value checked against its annotation
