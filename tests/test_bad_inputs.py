@@ -30,6 +30,7 @@ def md5_tree(*roots: Path) -> dict[str, str]:
 RUN = "{out}/demo/seas/lfd/disk"
 TRAIN = ["train", "--recipe", "{recipe}", "--model", "lfd", "--category", "disk", "--output", "{out}",
          "--backbone-weights", "none", "--device", "cpu"]
+PREDICT = ["predict", "--out", "{tmp}/pred"]
 EVAL = ["eval", "--recipe", "{recipe}", "--model", "lfd", "--category", "disk", "--output", "{out}"]
 
 
@@ -139,18 +140,18 @@ CASES = [
     ("eval-stale-data-report", EVAL, stale_report, 2, "prepare again"),
     ("eval-untrained-model", [*EVAL[:4], "sanet_s", *EVAL[5:]], None, 2, "anoseg train"),
     # predict
-    ("predict-text-checkpoint", ["predict", "--checkpoint", "{tmp}/notes.pt", "{data}/mvtec/disk/test"],
+    ("predict-text-checkpoint", [*PREDICT, "--checkpoint", "{tmp}/notes.pt", "{data}/mvtec/disk/test"],
      text_checkpoint, 2, "not a checkpoint file"),
-    ("predict-nan-checkpoint", ["predict", "--checkpoint", RUN + "/last.pt", "--out", "{tmp}/pred",
-                                "{data}/mvtec/disk/test"], nan_checkpoint, 2, "non-finite"),
-    ("predict-other-models-weights", ["predict", "--checkpoint", "{tmp}/other.pt", "--out", "{tmp}/pred",
-                                      "{data}/mvtec/disk/test"], other_models_checkpoint, 2, "'lednet'"),
-    ("predict-threshold-above-1", ["predict", "--checkpoint", RUN + "/last.pt", "--threshold", "1.5",
+    ("predict-nan-checkpoint", [*PREDICT, "--checkpoint", RUN + "/last.pt", "{data}/mvtec/disk/test"],
+     nan_checkpoint, 2, "non-finite"),
+    ("predict-other-models-weights", [*PREDICT, "--checkpoint", "{tmp}/other.pt", "{data}/mvtec/disk/test"],
+     other_models_checkpoint, 2, "'lednet'"),
+    ("predict-threshold-above-1", [*PREDICT, "--checkpoint", RUN + "/last.pt", "--threshold", "1.5",
                                    "{data}/mvtec/disk/test"], None, 2, "--threshold"),
-    ("predict-threshold-nan", ["predict", "--checkpoint", RUN + "/last.pt", "--threshold", "nan",
+    ("predict-threshold-nan", [*PREDICT, "--checkpoint", RUN + "/last.pt", "--threshold", "nan",
                                "{data}/mvtec/disk/test"], None, 2, "--threshold"),
-    ("predict-absent-images", ["predict", "--checkpoint", RUN + "/last.pt", "{tmp}/absent"], None, 2, "absent"),
-    ("predict-device-tpu", ["predict", "--checkpoint", RUN + "/last.pt", "--device", "tpu", "{data}/mvtec/disk/test"],
+    ("predict-absent-images", [*PREDICT, "--checkpoint", RUN + "/last.pt", "{tmp}/absent"], None, 2, "absent"),
+    ("predict-device-tpu", [*PREDICT, "--checkpoint", RUN + "/last.pt", "--device", "tpu", "{data}/mvtec/disk/test"],
      None, 2, "--device"),
     # export
     ("export-text-checkpoint", ["export", "--checkpoint", "{tmp}/notes.pt"], text_checkpoint, 2,

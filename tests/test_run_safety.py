@@ -59,11 +59,11 @@ def test_ctrl_c_during_fresh_before_the_first_save_keeps_the_old_run_and_exits_1
 
 def test_fresh_replaces_the_run_once_the_new_one_has_saved(work):
     _out, run, args = work
-    assert (run / "metrics.json").is_file()
+    assert (run / "eval").is_dir()
     result = invoke(*args, "--fresh", "--lr", "0.02")
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / "last.pt")["meta"]["train"]["lr"] == 0.02
-    assert not (run / "metrics.json").exists()  # the old run's results went with it
+    assert not (run / "eval").exists()  # the old run's results went with it
     assert sorted(p.name for p in run.parent.iterdir()) == ["disk"]  # no lock file, no old run left aside
 
 
