@@ -11,7 +11,10 @@ import torch
 from anoseg.errors import AnosegError
 from anoseg.losses import build_loss
 from anoseg.models import MODELS, create_model, list_models, model_spec
+from anoseg.models.backbones import Backbone
+from anoseg.models.build import create_backbone
 from anoseg.models.profile import count_macs, count_used_parameters
+from anoseg.models.registry import BACKBONES
 
 BIG = {"upernet_r50", "liteseg_darknet19"}
 
@@ -160,3 +163,18 @@ def test_training_outputs_are_covered_by_the_recorded_loss(name):
     assert (isinstance(out, dict) and "boundary" in out) == (spec.boundary_weight > 0)
     loss = build_loss(name, min_kept=10)(out, torch.randint(0, 2, (2, 64, 64)))
     assert torch.isfinite(loss) and loss.item() > 0
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_backbone_keeps_the_contract(name):
+    """``list[Tensor]`` finest first, with the channels and reductions it declares; ``load_weights`` from its record."""
+    torch.manual_seed(0)
+    backbone = create_backbone(name).eval()
+    assert isinstance(backbone, Backbone) and backbone.registry_name == name
+    with torch.inference_mode():
+        features = backbone(torch.zeros(1, 3, 64, 96))
+    assert isinstance(features, list)
+    assert [f.shape[1:] for f in features] == [
+        (c, 64 // r, 96 // r) for c, r in zip(backbone.out_channels, backbone.reductions, strict=True)]
+    assert list(backbone.reductions) == sorted(backbone.reductions)
+    assert backbone.load_weights("none") is False
