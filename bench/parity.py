@@ -326,6 +326,16 @@ def summarise(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
     return "\n".join(lines)
 
 
+def collect(runs: list[dict]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """side → category → metric → values, from the per-run records of one or more ``--json`` files."""
+    results: dict = {}
+    for run in runs:
+        per_metric = results.setdefault(run["side"], {}).setdefault(run["category"], {m: [] for m in METRICS})
+        for metric in METRICS:
+            per_metric[metric].append(run[metric])
+    return results
+
+
 def run_seeds(args: argparse.Namespace) -> dict:
     """The over-seeds comparison (see the module docstring); prints the table and returns all per-run numbers."""
     from anoseg.recipes import load_recipe
@@ -383,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=160, help="image side (a multiple of 32)")
     parser.add_argument("--protocol", default="clean", choices=["clean", "lfd-compat"], help="anoseg's eval protocol")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
+    parser.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier --json files together")
     args = parser.parse_args(argv)
     if (args.data_root is None) != (args.generated is None):
         parser.error("--data-root and --generated go together")
@@ -391,6 +402,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--record-trace needs --reference")
         trace = record_trace(args.reference, args.record_trace)
         print(f"wrote {args.record_trace}: {len(trace['loss'])} iterations, losses {trace['loss']}")
+        return
+    if args.merge:
+        runs = [run for file in args.merge for run in json.loads(file.read_text())["runs"]]
+        print(summarise(collect(runs)))
         return
     report = run_seeds(args)
     if args.json:
