@@ -402,7 +402,10 @@ def _verify(samples: list[Sample], threshold: int | None, report: DataReport,
         empty, fraction = False, None
         if ok:
             _image_notes(sample, image, report)
-        if sample.mask is not None:
+        if sample.mask is not None and sample.role in (TRAIN_GOOD, TEST_GOOD):
+            _check_good_mask(sample, threshold, report)  # never drops the image: its label is 0 whatever the mask
+            done += 1
+        elif sample.mask is not None:
             try:
                 binary, mask = inspect_mask(sample.mask, threshold)
             except AnosegError as exc:
@@ -422,6 +425,18 @@ def _verify(samples: list[Sample], threshold: int | None, report: DataReport,
         if ok:
             kept.append(_Verified(sample, image.mode, image.digest, empty, fraction))
     return kept
+
+
+def _check_good_mask(sample: Sample, threshold: int | None, report: DataReport) -> None:
+    """A mask a layout found for a good image: it must be empty; a defect pixel in it is worth the user's eye."""
+    try:
+        _, mask = inspect_mask(sample.mask, threshold)
+    except AnosegError:
+        return  # the mask is never used
+    if mask.n_positive:
+        report.add(Issue("good_with_defect_mask", str(sample.mask),
+                         f"{sample.mask} marks {mask.n_positive} defect pixel(s) of good image {sample.image}; "
+                         "mask ignored"))
 
 
 def _check_resized_area(sample: Sample, binary: np.ndarray, fraction: float, size: tuple[int, int],
@@ -502,11 +517,6 @@ def _mask_notes(sample: Sample, mask: Any, report: DataReport) -> None:
         report.add(Issue("high_bit_depth_mask", path, f"{path}: {mask.mode} mask, binarised before scaling"))
     if mask.mode == "1":
         report.add(Issue("bilevel_mask", path, f"{path}: 1-bit mask"))
-    if sample.role in (TRAIN_GOOD, TEST_GOOD):
-        if mask.n_positive:
-            report.add(Issue("good_with_defect_mask", path, f"{path} marks {mask.n_positive} defect pixel(s) of good "
-                                                            f"image {sample.image}; mask ignored"))
-        return
     if mask.n_positive == 0:
         kind = "empty_generated_mask" if sample.role == GENERATED else "empty_defect_mask"
         report.add(Issue(kind, path, f"{path} is all zero"))

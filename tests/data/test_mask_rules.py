@@ -251,3 +251,29 @@ def test_prepare_console_names_each_problem_once(thin_tree: Path, tmp_path: Path
     report = json.loads((tmp_path / "out" / "thin" / "none" / "data_report.json").read_text())
     assert report["issues"]["mask_area_changed"]["count"] == 3
     assert report["issues"]["empty_defect_mask"]["count"] == 1
+
+
+def test_layouts_check_the_masks_of_good_images(mvtec, tmp_path: Path):
+    root = mvtec({"bottle": {"test_good": 3, "defects": {"crack": 3}}})
+    gt_good = root / "bottle" / "ground_truth" / "good"
+    _save_mask(gt_good / "000_mask.png", _mask((16, 16)))  # empty: fine
+    _save_mask(gt_good / "001_mask.png", _mask((16, 16), (2, 6, 2, 6)))  # a defect drawn on a good image
+    # MVTec 3D AD ships all-zero masks for test/good in test/good/gt
+    base3d = tmp_path / "mv3d" / "cookie"
+    for split in ("train", "test"):
+        for i in range(2):
+            write_image(base3d / split / "good" / "rgb" / f"{i:03d}.png")
+    _save_mask(base3d / "test" / "good" / "gt" / "000.png", _mask((16, 16)))
+    _save_mask(base3d / "test" / "good" / "gt" / "001.png", _mask((16, 16), (0, 16, 0, 1)))
+    for i in range(3):
+        write_image(base3d / "test" / "hole" / "rgb" / f"{i:03d}.png")
+        _save_mask(base3d / "test" / "hole" / "gt" / f"{i:03d}.png", _mask((16, 16), (4, 8, 4, 8)))
+    for layout, data_root, flagged in (("mvtec_ad", root, gt_good / "001_mask.png"),
+                                       ("mvtec_3d_ad", tmp_path / "mv3d", base3d / "test" / "good" / "gt" / "001.png")):
+        df, report = build_manifest(dataset="t", layout=layout, data_root=data_root, categories=None,
+                                    generated_root=None, generator="none")
+        good = report["issues"]["good_with_defect_mask"]
+        assert good["count"] == 1 and [e["path"] for e in good["examples"]] == [str(flagged)], layout
+        assert sum("good image(s) whose mask marks defect pixels" in line for line in report["warnings"]) == 1
+        normal = df[df["defect"] == "good"]
+        assert (normal["label"] == 0).all() and (normal["mask"] == "").all(), layout

@@ -249,11 +249,13 @@ def test_report_notes(mvtec, tmp_path):
     assert rows_of(df, defect="crack", index_in_defect=0)[0]["label"] == 1  # label from the folder
     assert issues["cross_split_duplicate"]["count"] == 1
     assert issues["ignored_file"]["count"] == 1 and issues["ground_truth_good"]["count"] == 1
+    assert "good_with_defect_mask" not in issues
     assert issues["alpha_image"]["count"] == 1
     assert report["image_modes"] == {"L": 1, "RGB": len(df) - 2, "RGBA": 1}
     assert "good" not in report["defects"]["bottle"] and len(rows_of(df, defect="crack")) == 4
     assert rows_of(df, split="train", defect="good")[-1]["orig_mode"] == "L"
     total = report["n_files_verified"]
-    assert progress[0] == (0, total) and progress[-1] == (total, total) and total == 5 + 2 + 8 + 1
+    # + 1: the ground_truth/good mask of test/good/000 is checked to be empty
+    assert progress[0] == (0, total) and progress[-1] == (total, total) and total == 5 + 2 + 8 + 1 + 1
     assert [d for d, _ in progress] == sorted(d for d, _ in progress)
     assert all(ISSUE_KINDS[k].case == v["case"] for k, v in issues.items())

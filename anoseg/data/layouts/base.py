@@ -204,11 +204,20 @@ def defect_folder(scan: CategoryScan, defect: str, role: str, image_dir: Path, m
         scan.issue(kind, image_dir, f"no images in {image_dir} and no masks in {mask_dir}")
 
 
-def good_folder(scan: CategoryScan, role: str, folder: Path) -> None:
+def good_folder(scan: CategoryScan, role: str, folder: Path, mask_dir: Path | None = None,
+                mask_suffixes: tuple[str, ...] = ("", MASK_SUFFIX)) -> None:
+    """Add a folder of good images; masks found for them in ``mask_dir`` (same stem, optional suffix) are attached so
+    that the data stage can check they are empty. A good image without a mask is normal and not reported."""
     if not folder.is_dir():
         scan.issue("missing_good", folder, f"folder not found: {folder}")
         return
     images = list_images(folder, scan)
-    scan.add_folder(GOOD, role, folder, images, dict.fromkeys(images))
+    masks: dict[Path, Path | None] = dict.fromkeys(images)
+    if mask_dir is not None and mask_dir.is_dir():
+        by_stem = {mask.stem: mask for mask in list_images(mask_dir, scan)}
+        for image in images:
+            found = [by_stem[image.stem + s] for s in mask_suffixes if image.stem + s in by_stem]
+            masks[image] = found[0] if len(found) == 1 else None
+    scan.add_folder(GOOD, role, folder, images, masks)
 
 

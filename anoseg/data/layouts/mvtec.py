@@ -39,7 +39,7 @@ class MVTecAD:
         scan = CategoryScan(category, self.variant)
         base = self.root / category
         good_folder(scan, TRAIN_GOOD, base / "train" / GOOD)
-        good_folder(scan, TEST_GOOD, base / "test" / GOOD)
+        good_folder(scan, TEST_GOOD, base / "test" / GOOD, base / "ground_truth" / GOOD)  # its masks must be empty
         test_types = list_dirs(base / "test")
         mask_types = list_dirs(base / "ground_truth")
         if GOOD in mask_types:
@@ -74,7 +74,7 @@ class MVTec3DAD:
         scan = CategoryScan(category, "mvtec_3d_ad")
         base = self.root / category
         good_folder(scan, TRAIN_GOOD, base / "train" / GOOD / "rgb")
-        good_folder(scan, TEST_GOOD, base / "test" / GOOD / "rgb")
+        good_folder(scan, TEST_GOOD, base / "test" / GOOD / "rgb", base / "test" / GOOD / "gt")  # all-zero masks
         if (base / "validation").is_dir():
             scan.issue("validation_ignored", base / "validation", f"not used by the protocol: {base / 'validation'}")
         for defect in list_dirs(base / "test"):
