@@ -139,7 +139,9 @@ def cell_commands(cell: Cell, spec: SweepSpec, *, resume: bool = False, device: 
     v = cell.variant
     common = ["--recipe", v.recipe, "--model", cell.model, "--generator", cell.generator, "--category",
               cell.category, "--seed", str(cell.seed), "--output", str(v.output), "--device", device or spec.device]
-    train = ["train", *common, "--backbone-weights", spec.backbone_weights, *(["--resume"] if resume else [])]
+    # --epochs explicitly: a resumed run then trains to the sweep's length even if it was started with another
+    train = ["train", *common, "--epochs", str(v.epochs), "--backbone-weights", spec.backbone_weights,
+             *(["--resume"] if resume else [])]
     evaluate = ["eval", *common, "--epoch", str(cell.result_epoch), *(["--save-scores"] if spec.save_scores else [])]
     return [anoseg_command(*train), anoseg_command(*evaluate)]
 
