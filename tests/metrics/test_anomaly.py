@@ -352,3 +352,65 @@ def test_metrics_package_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------------- fast path (sorted keys)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 17])
+def test_sorted_keys_counts_equal_generic_counts(chunk: int) -> None:
+    """The one-sort path (float32 >= 0) gives the same counts as sorting positives and negatives apart, also when a
+    chunk boundary splits a group of tied positives or the run of negatives tied with them."""
+    from anoseg.metrics import anomaly as impl
+
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(2, 1500))
+        labels = rng.random(n) < rng.uniform(0.02, 0.8)
+        labels[:2] = [True, False]
+        scores = rng.random(n) + labels * rng.uniform(0, 1)
+        levels = [0, 1, 2, 5, 40][seed % 5]
+        if levels:
+            scores = np.floor(scores * levels) / levels  # long tie runs across classes
+        scores = scores.astype(np.float32)
+        keys = impl._sorted_keys(scores, labels)
+        fast = impl._tally_keys(keys, int(labels.sum()), 0.3, chunk=chunk)
+        slow = impl._tally_split(scores, labels, 0.3)
+        for field in ("values", "n_equal", "tp", "neg_below", "neg_at_or_below"):
+            np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=f"{seed} {field}")
+        assert fast.edge == slow.edge
+
+
+def test_binary_metrics_negative_and_signed_zero_scores() -> None:
+    """Negative scores (and -0.0, whose sign bit is set) take the generic path: same values as scikit-learn."""
+    scores, labels = case("tied", seed=4)
+    for shifted in (scores - np.float32(0.5), np.where(scores == 0, np.float32(-0.0), scores)):
+        m = binary_metrics(shifted, labels)
+        assert m["auroc"] == pytest.approx(roc_auc_score(labels, shifted), abs=TOL)
+        assert m["ap"] == pytest.approx(average_precision_score(labels, shifted), abs=TOL)
+
+
+def test_anomaly_metrics_threaded_iou_and_generic_path_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IoUs computed in the helper thread (large categories) equal the in-thread ones; float64 maps (generic path)
+    give the same metrics as float32 maps (sorted keys)."""
+    from anoseg.metrics import anomaly as impl
+
+    scores, masks = make_category(seed=2, n_normal=3, n_anomalous=9)
+    inline = anomaly_metrics(scores, masks)
+    monkeypatch.setattr(impl, "_THREAD_MIN", 1)
+    threaded = anomaly_metrics(scores, masks)
+    generic = anomaly_metrics(scores.astype(np.float64), masks)
+    for key in METRICS:
+        assert threaded[key] == inline[key] == pytest.approx(generic[key], abs=1e-12), key
+
+
+def test_best_iou_poor_maps_grow_the_partition() -> None:
+    """Maps whose best IoU is far below 1/4 make the top-k partition grow (up to the full sort): still exact."""
+    for seed in range(30):
+        rng = np.random.default_rng(300 + seed)
+        mask = rng.random((16, 16)) < rng.uniform(0.005, 0.3)
+        mask[rng.integers(16), rng.integers(16)] = True
+        scores = rng.random((16, 16)) - mask * rng.uniform(0, 1)  # defects score lower: tiny IoUs
+        if seed % 2:
+            scores = np.round(scores * 6) / 6
+        assert best_iou(scores.astype(np.float32), mask) == pytest.approx(brute_iou(scores.astype(np.float32), mask))
