@@ -285,15 +285,16 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 @click.option("--resolution", type=click.Choice(["model", "native"]), default="model", show_default=True,
               help="Score maps at the network's image size (the papers), or upsampled to each mask's original size "
               "(MVTec AD's own evaluation).")
+@click.option("--aupro", is_flag=True, help="Also pixel AUPRO (MVTec AD: per-region overlap up to FPR 0.3).")
 def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays,
-          seed, resolution) -> None:
+          seed, resolution, aupro) -> None:
     """Image- and pixel-level AUROC / AP / F1-max and IoU on the test split, per category and mean."""
     from anoseg.stages import run_eval
 
     rec = _load(recipe, generator=generator)
     run_eval(rec, model_name, _run_categories(rec, category), output=output, device=device, epoch=epoch,
              protocol=protocol, save_scores=save_scores, overlays=overlays, seed=seed,
-             resolution=resolution)
+             resolution=resolution, aupro=aupro)
 
 
 @main.command()

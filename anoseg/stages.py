@@ -122,7 +122,7 @@ def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, devi
 
 def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, device: str, epoch: int | None,
              protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED,
-             resolution: str = "model") -> list[dict]:
+             resolution: str = "model", aupro: bool = False) -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages)."""
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.evaluate import EvalJob, evaluate
@@ -136,7 +136,7 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
     for category in runs:
         job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
                       device=device, epoch=epoch, protocol=protocol, save_scores=save_scores, overlays=overlays,
-                      seed=seed, resolution=resolution)
+                      seed=seed, resolution=resolution, aupro=aupro)
         console.print(f"[bold]eval[/bold] {model} on {recipe.name}/{recipe.generator}/{category}")
         results.append(evaluate(job))
         print_metrics(results[-1])
@@ -149,7 +149,7 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
 
 
 SHORT_NAMES = {"image_auroc": "I-AUROC", "image_ap": "I-AP", "image_f1max": "I-F1max", "pixel_auroc": "P-AUROC",
-               "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "iou": "IoU"}
+               "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "iou": "IoU", "pixel_aupro": "P-AUPRO"}
 
 
 def print_metrics(metrics: dict) -> None:

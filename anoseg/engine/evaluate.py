@@ -50,6 +50,7 @@ class EvalJob(RunSpec):
     overlays: int = 4
     batch_size: int = 8
     resolution: str = "model"  # "model": the network's image size (the papers); "native": each mask's own size
+    aupro: bool = False  # also pixel AUPRO (MVTec AD's per-region overlap up to FPR 0.3), off the papers' columns
 
 
 def predict_maps(model: torch.nn.Module, images: np.ndarray, mean, std, device: torch.device,
@@ -114,11 +115,12 @@ def evaluate(job: EvalJob) -> dict:
                 if job.resolution == "native":
                     native_maps, native_masks = native_resolution(maps, cached.rows, threshold, category)
                     result = anomaly_metrics(native_maps, native_masks, image_labels=labels,
-                                             pixel_valid=~image_only)
+                                             pixel_valid=~image_only, aupro=job.aupro)
                     del native_maps, native_masks
                 else:
                     result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol), image_labels=labels,
-                                             iou_masks=protocols.iou_mask(masks, protocol), pixel_valid=~image_only)
+                                             iou_masks=protocols.iou_mask(masks, protocol), pixel_valid=~image_only,
+                                             aupro=job.aupro)
                     vanished = int((labels & ~image_only & ~protocols.image_label(masks, protocol)).sum())
                     if vanished:
                         result["warnings"].append(
@@ -135,7 +137,7 @@ def evaluate(job: EvalJob) -> dict:
                 if job.overlays:
                     _save_overlays(staging / "overlays" / category, maps, masks > 0, labels, cached.images, names,
                                    job.overlays)
-        mean, excluded = mean_over_categories(per_category)
+        mean, excluded = mean_over_categories(per_category, (*METRICS, "pixel_aupro") if job.aupro else METRICS)
         for metric, names in excluded.items():
             if names:
                 warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")

@@ -58,6 +58,20 @@ def test_two_epochs_beat_the_trivial_baseline(demo_env, trained):
     assert written["checkpoint"] == "last.pt"
 
 
+
+def test_eval_aupro_is_an_extra_metric(demo_env, trained):
+    """``eval --aupro`` adds pixel AUPRO per category and to the mean; it equals anoseg.metrics.aupro of the maps."""
+    from anoseg.metrics import aupro
+
+    metrics = evaluate(EvalJob(recipe=load_recipe(demo_env.recipe_file), model="lfd", generator="seas",
+                               output=demo_env.output, device="cpu", save_scores=True, overlays=0, aupro=True))
+    values = metrics["categories"].values()
+    assert all(0.0 < v["pixel_aupro"] <= 1.0 for v in values)
+    assert metrics["mean"]["pixel_aupro"] == pytest.approx(np.mean([v["pixel_aupro"] for v in values]))
+    scores = np.load(eval_dir(trained, 2) / "scores" / "disk.npz")
+    expected = aupro(scores["pixel_scores"], scores["gt_masks"])
+    assert metrics["categories"]["disk"]["pixel_aupro"] == pytest.approx(expected, abs=1e-12)
+
 def copy_manifest(env, target):
     """A fresh outputs root holding the same manifest (each run needs its own run folder)."""
     (target / "demo" / "seas").mkdir(parents=True)
