@@ -24,6 +24,9 @@ from anoseg.data.protocols import resized_mask, train_target
 from anoseg.io import write_with
 
 AUGMENTATIONS = ("hflip", "vflip", "affine", "color")
+#: Bumped whenever decoding or resizing changes (2: masks resized by ``masks.resize_mask``, files read upright), so
+#: arrays cached by an older anoseg are never served.
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class CachedSplit:
 
 def cache_key(rows: pd.DataFrame, size: tuple[int, int], protocol: str, mask_threshold: int | None) -> str:
     """A digest of everything the cached arrays depend on."""
-    digest = hashlib.sha1(f"{size}|{protocol}|{mask_threshold}".encode())
+    digest = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{protocol}|{mask_threshold}".encode())
     for image, mask in zip(rows["image"], rows["mask"], strict=True):
         for path in (image, mask):
             stat = os.stat(path) if path else None

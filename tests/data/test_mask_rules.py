@@ -277,3 +277,19 @@ def test_layouts_check_the_masks_of_good_images(mvtec, tmp_path: Path):
         assert sum("good image(s) whose mask marks defect pixels" in line for line in report["warnings"]) == 1
         normal = df[df["defect"] == "good"]
         assert (normal["label"] == 0).all() and (normal["mask"] == "").all(), layout
+
+
+def test_arrays_cached_by_an_older_decoder_are_not_reused(thin_tree: Path):
+    import hashlib
+
+    from anoseg.data.dataset import cache_key
+
+    df, _ = build_manifest(dataset="t", layout="mvtec_ad", data_root=thin_tree, categories=None,
+                           generated_root=None, generator="none")
+    # the key the previous decoder (nearest-neighbour masks, EXIF ignored) gave the same rows
+    old = hashlib.sha1(f"{SMALL}|clean|None".encode())
+    for image, mask in zip(df["image"], df["mask"], strict=True):
+        for path in (image, mask):
+            stat = Path(path).stat() if path else None
+            old.update(f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}\n".encode())
+    assert cache_key(df, SMALL, "clean", None) != old.hexdigest()[:20]
