@@ -24,6 +24,7 @@ import pandas as pd
 
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_open
+from anoseg.paths import ALL_CATEGORIES
 
 MANIFEST_COLUMNS = (
     "dataset", "generator", "category", "split", "source", "defect", "root", "image", "mask",
@@ -173,6 +174,22 @@ def _check_files(df: pd.DataFrame, path: Path) -> None:
     missing = [p for column in PATH_COLUMNS for p in df[column] if p and not os.path.isfile(p)]
     if missing:
         raise AnosegError(f"{len(missing)} file(s) listed in the manifest are missing (e.g. {missing[0]}): {hint}")
+
+
+def select_rows(manifest: pd.DataFrame, split: str, category: str) -> pd.DataFrame:
+    """The manifest rows of one split (``train``/``test``), for one category or for ``all`` (every category).
+
+    Raises ``AnosegError`` when the category is not in the manifest or the selection is empty.
+    """
+    rows = manifest[manifest["split"] == split]
+    if category != ALL_CATEGORIES:
+        known = sorted(manifest["category"].unique())
+        if category not in known:
+            raise AnosegError(f"category {category!r} is not in the manifest; it has: {', '.join(known)}")
+        rows = rows[rows["category"] == category]
+    if rows.empty:
+        raise AnosegError(f"the manifest has no {split} images for category {category!r}")
+    return rows
 
 
 def count_table(df: pd.DataFrame) -> pd.DataFrame:

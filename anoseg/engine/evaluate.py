@@ -24,10 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached, normalize
-from anoseg.data.manifest import prepared_mask_threshold, read_manifest
+from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
 from anoseg.engine import results
 from anoseg.engine.checkpoint import RunSpec, build_model, find_checkpoint, load_checkpoint, resolve_device
-from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn

@@ -23,14 +23,13 @@ import numpy as np
 import torch
 
 from anoseg.data.images import read_image
-from anoseg.data.manifest import read_manifest
+from anoseg.data.manifest import read_manifest, select_rows
 from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
 from anoseg.data.scenes.layouts import row_label_formats
 from anoseg.engine import results
 from anoseg.engine.checkpoint import build_model, resolve_device
 from anoseg.engine.evaluate import EvalJob, checkpoint_identity, load_run_checkpoint, order_categories
 from anoseg.engine.predict import softmax
-from anoseg.engine.train import select_rows
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.log import console, warn

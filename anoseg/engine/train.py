@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +18,25 @@ from typing import Any
 
 import torch
 
+from anoseg import models
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
-from anoseg.data.manifest import prepared_mask_threshold, read_manifest
+from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
 from anoseg.engine import rundir
-from anoseg.engine.checkpoint import FORMAT, LAST, RunSpec, epoch_path, load_checkpoint, save_checkpoint
+from anoseg.engine.checkpoint import (
+    FORMAT,
+    LAST,
+    RunSpec,
+    epoch_path,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
 from anoseg.errors import AnosegError, Interrupted
 from anoseg.io import write_json
 from anoseg.log import console
-from anoseg.paths import ALL_CATEGORIES, data_report_path, dataset_dir, manifest_path
+from anoseg.losses import build_loss
+from anoseg.models.weights import weights_provenance
+from anoseg.paths import data_report_path, dataset_dir, manifest_path
 
 
 @dataclass(frozen=True)
@@ -45,19 +57,6 @@ def cosine_lr(iteration: int, total: int, base_lr: float, min_lr: float) -> floa
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * iteration / total))
 
 
-def select_rows(manifest, split: str, category: str):
-    """The manifest rows of one split, for one category or for ``all``."""
-    rows = manifest[manifest["split"] == split]
-    if category != ALL_CATEGORIES:
-        known = sorted(manifest["category"].unique())
-        if category not in known:
-            raise AnosegError(f"category {category!r} is not in the manifest; it has: {', '.join(known)}")
-        rows = rows[rows["category"] == category]
-    if rows.empty:
-        raise AnosegError(f"the manifest has no {split} images for category {category!r}")
-    return rows
-
-
 def train(job: TrainJob) -> Path:
     """Train ``job.model`` and return its run directory (checkpoints, ``last.pt``, ``train_history.json``).
 
@@ -68,8 +67,6 @@ def train(job: TrainJob) -> Path:
     """
     if job.resume and job.fresh:
         raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
-    from anoseg.engine.checkpoint import resolve_device
-
     resolve_device(job.device, job.devices)  # a wrong or absent device fails before anything is touched
     manifest = read_manifest(manifest_path(job.output, job.recipe.name, job.generator))
     rows = select_rows(manifest, "train", job.category)
@@ -77,30 +74,59 @@ def train(job: TrainJob) -> Path:
     with nullcontext() if worker else rundir.run_lock(job.run):
         state = _prepare_run_dir(job, rows, manage=not worker)
         try:
-            return _fit(state, rows)
+            return fit(state, rows)
         except BaseException:
             state.rollback()
             raise
 
 
-def _fit(state: RunState, rows) -> Path:
+@dataclass
+class Trainer:
+    """What ``setup`` builds for a run: the Fabric, the model (plain and Fabric-wrapped), optimiser, loss and data."""
+
+    fabric: Any
+    model: torch.nn.Module
+    wrapped: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: torch.nn.Module
+    dataset: torch.utils.data.Dataset
+    batches: int  # optimiser steps per epoch
+    total: int  # steps of the whole run: the cosine schedule's length
+    meta: dict[str, Any]
+
+
+def fit(state: RunState, rows) -> Path:
+    """``setup``, then ``train_one_epoch`` and ``save_epoch`` from the run's start epoch to its last."""
+    job, settings = state.job, state.job.recipe.train
+    trainer = setup(state, rows)
+    progress = _progress(trainer.fabric.global_rank == 0)
+    task = progress.add_task("train", total=trainer.total, completed=state.start_epoch * trainer.batches, status="")
+    try:
+        with progress:
+            for epoch in range(state.start_epoch, settings.epochs):
+                state.history.append(train_one_epoch(trainer, job, state, epoch,
+                                                     lambda **kw: progress.update(task, advance=1, **kw)))
+                if trainer.fabric.global_rank == 0:
+                    save_epoch(trainer, job, epoch + 1, state.history)
+                    state.saved(epoch + 1)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {state.kept()}") from None
+    return job.run
+
+
+def setup(state: RunState, rows) -> Trainer:
+    """Launch Fabric and build the dataset, model (resumed weights loaded), SGD optimiser and the model's loss."""
     from lightning.fabric import Fabric
 
-    from anoseg.losses import build_loss
-    from anoseg.models import create_model
-    from anoseg.models.weights import weights_provenance
-
-    job = state.job
+    job, previous = state.job, state.previous
     recipe, settings = job.recipe, job.recipe.train
-    start_epoch, history, previous = state.start_epoch, state.history, state.previous
     dataset = _train_dataset(rows, job)
-
     accelerator = "cpu" if job.device == "cpu" else ("cuda" if job.device.startswith("cuda") else "auto")
     fabric = Fabric(accelerator=accelerator, devices=job.devices, precision=job.precision)
     fabric.launch()
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(job.seed)
-    model = create_model(job.model, num_classes=recipe.num_classes, backbone_weights=job.backbone_weights)
+    model = models.create_model(job.model, num_classes=recipe.num_classes, backbone_weights=job.backbone_weights)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     if previous is not None:
@@ -109,45 +135,41 @@ def _fit(state: RunState, rows) -> Path:
     criterion = build_loss(job.model, thresh=settings.ohem_thresh, min_kept=settings.ohem_min_kept,
                            class_weights=settings.class_weights, ignore_index=recipe.ignore_index)
     wrapped, optimizer = fabric.setup(model, optimizer)
-    criterion = criterion.to(fabric.device)
     batches = _batches_per_epoch(len(dataset), settings.batch_size, fabric.world_size,
                                  keeps_partial_batch(job.model, fabric.world_size))
-    total = batches * settings.epochs
     meta = {**_meta(job, rows), **state.meta_extra}
     # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
     meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
                                 else weights_provenance(model, job.backbone_weights))
+    return Trainer(fabric, model, wrapped, optimizer, criterion.to(fabric.device), dataset, batches,
+                   batches * settings.epochs, meta)
 
-    progress = _progress(fabric.global_rank == 0)
-    task = progress.add_task("train", total=total, completed=start_epoch * batches, status="")
-    try:
-        with progress:
-            for epoch in range(start_epoch, settings.epochs):
-                loader = fabric.setup_dataloaders(_loader(dataset, job, epoch, fabric), use_distributed_sampler=False)
-                torch.manual_seed(job.seed * 1000 + epoch)  # dropout of epoch e depends only on (seed, e)
-                wrapped.train()
-                started, loss_sum, seen = time.perf_counter(), 0.0, 0
-                for step, (images, targets) in enumerate(loader):
-                    lr = cosine_lr(epoch * batches + step, total, settings.lr, settings.min_lr)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    loss = criterion(wrapped(normalize(images, recipe.mean, recipe.std)), targets)
-                    _stop_if_not_finite(loss, fabric, state, epoch, step, lr)
-                    optimizer.zero_grad(set_to_none=True)
-                    fabric.backward(loss)
-                    optimizer.step()
-                    loss_sum, seen = loss_sum + loss.item() * len(images), seen + len(images)
-                    rate = seen / (time.perf_counter() - started)
-                    progress.update(task, advance=1, description=f"epoch {epoch + 1}/{settings.epochs}",
-                                    status=f"loss {loss_sum / seen:.4f}  lr {lr:.5f}  {rate:.1f} img/s")
-                history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": lr,
-                                "images_per_s": seen / (time.perf_counter() - started)})
-                if fabric.global_rank == 0:
-                    _save(job, model, optimizer, epoch + 1, batches, history, meta)
-                    state.saved(epoch + 1)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; {state.kept()}") from None
-    return job.run
+
+def train_one_epoch(trainer: Trainer, job: TrainJob, state: RunState, epoch: int,
+                    report: Callable[..., None]) -> dict[str, Any]:
+    """One pass over the epoch's batches (order and dropout = f(seed, epoch)); returns its ``train_history`` entry.
+
+    ``report(description=..., status=...)`` is called after every step (the progress bar).
+    """
+    settings, fabric, optimizer = job.recipe.train, trainer.fabric, trainer.optimizer
+    loader = fabric.setup_dataloaders(_loader(trainer.dataset, job, epoch, fabric), use_distributed_sampler=False)
+    torch.manual_seed(job.seed * 1000 + epoch)  # dropout of epoch e depends only on (seed, e)
+    trainer.wrapped.train()
+    started, loss_sum, seen, lr = time.perf_counter(), 0.0, 0, settings.lr
+    for step, (images, targets) in enumerate(loader):
+        lr = cosine_lr(epoch * trainer.batches + step, trainer.total, settings.lr, settings.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = trainer.criterion(trainer.wrapped(normalize(images, job.recipe.mean, job.recipe.std)), targets)
+        _stop_if_not_finite(loss, fabric, state, epoch, step, lr)
+        optimizer.zero_grad(set_to_none=True)
+        fabric.backward(loss)
+        optimizer.step()
+        loss_sum, seen = loss_sum + loss.item() * len(images), seen + len(images)
+        report(description=f"epoch {epoch + 1}/{settings.epochs}",
+               status=f"loss {loss_sum / seen:.4f}  lr {lr:.5f}  {seen / (time.perf_counter() - started):.1f} img/s")
+    return {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": lr,
+            "images_per_s": seen / (time.perf_counter() - started)}
 
 
 @dataclass
@@ -320,6 +342,12 @@ def _meta(job: TrainJob, rows) -> dict:
         "n_train_images": len(rows), "train": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in dataclasses.asdict(recipe.train).items()},
     }
+
+
+def save_epoch(trainer: Trainer, job: TrainJob, epoch: int, history: list) -> None:
+    """Write ``last.pt`` (with the optimiser state), the kept ``checkpoints/epoch_NNN.pt`` when due, and
+    ``train_history.json``; each atomically."""
+    _save(job, trainer.model, trainer.optimizer, epoch, trainer.batches, history, trainer.meta)
 
 
 def _save(job: TrainJob, model, optimizer, epoch: int, batches: int, history: list, meta: dict) -> None:
