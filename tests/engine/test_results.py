@@ -19,7 +19,9 @@ from PIL import Image
 
 from anoseg.cli import main
 from anoseg.engine.checkpoint import FORMAT, save_checkpoint
+from anoseg.engine.predict import predict
 from anoseg.engine.visual import outline
+from anoseg.errors import AnosegError
 from anoseg.models import create_model
 from anoseg.paths import eval_dir
 
@@ -182,10 +184,12 @@ def test_each_checkpoint_keeps_its_results_and_predict_uses_its_own_threshold(th
               tmp_path / "d", "--device", "cpu", code=2)
     assert "no decision threshold computed for" in out and f"--output {thin['output']} --epoch 2`" in out
     assert not (tmp_path / "d").exists()
-    for bad in ("nan", "1.5", "-0.1", "inf"):
-        assert "--threshold must be a number in [0, 1]" in cli(
-            "predict", "--checkpoint", thin["run"] / "last.pt", images, "--threshold", bad, "--out",
-            tmp_path / "e", code=2)
+    for bad in ("nan", "1.5", "-0.1", "inf"):  # refused by the CLI's option type or by predict itself
+        assert "--threshold" in cli("predict", "--checkpoint", thin["run"] / "last.pt", images, "--threshold", bad,
+                                    "--out", tmp_path / "e", code=2)
+    with pytest.raises(AnosegError, match=r"--threshold must be a number in \[0, 1\]"):
+        predict([images], checkpoint=thin["run"] / "last.pt", threshold=float("nan"), out=tmp_path / "f")
+    assert not (tmp_path / "e").exists() and not (tmp_path / "f").exists()
 
 
 def test_an_interrupted_eval_leaves_the_finished_result_and_nothing_else(thin, monkeypatch):
