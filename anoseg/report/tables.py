@@ -1,4 +1,4 @@
-"""The report's tables, built from the tidy table with pandas, and their markdown rendering.
+"""The report's tables, built from the tidy table with pandas (rendering them is ``report/render.py``).
 
 A ``Table`` holds the numbers exactly as shown (percent, rounded), so markdown, CSV and JSON cannot disagree.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from anoseg.report.runs import (
@@ -333,42 +332,3 @@ def cost_table(bench: dict) -> Table:
     )
     false = pd.DataFrame(False, index=frame.index, columns=frame.columns)
     return Table("Cost", frame, false, false.copy(), decimals, [caption], kind="cost")
-
-
-def escape_md(text: str) -> str:
-    """Escape text for a GitHub markdown table cell: ``metal_nut`` → ``metal\\_nut``."""
-    for char in ("\\", "_", "*", "|", "[", "]", "<", ">"):
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def format_cells(table: Table, bold_fmt: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
-    """The table's numbers as strings: fixed decimals, dash for missing, marker and bold applied."""
-
-    def column(values: pd.Series) -> pd.Series:
-        digits = table.decimals.get(values.name, 2)
-        return values.map(lambda v: MISSING if pd.isna(v) else f"{v:.{digits}f}")
-
-    text = table.frame.apply(column)
-    text = text.where(~table.marks, text + MARK)
-    return text.where(~table.bold, bold_fmt[0] + text + bold_fmt[1])
-
-
-def row_labels(table: Table) -> pd.DataFrame:
-    """The index as label columns; the block name (first level of a multi-level index) only on its first row."""
-    labels = table.frame.index.to_frame(index=False).astype(str)
-    if labels.shape[1] > 1:
-        first = labels.iloc[:, 0]
-        labels.iloc[:, 0] = first.where(first.ne(first.shift()), "")
-    return labels
-
-
-def to_markdown(table: Table) -> str:
-    """Render a ``Table`` as a GitHub markdown table followed by its captions."""
-    labels = row_labels(table).map(escape_md)
-    cells = format_cells(table)
-    header = [escape_md(str(n)) for n in labels.columns] + [escape_md(str(c)) for c in cells.columns]
-    align = [":--"] * labels.shape[1] + ["--:"] * cells.shape[1]
-    body = np.concatenate([labels.to_numpy(dtype=str), cells.to_numpy(dtype=str)], axis=1)
-    lines = ["| " + " | ".join(row) + " |" for row in [header, align, *body.tolist()]]
-    return "\n".join(lines) + "".join(f"\n\n{escape_md(c)}" for c in table.captions) + "\n"

@@ -1,0 +1,191 @@
+"""Rendering of the report: its tables as markdown, CSV, JSON and rich terminal tables, and the markdown page.
+
+Data collection (reading ``metrics.json``, building the ``Table`` objects) is ``runs.py`` and ``tables.py``; this
+module only turns finished ``Table`` objects into text, so every format shows the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from anoseg.io import atomic_open, write_json, write_with
+from anoseg.report.figures import FIGURE_KINDS
+from anoseg.report.tables import MARK, MISSING, PER_CATEGORY_NOTE, RUN_KEYS, Table
+
+REPORT_SCHEMA = "anoseg.report/1"
+
+
+@dataclass
+class Report:
+    """Everything ``build_report`` made: the tables as DataFrames (percent, rounded as shown), the markdown text,
+    the files written and the warnings raised on the way."""
+
+    dataset: str
+    task: str
+    summary: pd.DataFrame
+    per_category: dict[str, pd.DataFrame]  # metric key (scene: "class_iou") → categories × runs
+    cost: pd.DataFrame | None
+    markdown: str
+    paths: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list, repr=False)  # the same tables with bold/marks, for rendering
+    sources: list[str] = field(default_factory=list)  # per run: the checkpoint (epoch, weights hash) reported
+
+
+def escape_md(text: str) -> str:
+    """Escape text for a GitHub markdown table cell: ``metal_nut`` → ``metal\\_nut``."""
+    for char in ("\\", "_", "*", "|", "[", "]", "<", ">"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def format_cells(table: Table, bold_fmt: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
+    """The table's numbers as strings: fixed decimals, dash for missing, marker and bold applied."""
+
+    def column(values: pd.Series) -> pd.Series:
+        digits = table.decimals.get(values.name, 2)
+        return values.map(lambda v: MISSING if pd.isna(v) else f"{v:.{digits}f}")
+
+    text = table.frame.apply(column)
+    text = text.where(~table.marks, text + MARK)
+    return text.where(~table.bold, bold_fmt[0] + text + bold_fmt[1])
+
+
+def row_labels(table: Table) -> pd.DataFrame:
+    """The index as label columns; the block name (first level of a multi-level index) only on its first row."""
+    labels = table.frame.index.to_frame(index=False).astype(str)
+    if labels.shape[1] > 1:
+        first = labels.iloc[:, 0]
+        labels.iloc[:, 0] = first.where(first.ne(first.shift()), "")
+    return labels
+
+
+def to_markdown(table: Table) -> str:
+    """Render a ``Table`` as a GitHub markdown table followed by its captions."""
+    labels = row_labels(table).map(escape_md)
+    cells = format_cells(table)
+    header = [escape_md(str(n)) for n in labels.columns] + [escape_md(str(c)) for c in cells.columns]
+    align = [":--"] * labels.shape[1] + ["--:"] * cells.shape[1]
+    body = np.concatenate([labels.to_numpy(dtype=str), cells.to_numpy(dtype=str)], axis=1)
+    lines = ["| " + " | ".join(row) + " |" for row in [header, align, *body.tolist()]]
+    return "\n".join(lines) + "".join(f"\n\n{escape_md(c)}" for c in table.captions) + "\n"
+
+
+def render_markdown(
+    dataset: str,
+    task: str,
+    data: pd.DataFrame,
+    tables: list[Table],
+    figures: dict[str, list[Path]],
+    base: Path,
+    warnings: list[str],
+    sources: list[str] = (),
+) -> str:
+    """The whole report as GitHub markdown; figure links are relative to ``base`` (the markdown's folder).
+    ``sources`` name the checkpoint each run's numbers and figures come from."""
+    n_runs, n_files = len(data.drop_duplicates(RUN_KEYS)), data["run_dir"].nunique()
+    parts = [
+        f"# anoseg report: {escape_md(dataset)}",
+        f"Task {task}: {n_runs} runs from {n_files} metrics.json files under `{dataset}/`.",
+        "## Summary",
+        to_markdown(tables[0]).rstrip(),
+    ]
+    per_category = [t for t in tables if t.kind == "per_category"]
+    if per_category:
+        parts += ["## Per-class results" if task == "scene" else "## Per-category results", PER_CATEGORY_NOTE]
+        for table in per_category:
+            parts += [f"### {escape_md(table.title)}", to_markdown(table).rstrip()]
+    for table in tables:
+        if table.kind == "cost":
+            parts += ["## Cost", to_markdown(table).rstrip()]
+    if figures:
+        parts.append("## Figures")
+        for category, paths in figures.items():
+            links = [f"![{escape_md(category)}: {FIGURE_KINDS[p.stem.rsplit('_', 1)[-1]]}]"
+                     f"({quote(p.relative_to(base).as_posix())})" for p in paths]  # fmt: skip
+            parts += [f"### {escape_md(category)}", "\n".join(links)]
+    if sources:
+        parts += [
+            "## Checkpoints",
+            "Each run's table rows and figures come from one evaluated checkpoint:",
+            "\n".join(f"- {escape_md(line)}" for line in sources),
+        ]
+    if warnings:
+        parts += ["## Warnings", "\n".join(f"- {escape_md(w)}" for w in warnings)]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Table], cost: Table | None) -> list[Path]:
+    """Write the report's markdown (``out``, or ``<out stem>.md`` for the other formats) and, for ``fmt`` ``"csv"``
+    or ``"json"``, the same tables as CSV files or one JSON file beside it, atomically. Returns the files written."""
+    md_path = out if fmt == "markdown" else out.with_suffix(".md")
+    with atomic_open(md_path, "w", encoding="utf-8") as handle:
+        handle.write(report.markdown)
+    written = [md_path]
+    base = out.with_suffix("")
+    named = {"": report.tables[0], **{f"_{k}": t for k, t in per_category.items()}}
+    if cost is not None:
+        named["_cost"] = cost
+    if fmt == "csv":
+        for suffix, table in named.items():
+            path = base.with_name(f"{base.name}{suffix}.csv")
+            write_with(path, lambda tmp, frame=table.frame: frame.to_csv(tmp))
+            written.append(path)
+    elif fmt == "json":
+        path = base.with_suffix(".json")
+        write_json(
+            path,
+            {
+                "schema": REPORT_SCHEMA,
+                "dataset": report.dataset,
+                "task": report.task,
+                "summary": _table_json(report.tables[0]),
+                "per_category": {k: _table_json(t) for k, t in per_category.items()},
+                "cost": _table_json(cost) if cost is not None else None,
+                "figures": [p.relative_to(out.parent).as_posix() for p in report.paths],
+                "warnings": report.warnings,
+            },
+        )
+        written.append(path)
+    return written
+
+
+def _table_json(table: Table) -> dict:
+    """A table as JSON records: the index levels and the columns by name, numbers as shown (null = missing)."""
+    marked = table.marks.stack()
+    return {
+        "title": table.title,
+        "rows": table.frame.reset_index().to_dict(orient="records"),
+        "marked": [[*(idx if isinstance(idx, tuple) else (idx,))] for idx in marked[marked].index],
+        "captions": table.captions,
+    }
+
+
+def print_report(report: Report, console: Console) -> None:
+    """Print the report's tables on the terminal with rich (same numbers, bold and marks as the markdown)."""
+    for table in report.tables:
+        if table.kind == "per_category" and table is next(t for t in report.tables if t.kind == "per_category"):
+            console.print(PER_CATEGORY_NOTE, style="dim", highlight=False)
+        labels = row_labels(table)
+        cells = format_cells(table, ("[bold]", "[/bold]"))
+        rich_table = RichTable(title=f"{report.dataset}: {table.title}", title_justify="left")
+        for name in labels.columns:
+            rich_table.add_column(escape(str(name)))
+        for name in cells.columns:
+            rich_table.add_column(escape(str(name)), justify="right")
+        for label_row, cell_row in zip(labels.itertuples(index=False), cells.itertuples(index=False), strict=True):
+            rich_table.add_row(*[escape(str(v)) for v in label_row], *cell_row)
+        console.print(rich_table)
+        for caption in table.captions:
+            console.print(escape(caption), style="dim", highlight=False)
+        console.print()
+    for line in report.sources:
+        console.print(f"checkpoint of {escape(line)}", style="dim", highlight=False)
