@@ -13,6 +13,18 @@ from pathlib import Path
 
 import click
 
+from anoseg.constants import (
+    ALL_CATEGORIES,
+    EXECUTORS,
+    EXPORT_FORMATS,
+    EXPORTERS,
+    GENERATION_METHODS,
+    PRECISIONS,
+    PROTOCOLS,
+    REPORT_FORMATS,
+    RESOLUTIONS,
+    SIZE_MULTIPLE,
+)
 from anoseg.errors import AnosegError, Interrupted
 from anoseg.paths import DEFAULT_SEED
 
@@ -71,16 +83,15 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-def _multiple_of_32(ctx, param, value):
-    """``--image-size``/``--size``: both sides positive multiples of 32 (what every segmenter's strides need)."""
-    if value and any(side < 32 or side % 32 for side in value):
-        raise click.BadParameter(f"{value[0]} {value[1]}: both sides must be positive multiples of 32", ctx, param)
+def _size_multiple(ctx, param, value):
+    """``--image-size``/``--size``: both sides positive multiples of ``SIZE_MULTIPLE`` (every segmenter's strides)."""
+    if value and any(side < SIZE_MULTIPLE or side % SIZE_MULTIPLE for side in value):
+        raise click.BadParameter(f"{value[0]} {value[1]}: both sides must be positive multiples of {SIZE_MULTIPLE}",
+                                 ctx, param)
     return value
 
 
 DEVICE = DeviceType()
-# Lightning's precision names (lightning.fabric's _PRECISION_INPUT_STR), spelled out to keep `--help` instant.
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
 SEED = click.IntRange(0, 2**32 - 1)
 
 
@@ -117,8 +128,6 @@ def _csv(value: str | None) -> list[str] | None:
 
 def _run_categories(recipe, category: str | None) -> list[str]:
     """The training runs a --category value asks for: ["all"] or one name per per-category model."""
-    from anoseg.paths import ALL_CATEGORIES
-
     if category is None:
         return [ALL_CATEGORIES] if recipe.train.unified else list(recipe.categories)
     return _csv(category) or [ALL_CATEGORIES]
@@ -225,8 +234,8 @@ def _train_options(func):
         click.option("--batch-size", type=click.IntRange(min=1), help="Default: the recipe's (8)."),
         click.option("--lr", type=FiniteFloat(min=0, min_open=True),
                      help="Initial learning rate (cosine decay per iteration). Default: 0.01."),
-        click.option("--image-size", type=int, nargs=2, callback=_multiple_of_32,
-                     help="H W of the network input, multiples of 32. Default: the recipe's."),
+        click.option("--image-size", type=int, nargs=2, callback=_size_multiple,
+                     help=f"H W of the network input, multiples of {SIZE_MULTIPLE}. Default: the recipe's."),
         device_option,
         click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Number of devices (DDP when > 1)."),
@@ -277,12 +286,12 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 @device_option
 @click.option("--epoch", type=click.IntRange(min=1),
               help="Checkpoint epoch to evaluate. Default: the recipe's eval_epoch, else the last.")
-@click.option("--protocol", type=click.Choice(["clean", "lfd-compat"]), help="Mask protocol. Default: the recipe's.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), help="Mask protocol. Default: the recipe's.")
 @click.option("--save-scores", is_flag=True, help="Also write scores/<category>.npz (maps, masks, images).")
 @click.option("--overlays", type=click.IntRange(min=0), default=4, show_default=True,
               help="Overlay PNGs per category (0 = none).")
 @click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True, help="The seed the run was trained with.")
-@click.option("--resolution", type=click.Choice(["model", "native"]), default="model", show_default=True,
+@click.option("--resolution", type=click.Choice(RESOLUTIONS), default=RESOLUTIONS[0], show_default=True,
               help="Score maps at the network's image size (the papers), or upsampled to each mask's original size "
               "(MVTec AD's own evaluation).")
 @click.option("--aupro", is_flag=True, help="Also pixel AUPRO (MVTec AD: per-region overlap up to FPR 0.3).")
@@ -329,7 +338,7 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
 @click.option("--dataset", help="Which dataset's runs (a recipe name). Default: every dataset under the outputs.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Markdown file. Default: <output>/report.md.")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default=REPORT_FORMATS[0], show_default=True)
 @click.option("--no-figures", is_flag=True, help="Skip the PR-curve and heatmap figures.")
 def report(output, dataset, out, fmt, no_figures) -> None:
     """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
@@ -346,8 +355,8 @@ def report(output, dataset, out, fmt, no_figures) -> None:
 
 @main.command()
 @click.option("--model", "model_names", help="Comma list of models. Default: every registered model.")
-@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True, callback=_multiple_of_32,
-              help="Input H W (multiples of 32).")
+@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True, callback=_size_multiple,
+              help=f"Input H W (multiples of {SIZE_MULTIPLE}).")
 @device_option
 @click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
               help="Timed forward passes (median reported).")
@@ -365,7 +374,7 @@ def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) 
 
 
 @main.command()
-@click.option("--method", type=click.Choice(["perlin", "cutpaste"]), required=True, help="How to make defects.")
+@click.option("--method", type=click.Choice(GENERATION_METHODS), required=True, help="How to make defects.")
 @recipe_option()
 @click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="The original dataset. Default: the recipe's.")
@@ -382,20 +391,20 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
     from anoseg.stages import run_generate
 
     rec = _load(recipe, data_root=data_root)
-    run_generate(rec, method, categories=None if category in (None, "all") else _csv(category), count=count,
+    run_generate(rec, method, categories=None if category in (None, ALL_CATEGORIES) else _csv(category), count=count,
                  out=out, seed=seed, textures=textures, overwrite=overwrite)
 
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="A checkpoint of `anoseg train`.")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
-@click.option("--image-size", type=int, nargs=2, callback=_multiple_of_32,
-              help="Input H W, multiples of 32. Default: the size the model was trained at.")
-@click.option("--dynamic", is_flag=True, help="Dynamic batch and spatial axes (sides multiples of 32).")
+@click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), default="onnx", show_default=True)
+@click.option("--image-size", type=int, nargs=2, callback=_size_multiple,
+              help=f"Input H W, multiples of {SIZE_MULTIPLE}. Default: the size the model was trained at.")
+@click.option("--dynamic", is_flag=True, help=f"Dynamic batch and spatial axes (sides multiples of {SIZE_MULTIPLE}).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Model file. Default: <run>/export/model.<ext>.")
-@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
+@click.option("--exporter", type=click.Choice(EXPORTERS), default="auto", show_default=True,
               help="ONNX exporter: auto tries torch's dynamo exporter (opset 18), then the legacy one (opset 17).")
 @click.option("--threshold", type=float, help="Decision threshold for the sidecar. Default: the ones `anoseg eval` "
               "found for this checkpoint.")
@@ -422,7 +431,7 @@ def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold) -> No
 @output_option
 @click.option("--device", type=DEVICE, help="auto, cpu or cuda. Default: the sweep file's, else auto.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Cells at once. Default: one per CUDA device, else 1.")
-@click.option("--executor", type=click.Choice(["local", "debug", "slurm"]), default="local", show_default=True,
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="submitit executor: local worker processes, debug (in-process, one at a time) or a SLURM cluster.")
 @click.option("--partition", help="SLURM partition.")
 @click.option("--gpus-per-job", type=click.IntRange(min=0), default=0, show_default=True, help="SLURM GPUs per cell.")

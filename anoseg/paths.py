@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ALL_CATEGORIES = "all"
+from anoseg.constants import ALL_CATEGORIES, BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE
+
+__all__ = ["ALL_CATEGORIES"]  # re-exported for callers of run_dir; defined in anoseg.constants
 DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
 
@@ -27,12 +29,12 @@ def dataset_dir(output: str | Path, dataset: str, generator: str) -> Path:
 
 def manifest_path(output: str | Path, dataset: str, generator: str) -> Path:
     """The split manifest written by ``anoseg prepare``."""
-    return dataset_dir(output, dataset, generator) / "manifest.csv"
+    return dataset_dir(output, dataset, generator) / MANIFEST_FILE
 
 
 def data_report_path(output: str | Path, dataset: str, generator: str) -> Path:
     """The data-stage report (warnings with counts and example paths)."""
-    return dataset_dir(output, dataset, generator) / "data_report.json"
+    return dataset_dir(output, dataset, generator) / DATA_REPORT_FILE
 
 
 def run_dir(output: str | Path, dataset: str, generator: str, model: str, category: str,
@@ -83,4 +85,4 @@ def sweep_dir(output: str | Path, name: str) -> Path:
 
 def bench_path(output: str | Path) -> Path:
     """The latest ``anoseg bench`` results."""
-    return Path(output) / "bench" / "bench.json"
+    return Path(output) / "bench" / BENCH_FILE

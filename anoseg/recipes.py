@@ -12,12 +12,11 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le
 
+from anoseg.constants import ANOMALY, CLEAN, NO_GENERATOR, PROTOCOLS, SIZE_MULTIPLE, TASKS
 from anoseg.errors import AnosegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TASKS = ("anomaly", "road", "scene")
-PROTOCOLS = ("clean", "lfd-compat")  # the same names as anoseg.data.protocols
 
 # Constraints in the annotations below are checked by pydantic when a recipe is loaded (``_validate``).
 PositiveInt = Annotated[int, Ge(1)]
@@ -53,11 +52,11 @@ class Recipe:
     """Everything a stage needs to know about a dataset family."""
 
     name: str
-    task: str = "anomaly"
+    task: str = ANOMALY
     layout: str = "mvtec_ad"
     data_root: Path = Path("data")
     generated_root: Path = Path("data/generated")  # generated pairs live in <generated_root>/<generator>
-    generator: str = "none"
+    generator: str = NO_GENERATOR
     categories: tuple[str, ...] = ()
     image_size: tuple[PositiveInt, PositiveInt] | None = (256, 256)  # None = native resolution (road/scene)
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -65,7 +64,7 @@ class Recipe:
     num_classes: Annotated[int, Ge(2)] = 2
     class_names: tuple[str, ...] = ("good", "defect")
     ignore_index: Count = 255
-    protocol: str = "clean"
+    protocol: str = CLEAN
     options: dict[str, Any] = field(default_factory=dict)  # layout-specific settings (e.g. KITTI folds)
     train: TrainSettings = field(default_factory=TrainSettings)
     source: Path | None = None  # the YAML file this came from
@@ -88,7 +87,7 @@ class Recipe:
     def generated_dir(self, generator: str | None = None) -> Path | None:
         """The default folder of a generator's pairs, or None for generator ``none``."""
         name = generator or self.generator
-        return None if name == "none" else self.generated_root / name
+        return None if name == NO_GENERATOR else self.generated_root / name
 
 
 def recipe_dirs() -> list[Path]:
@@ -175,9 +174,9 @@ def _validate(values: dict[str, Any], path: Path) -> Recipe:
         problems.append(f"task must be one of {', '.join(TASKS)}, not {recipe.task!r}")
     if recipe.protocol not in PROTOCOLS:
         problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, not {recipe.protocol!r}")
-    if recipe.image_size is not None and any(side % 32 for side in recipe.image_size):
-        problems.append(f"image_size sides must be multiples of 32, not {list(recipe.image_size)}")
-    if recipe.task == "anomaly" and recipe.image_size is None:
+    if recipe.image_size is not None and any(side % SIZE_MULTIPLE for side in recipe.image_size):
+        problems.append(f"image_size sides must be multiples of {SIZE_MULTIPLE}, not {list(recipe.image_size)}")
+    if recipe.task == ANOMALY and recipe.image_size is None:
         problems.append("image_size is required for anomaly recipes")
     if recipe.train.class_weights is not None and len(recipe.train.class_weights) != recipe.num_classes:
         problems.append(f"train.class_weights needs {recipe.num_classes} values")

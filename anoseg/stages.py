@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from anoseg.constants import ANOMALY, PIXEL_AUPRO
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_path, write_json
 from anoseg.log import console, warn
@@ -22,7 +23,7 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
     from anoseg.data.manifest import count_table, write_manifest
     from anoseg.data.split import build_manifest
 
-    if recipe.task != "anomaly":
+    if recipe.task != ANOMALY:
         from anoseg.data.scenes import build_scene_manifest
 
         frame, report = build_scene_manifest(recipe, categories=categories, strict=strict)
@@ -37,7 +38,7 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
                 drop_empty_generated=drop_empty_generated, image_size=recipe.image_size,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
     if dry_run:
-        if recipe.task == "anomaly":
+        if recipe.task == ANOMALY:
             from anoseg.data.overview import print_overview
 
             print_overview(report, console, f"{recipe.name} / {recipe.generator} ({recipe.data_root})", frame)
@@ -149,7 +150,7 @@ def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, devic
 
 
 SHORT_NAMES = {"image_auroc": "I-AUROC", "image_ap": "I-AP", "image_f1max": "I-F1max", "pixel_auroc": "P-AUROC",
-               "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "iou": "IoU", "pixel_aupro": "P-AUPRO"}
+               "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "iou": "IoU", PIXEL_AUPRO: "P-AUPRO"}
 
 
 def print_metrics(metrics: dict) -> None:
@@ -240,7 +241,7 @@ def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, c
 
     from anoseg.data.generators import generate_pairs
 
-    if recipe.task != "anomaly":
+    if recipe.task != ANOMALY:
         raise AnosegError(f"generate makes defect pairs for anomaly recipes, not for {recipe.name} ({recipe.task})")
     if count < 1:
         raise AnosegError("--count must be at least 1")

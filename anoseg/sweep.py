@@ -32,11 +32,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, SWEEP_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
-from anoseg.paths import ALL_CATEGORIES, DEFAULT_SEED, manifest_path, run_dir, sweep_dir
+from anoseg.paths import DEFAULT_SEED, manifest_path, run_dir, sweep_dir
 
-EXECUTORS = ("local", "debug", "slurm")
 DONE, SKIPPED, FAILED, RUNNING = "done", "skipped", "failed", "running"
 SWEEP_KEYS = {"name", "recipe", "models", "generators", "categories", "seeds", "set", "grid", "device",
               "backbone_weights", "save_scores"}
@@ -223,7 +223,7 @@ def expand(spec: SweepSpec, output: Path, cwd: Path | None = None) -> Plan:
     cwd = (cwd or Path.cwd()).resolve()
     output = output if output.is_absolute() else cwd / output
     base = load_recipe(spec.recipe)
-    if base.task != "anomaly":
+    if base.task != ANOMALY:
         raise AnosegError(f"sweep runs anomaly recipes; {base.name} is a {base.task} recipe")
     if not spec.models or not spec.generators or not spec.seeds:
         raise AnosegError("a sweep needs at least one model, one generator and one seed")
@@ -739,7 +739,7 @@ def _summary(plan: Plan, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                       "seed": cell.seed, "variant": cell.variant.tag, "status": result["status"],
                       "run": str(cell.run), "error": result.get("error"), "log": result.get("log")})
     counts = {s: sum(c["status"] == s for c in cells) for s in (DONE, SKIPPED, FAILED)}
-    return {"schema": "anoseg.sweep/1", "name": plan.spec.name, "spec": _jsonable(asdict(plan.spec)),
+    return {"schema": SWEEP_SCHEMA, "name": plan.spec.name, "spec": _jsonable(asdict(plan.spec)),
             "finished": datetime.now().isoformat(timespec="seconds"), "counts": counts, "cells": cells}
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from anoseg.constants import CLEAN
 from anoseg.data.protocols import resized_mask, train_target
 from anoseg.io import write_with
 
@@ -52,7 +53,7 @@ def load_cached(
     rows: pd.DataFrame,
     size: tuple[int, int],
     cache_dir: Path,
-    protocol: str = "clean",
+    protocol: str = CLEAN,
     mask_threshold: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CachedSplit:
@@ -101,7 +102,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
     paper's default is none.
     """
 
-    def __init__(self, split: CachedSplit, protocol: str = "clean", augment: Sequence[str] = ()) -> None:
+    def __init__(self, split: CachedSplit, protocol: str = CLEAN, augment: Sequence[str] = ()) -> None:
         self.split = split
         self.protocol = protocol
         self.transform = build_augmentation(augment)

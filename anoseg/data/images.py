@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from anoseg.constants import IMAGE_EXTENSIONS
 from anoseg.errors import AnosegError
 
-#: File extensions read as images or masks, compared case-insensitively (VisA ships ``.JPG``).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: PIL modes with more than 8 bits per sample; they are rescaled, not clipped.
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _EXIF_ORIENTATION = 0x0112

@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from anoseg.constants import ALL_CATEGORIES
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_open
-from anoseg.paths import ALL_CATEGORIES
 
 MANIFEST_COLUMNS = (
     "dataset", "generator", "category", "split", "source", "defect", "root", "image", "mask",

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-PROTOCOLS = ("clean", "lfd-compat")
+from anoseg.constants import CLEAN, LFD_COMPAT
+from anoseg.constants import PROTOCOLS as PROTOCOLS  # re-exported: engine/evaluate.py checks against it
 
 
 def resized_mask(path: str | Path | None, size: tuple[int, int], protocol: str, threshold: int | None = None
@@ -27,7 +28,7 @@ def resized_mask(path: str | Path | None, size: tuple[int, int], protocol: str, 
     height, width = size
     if not path:
         return np.zeros((height, width), np.uint8)
-    if protocol == "clean":
+    if protocol == CLEAN:
         from anoseg.data.masks import read_mask, resize_mask
 
         return resize_mask(read_mask(path, threshold=threshold), (height, width)).astype(np.uint8)
@@ -40,7 +41,7 @@ def resized_mask(path: str | Path | None, size: tuple[int, int], protocol: str, 
 
 def train_target(mask: np.ndarray, protocol: str) -> np.ndarray:
     """Class index per pixel for the loss."""
-    return (mask == 255).astype(np.uint8) if protocol == "lfd-compat" else (mask > 0).astype(np.uint8)
+    return (mask == 255).astype(np.uint8) if protocol == LFD_COMPAT else (mask > 0).astype(np.uint8)
 
 
 def pixel_labels(mask: np.ndarray, protocol: str) -> np.ndarray:
@@ -50,7 +51,7 @@ def pixel_labels(mask: np.ndarray, protocol: str) -> np.ndarray:
 
 def iou_mask(mask: np.ndarray, protocol: str) -> np.ndarray:
     """Ground truth for the per-image IoU: truncation in lfd-compat (thin defects vanish), the binary mask otherwise."""
-    return mask == 255 if protocol == "lfd-compat" else mask > 0
+    return mask == 255 if protocol == LFD_COMPAT else mask > 0
 
 
 def image_label(mask: np.ndarray, protocol: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anoseg.constants import DATA_REPORT_SCHEMA, NO_GENERATOR
 from anoseg.data.images import inspect_image
 from anoseg.data.layouts import (
     DEFECT,
@@ -41,8 +42,6 @@ from anoseg.data.masks import inspect_mask, resize_mask
 from anoseg.errors import AnosegError
 from anoseg.log import warn
 
-REPORT_SCHEMA = "anoseg.data_report/1"
-NO_GENERATOR = "none"
 ERROR, WARNING, INFO = "error", "warning", "info"
 MAX_EXAMPLES = 5
 #: The protocol's network input (H, W): masks are checked at this size unless ``build_manifest`` is told otherwise.
@@ -267,7 +266,7 @@ def build_manifest(
              True: os.path.abspath(gen_reader.root) if gen_reader is not None else ""}
     df = manifest_frame(_row(v, dataset, generator, roots[v.sample.role == GENERATED]) for v in verified)
     result = {
-        "schema": REPORT_SCHEMA,
+        "schema": DATA_REPORT_SCHEMA,
         "dataset": dataset,
         "layout": layout,
         "variants": {scan.category: scan.variant for scan in scans if scan.variant != "generated"},

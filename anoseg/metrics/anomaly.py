@@ -36,16 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: The seven reported metrics of one category, in the order of the metrics.json schema.
-METRICS: tuple[str, ...] = (
-    "image_auroc",
-    "image_ap",
-    "image_f1max",
-    "pixel_auroc",
-    "pixel_ap",
-    "pixel_f1max",
-    "iou",
-)
+from anoseg.constants import METRICS, PIXEL_AUPRO  # METRICS: the seven reported metrics, in metrics.json order
 
 #: MVTec AD's integration limit for AUPRO (FPR up to 30%).
 AUPRO_FPR_LIMIT = 0.3
@@ -723,7 +714,7 @@ def anomaly_metrics(
         "iou": float(np.mean(scan.ious)) if scan.ious else None,
     }
     if aupro:
-        result["pixel_aupro"] = scan.aupro
+        result[PIXEL_AUPRO] = scan.aupro
     return {
         **result,
         "n_images": n_images,

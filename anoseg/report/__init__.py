@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from anoseg.constants import BENCH_SCHEMA, REPORT_FORMATS
 from anoseg.errors import AnosegError
 from anoseg.log import warn
 from anoseg.paths import bench_path
@@ -24,10 +25,7 @@ from anoseg.report.render import Report, print_report, render_markdown, write_ta
 from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, tidy
 from anoseg.report.tables import RUN_KEYS, TASK_SPECS, Table, cost_table, per_category_tables, run_label, summary_table
 
-__all__ = ["FORMATS", "Report", "build_report", "print_report", "report_targets"]
-
-FORMATS = ("markdown", "csv", "json")
-BENCH_SCHEMA = "anoseg.bench/1"
+__all__ = ["Report", "build_report", "print_report", "report_targets"]
 
 
 def report_targets(outputs: Path, dataset: str | None, out: Path | None) -> list[tuple[str, Path]]:
@@ -65,8 +63,8 @@ def build_report(
         >>> report.summary.loc[("LFD", "SeaS"), "Pixel AP"]
         77.15
     """
-    if fmt not in FORMATS:
-        raise AnosegError(f"unknown report format {fmt!r} (--format): choose one of {', '.join(FORMATS)}")
+    if fmt not in REPORT_FORMATS:
+        raise AnosegError(f"unknown report format {fmt!r} (--format): choose one of {', '.join(REPORT_FORMATS)}")
     outputs, out = Path(outputs), Path(out)
     warnings: list[str] = []
 

@@ -16,11 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from anoseg.constants import REPORT_SCHEMA, SCENE
 from anoseg.io import atomic_open, write_json, write_with
 from anoseg.report.figures import FIGURE_KINDS
 from anoseg.report.tables import MARK, MISSING, PER_CATEGORY_NOTE, RUN_KEYS, Table
-
-REPORT_SCHEMA = "anoseg.report/1"
 
 
 @dataclass
@@ -100,7 +99,7 @@ def render_markdown(
     ]
     per_category = [t for t in tables if t.kind == "per_category"]
     if per_category:
-        parts += ["## Per-class results" if task == "scene" else "## Per-category results", PER_CATEGORY_NOTE]
+        parts += ["## Per-class results" if task == SCENE else "## Per-category results", PER_CATEGORY_NOTE]
         for table in per_category:
             parts += [f"### {escape_md(table.title)}", to_markdown(table).rstrip()]
     for table in tables:

@@ -16,15 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from anoseg.constants import ALL_CATEGORIES, METRICS_FILE, METRICS_SCHEMA, NO_GENERATOR, TASKS
 from anoseg.models.registry import MODELS
-from anoseg.paths import ALL_CATEGORIES
 
-METRICS_SCHEMA = "anoseg.metrics/1"
-TASKS = ("anomaly", "road", "scene")
 UNIFIED, PER_CATEGORY = "unified", "per-category"
 
 GENERATOR_NAMES = {"seas": "SeaS", "dfmgan": "DFMGAN", "anomalydiffusion": "AnomalyDiffusion"}
-NO_GENERATOR = "none"
 
 # The columns of the tidy table, in order.
 TIDY_COLUMNS = ["task", "model", "mode", "generator", "protocol", "epoch", "category", "metric", "value", "run_dir"]
@@ -150,7 +147,7 @@ def find_datasets(outputs: Path) -> list[str]:
     if not outputs.is_dir():
         return []
     return sorted(d.name for d in outputs.iterdir() if d.is_dir() and not d.name.startswith(".")
-                  and any(_is_result(p, d) for p in d.glob("**/eval/epoch_*/metrics.json")))
+                  and any(_is_result(p, d) for p in d.glob(f"**/eval/epoch_*/{METRICS_FILE}")))
 
 
 def _is_result(path: Path, root: Path) -> bool:
@@ -172,7 +169,7 @@ def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[s
     """
     root = Path(outputs) / dataset
     candidates, warnings = [], []
-    for path in sorted(root.rglob("metrics.json")):
+    for path in sorted(root.rglob(METRICS_FILE)):
         relative = path.relative_to(root).parts
         if any(p.startswith(".") for p in relative):
             continue  # an eval still running or interrupted: never a result

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, ROAD, SCENE
 from anoseg.report.runs import (
     PER_CATEGORY,
     UNIFIED,
@@ -40,7 +41,7 @@ class TaskSpec:
 
 
 TASK_SPECS = {
-    "anomaly": TaskSpec(
+    ANOMALY: TaskSpec(
         {
             "image_auroc": "Image AUROC",
             "image_ap": "Image AP",
@@ -54,7 +55,7 @@ TASK_SPECS = {
         "Bold: best of each column within a block, among its rows over every category (and, for Average, every "
         "segmenter) if it has any.",
     ),
-    "road": TaskSpec(
+    ROAD: TaskSpec(
         {"maxf": "MaxF", "ap": "AP", "pre": "PRE", "rec": "REC", "fpr": "FPR", "fnr": "FNR"},
         lower_is_better=frozenset({"fpr", "fnr"}),
         by_benchmark=True,
@@ -63,9 +64,9 @@ TASK_SPECS = {
         caption="Values in %, one row per benchmark (URBAN = all categories pooled). Bold: best segmenter of each "
         "column for the same generator and benchmark (lowest for FPR and FNR).",
     ),
-    "scene": TaskSpec(
+    SCENE: TaskSpec(
         {"miou": "mIoU", "pixel_acc": "Pixel acc.", "mean_class_acc": "Mean class acc."},
-        summary_category="all",
+        summary_category=ALL_CATEGORIES,
         row_name="Class",
         bold_within_block=False,
         caption="Values in %, on the whole evaluation split. Bold: best segmenter of each column for the same "

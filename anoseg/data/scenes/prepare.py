@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from anoseg.constants import DATA_REPORT_SCHEMA
 from anoseg.data.layouts import Issue
 from anoseg.data.manifest import manifest_frame
 from anoseg.data.scenes.labels import CLASSES, KITTI_RGB, label_colour_mode
@@ -28,7 +29,6 @@ from anoseg.data.scenes.layouts import ScenePair, read_layout
 from anoseg.data.scenes.options import SceneOptions, scene_options
 from anoseg.errors import AnosegError
 
-REPORT_SCHEMA = "anoseg.data_report/1"
 ERROR, WARNING, INFO = "error", "warning", "info"
 MAX_EXAMPLES = 5
 
@@ -131,7 +131,7 @@ def build_scene_manifest(recipe: Any, *, categories: list[str] | None = None,
     frame["label_format"] = frame["image"].map(formats)
 
     report: dict[str, Any] = {
-        "schema": REPORT_SCHEMA, "dataset": recipe.name, "task": recipe.task, "layout": recipe.layout,
+        "schema": DATA_REPORT_SCHEMA, "dataset": recipe.name, "task": recipe.task, "layout": recipe.layout,
         "variant": scan.variant, "label_format": label_format, "class_names": list(CLASSES[label_format]),
         "data_root": os.path.abspath(recipe.data_root), "strict": strict,
         "splits": {k: list(v) for k, v in options.splits.items()} if not folds else None,
