@@ -19,6 +19,7 @@ from anoseg.constants import (
     EXPORT_FORMATS,
     EXPORTERS,
     GENERATION_METHODS,
+    PIXEL_AUPRO,
     PRECISIONS,
     PROTOCOLS,
     REPORT_FORMATS,
@@ -340,14 +341,16 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
               help="Markdown file. Default: <output>/report.md.")
 @click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default=REPORT_FORMATS[0], show_default=True)
 @click.option("--no-figures", is_flag=True, help="Skip the PR-curve and heatmap figures.")
-def report(output, dataset, out, fmt, no_figures) -> None:
+@click.option("--aupro", is_flag=True, help="Add a Pixel AUPRO column (from `eval --aupro`; a dash for runs without).")
+def report(output, dataset, out, fmt, no_figures, aupro) -> None:
     """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
     from anoseg.log import console
     from anoseg.report import build_report, print_report, report_targets
 
     for name, target in report_targets(output, dataset, out):
         with console.status(f"building the {name} report" + ("" if no_figures else " and its figures")):
-            result = build_report(output, name, target, fmt=fmt, figures=not no_figures)
+            result = build_report(output, name, target, fmt=fmt, figures=not no_figures,
+                                  extra_metrics=(PIXEL_AUPRO,) if aupro else ())
         print_report(result, console)
         for path in result.paths:
             console.print(f"wrote {path}")

@@ -12,6 +12,8 @@ already in percent and rounded), so the markdown, CSV and JSON files always carr
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,16 @@ from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures
 from anoseg.report.render import Report, print_report, render_markdown, write_tables
 from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, tidy
-from anoseg.report.tables import RUN_KEYS, TASK_SPECS, Table, cost_table, per_category_tables, run_label, summary_table
+from anoseg.report.tables import (
+    RUN_KEYS,
+    TASK_SPECS,
+    Table,
+    TaskSpec,
+    cost_table,
+    per_category_tables,
+    run_label,
+    summary_table,
+)
 
 __all__ = ["Report", "build_report", "print_report", "report_targets"]
 
@@ -50,13 +61,17 @@ def build_report(
     fmt: str = "markdown",
     figures: bool = True,
     categories: list[str] | None = None,
+    extra_metrics: Sequence[str] = (),
 ) -> Report:
     """Build the summary, per-category and cost tables of ``dataset`` and write them, with figures, next to ``out``.
 
     ``fmt="markdown"`` writes ``out``; ``"csv"`` and ``"json"`` write the markdown as ``<out stem>.md`` plus the
     same tables as ``<stem>.csv`` (summary), ``<stem>_<metric>.csv``, ``<stem>_cost.csv`` or one ``<stem>.json``.
     ``categories`` restricts the report to these categories, in this order (default: every category, in the order
-    ``anoseg eval`` wrote them, i.e. the recipe's). Unusable ``metrics.json`` files are skipped with a warning.
+    ``anoseg eval`` wrote them, i.e. the recipe's). ``extra_metrics``: optional columns appended to the papers' ones
+    (``TaskSpec.optional``, e.g. ``pixel_aupro`` from ``eval --aupro``; a run without it shows a dash); a name the
+    dataset's task has no column for is left out with a warning. Unusable ``metrics.json`` files are skipped with a
+    warning.
 
     Example:
         >>> report = build_report(Path("outputs"), "mvtec_ad", Path("outputs/mvtec_ad/report.md"))
@@ -81,7 +96,7 @@ def build_report(
             + (f" ({len(skipped)} skipped, see the warnings)" if skipped else " (run `anoseg eval` first)")
         )
     task = files[0].task
-    spec = TASK_SPECS[task]
+    spec = _with_columns(TASK_SPECS[task], task, extra_metrics, say)
     data, duplicates = tidy(files, outputs)
     for message in duplicates:
         say(message)
@@ -122,6 +137,17 @@ def build_report(
     )
     report.paths[:0] = write_tables(report, out, fmt, per_category, cost)
     return report
+
+
+def _with_columns(spec: TaskSpec, task: str, extra: Sequence[str], say) -> TaskSpec:
+    """``spec`` with the optional columns ``extra`` appended (in that order); names it has no column for are
+    warned about and left out."""
+    unknown = [m for m in extra if m not in spec.optional]
+    if unknown:
+        offered = ", ".join(spec.optional) or "none"
+        say(f"{task} reports have no column {', '.join(unknown)} (optional columns: {offered}); left out")
+    added = {m: spec.optional[m] for m in extra if m in spec.optional}
+    return replace(spec, metrics={**spec.metrics, **added}) if added else spec
 
 
 def _cost_table(outputs: Path, say) -> Table | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from anoseg.constants import ALL_CATEGORIES, ANOMALY, ROAD, SCENE
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, PIXEL_AUPRO, ROAD, SCENE
 from anoseg.report.runs import (
     PER_CATEGORY,
     UNIFIED,
@@ -38,6 +38,7 @@ class TaskSpec:
     row_name: str = "Category"
     bold_within_block: bool = True  # compare generators within a segmenter (papers); False: segmenters per generator
     caption: str = ""
+    optional: dict[str, str] = field(default_factory=dict)  # columns off the papers' default, shown when asked
 
 
 TASK_SPECS = {
@@ -54,6 +55,7 @@ TASK_SPECS = {
         caption="Values in %, each the unweighted mean over the row's categories ({n} seen for this dataset). "
         "Bold: best of each column within a block, among its rows over every category (and, for Average, every "
         "segmenter) if it has any.",
+        optional={PIXEL_AUPRO: "Pixel AUPRO"},  # eval --aupro: MVTec AD's per-region overlap, FPR <= 0.3
     ),
     ROAD: TaskSpec(
         {"maxf": "MaxF", "ap": "AP", "pre": "PRE", "rec": "REC", "fpr": "FPR", "fnr": "FNR"},
