@@ -73,6 +73,13 @@ def output_of_run(run: Path) -> Path:
     return run.parents[4] if re.fullmatch(r"seed_\d+", run.parent.name) else run.parents[3]
 
 
+def seed_of_run(run: Path) -> int:
+    """The seed a run folder was trained with, read from its path (``run_dir``'s inverse): ``seed_<n>`` above the
+    category, else ``DEFAULT_SEED``."""
+    match = re.fullmatch(r"seed_(\d+)", Path(run).parent.name)
+    return int(match.group(1)) if match else DEFAULT_SEED
+
+
 def export_path(run: Path, suffix: str) -> Path:
     """Default file of ``anoseg export``: ``<run>/export/model<suffix>``."""
     return run / "export" / f"model{suffix}"

@@ -24,7 +24,7 @@ from anoseg.log import warn
 from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures
 from anoseg.report.render import Report, print_report, render_markdown, write_tables
-from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, tidy
+from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, select_seeds, tidy
 from anoseg.report.tables import (
     RUN_KEYS,
     TASK_SPECS,
@@ -98,7 +98,8 @@ def build_report(
     task = files[0].task
     spec = _with_columns(TASK_SPECS[task], task, extra_metrics, say)
     data, duplicates = tidy(files, outputs)
-    for message in duplicates:
+    data, seed_warnings = select_seeds(data)
+    for message in duplicates + seed_warnings:
         say(message)
     order = category_order(files, categories)
     if categories and spec.summary_category is not None:

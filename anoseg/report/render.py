@@ -54,6 +54,12 @@ def format_cells(table: Table, bold_fmt: tuple[str, str] = ("**", "**")) -> pd.D
         return values.map(lambda v: MISSING if pd.isna(v) else f"{v:.{digits}f}")
 
     text = table.frame.apply(column)
+    if table.std is not None:  # "mean ± std"; nothing after a value without a std (one seed)
+        spread = table.std.reindex_like(table.frame).apply(column)
+        text = text.where(spread.eq(MISSING) | text.eq(MISSING), text + " ± " + spread)
+    if table.interval is not None:  # "value [low, high]"
+        low, high = (side.reindex_like(table.frame).apply(column) for side in table.interval)
+        text = text.where(low.eq(MISSING) | text.eq(MISSING), text + " [" + low + ", " + high + "]")
     text = text.where(~table.marks, text + MARK)
     return text.where(~table.bold, bold_fmt[0] + text + bold_fmt[1])
 
@@ -136,7 +142,8 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
     if fmt == "csv":
         for suffix, table in named.items():
             path = base.with_name(f"{base.name}{suffix}.csv")
-            write_with(path, lambda tmp, frame=table.frame: frame.to_csv(tmp))
+            numbers = table.numbers()
+            write_with(path, lambda tmp, frame=numbers: frame.to_csv(tmp))
             written.append(path)
     elif fmt == "json":
         path = base.with_suffix(".json")
@@ -162,7 +169,7 @@ def _table_json(table: Table) -> dict:
     marked = table.marks.stack()
     return {
         "title": table.title,
-        "rows": table.frame.reset_index().to_dict(orient="records"),
+        "rows": table.numbers().reset_index().to_dict(orient="records"),
         "marked": [[*(idx if isinstance(idx, tuple) else (idx,))] for idx in marked[marked].index],
         "captions": table.captions,
     }

@@ -18,13 +18,15 @@ import pandas as pd
 
 from anoseg.constants import ALL_CATEGORIES, METRICS_FILE, METRICS_SCHEMA, NO_GENERATOR, TASKS
 from anoseg.models.registry import MODELS
+from anoseg.paths import seed_of_run
 
 UNIFIED, PER_CATEGORY = "unified", "per-category"
 
 GENERATOR_NAMES = {"seas": "SeaS", "dfmgan": "DFMGAN", "anomalydiffusion": "AnomalyDiffusion"}
 
 # The columns of the tidy table, in order.
-TIDY_COLUMNS = ["task", "model", "mode", "generator", "protocol", "epoch", "category", "metric", "value", "run_dir"]
+TIDY_COLUMNS = ["task", "model", "mode", "generator", "seed", "protocol", "epoch", "category", "metric", "value",
+                "run_dir"]
 
 
 def model_label(model: str, mode: str = UNIFIED) -> str:
@@ -78,6 +80,11 @@ class MetricsFile:
     def run(self) -> Path:
         """The run folder: ``<run>/eval/epoch_NNN/metrics.json``."""
         return self.path.parent.parent.parent
+
+    @property
+    def seed(self) -> int:
+        """The training seed, from the run folder (``<model>/seed_<n>/<category>``; the default seed has none)."""
+        return seed_of_run(self.run)
 
     def describe(self) -> str:
         """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from."""
@@ -227,15 +234,16 @@ def _stale(f: MetricsFile) -> str | None:
 
 
 def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per number (``TIDY_COLUMNS``). Per-category runs of one model+generator merge into one run.
+    """One row per number (``TIDY_COLUMNS``). Per-category runs of one model+generator merge into one run; the
+    seeds of a run stay apart (column ``seed``) for ``select_seeds`` and the statistics.
 
-    A (run, category) found in two files keeps the first (sorted path) and warns: a row never mixes two
+    A (run, seed, category) found in two files keeps the first (sorted path) and warns: a row never mixes two
     evaluations of the same category.
     """
     rows, warnings, seen = [], [], {}
     for f in files:
         for category, metrics in f.categories.items():
-            key = (f.model, f.mode, f.generator, category)
+            key = (f.model, f.mode, f.generator, f.seed, category)
             if key in seen:
                 warnings.append(
                     f"{_rel(f.path, outputs)}: category {category!r} already reported by {_rel(seen[key], outputs)}"
@@ -244,11 +252,44 @@ def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[st
                 continue
             seen[key] = f.path
             for metric, value in metrics.items():
-                rows.append((f.task, f.model, f.mode, f.generator, f.protocol, f.epoch, category, metric, value,
-                             str(f.path.parent)))  # fmt: skip
+                rows.append((f.task, f.model, f.mode, f.generator, f.seed, f.protocol, f.epoch, category, metric,
+                             value, str(f.path.parent)))  # fmt: skip
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     frame["value"] = frame["value"].astype(float)
     return frame, warnings
+
+
+def select_seeds(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep, per run, the seeds that cover the same categories, so that a mean over seeds compares like with like.
+
+    A run's seeds are kept when they cover every category any of its seeds covers; a seed with fewer categories (a
+    sweep still running) is left out, with a warning. If no seed covers them all, the largest category set held by
+    most seeds is kept: the seeds holding it, restricted to it.
+    """
+    keys = ["model", "mode", "generator"]
+    kept, warnings = [], []
+    for run, group in data.groupby(keys, sort=False):
+        covered = group.groupby("seed")["category"].agg(frozenset)
+        if len(covered) == 1:
+            kept.append(group)
+            continue
+        union = frozenset().union(*covered)
+        if union in set(covered):
+            chosen = union
+        else:
+            count = Counter(covered)
+            chosen = max(count, key=lambda s: (len(s), count[s], sorted(s)))
+        seeds = [seed for seed, cats in covered.items() if chosen <= cats]
+        left = [seed for seed in covered.index if seed not in seeds]
+        name = f"{model_label(run[0], run[1])} / {generator_label(run[2])}"
+        if left:
+            warnings.append(f"{name}: seed{'s' if len(left) > 1 else ''} {', '.join(map(str, left))} left out of "
+                            f"the report (fewer categories than seeds {', '.join(map(str, seeds))})")
+        if chosen != union:
+            warnings.append(f"{name}: categories {', '.join(sorted(union - chosen))} left out (not evaluated for "
+                            "every seed kept)")
+        kept.append(group[group["seed"].isin(seeds) & group["category"].isin(chosen)])
+    return (pd.concat(kept) if kept else data), warnings
 
 
 def category_order(files: list[MetricsFile], categories: list[str] | None) -> list[str]:

@@ -20,11 +20,15 @@ from anoseg.report.runs import (
     model_rank,
     run_rank,
 )
+from anoseg.report.stats import seeds_line, significant_best
 
 MARK = "†"  # footnote marker: the value is a mean over fewer categories/segmenters than its row claims
 MISSING = "–"
 AVERAGE = "Average"
 RUN_KEYS = ["model", "mode", "generator"]
+SEEDS_COLUMN = "n"  # summary column of a table with seeds: how many seeds stand behind the row
+SEEDS_BOLD = ("With seeds, bold also needs the best value to beat the next best by a two-sided paired t-test over the "
+              "(seed, category) pairs both have, p < 0.05; else no bold.")
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,19 @@ class Table:
     decimals: dict[str, int]
     captions: list[str] = field(default_factory=list)
     lower_is_better: frozenset[str] = frozenset()
-    kind: str = "summary"  # "summary" | "per_category" | "cost": where the table goes in the report
+    kind: str = "summary"  # "summary" | "per_category" | "cost" | "ci": where the table goes in the report
+    std: pd.DataFrame | None = None  # with seeds: the sample std over seeds of each cell (same shape, as shown)
+    interval: tuple[pd.DataFrame, pd.DataFrame] | None = None  # --ci: (low, high) of each cell, as shown
+
+    def numbers(self) -> pd.DataFrame:
+        """Every number of the table as columns, for CSV and JSON: the values, then ``<column> std``,
+        ``<column> CI low`` and ``<column> CI high`` where the table has them."""
+        parts = [self.frame]
+        if self.std is not None:
+            parts.append(self.std.add_suffix(" std"))
+        if self.interval is not None:
+            parts += [self.interval[0].add_suffix(" CI low"), self.interval[1].add_suffix(" CI high")]
+        return pd.concat(parts, axis=1) if len(parts) > 1 else self.frame
 
 
 def run_label(model: str, mode: str, generator: str) -> str:
@@ -118,10 +134,17 @@ class _Row:
     key: tuple  # (model, mode, generator[, benchmark]); model is AVERAGE for the Average rows
     covered: frozenset[str]  # categories behind the values
     label: dict[str, str]  # Segmenter, Generator[, Benchmark]
-    values: pd.Series  # metric key → fraction
+    values: pd.Series  # metric key → fraction (with seeds: the mean over seeds)
     marks: pd.Series  # metric key → footnote mark
     complete: bool  # covers every category (Average: and every segmenter)
     group: tuple  # the rows bold compares with each other
+    per_seed: pd.DataFrame  # seed × metric key: the row's value for each seed
+    samples: pd.DataFrame  # observations ((seed, category); Average: (segmenter, seed, category)) × metric key
+
+    @property
+    def std(self) -> pd.Series:
+        """Sample standard deviation over seeds (NaN with one seed)."""
+        return self.per_seed.std(ddof=1) if len(self.per_seed) > 1 else self.per_seed.iloc[0] * float("nan")
 
 
 def summary_table(data: pd.DataFrame, spec: TaskSpec, order: list[str]) -> Table:
@@ -151,26 +174,56 @@ def summary_table(data: pd.DataFrame, spec: TaskSpec, order: list[str]) -> Table
     eligible_rows = complete | ~complete.groupby(groups).transform("any")
     eligible = pd.DataFrame({c: eligible_rows for c in shown.columns})
     lower = frozenset(spec.metrics[k] for k in spec.lower_is_better)
-    bold = best_mask(shown, groups, eligible, lower)
+    seeded = has_seeds(data)
+    if seeded:  # bold only when the best row beats the next one beyond the noise (anoseg.report.stats)
+        samples = [r.samples.rename(columns=spec.metrics) for r in rows]
+        bold = significant_best(shown, samples, groups, eligible, lower)
+    else:
+        bold = best_mask(shown, groups, eligible, lower)
     n_union = data["category"].nunique()
     captions = [spec.caption.format(n=n_union), _protocol_line(data)]
+    std = None
+    if seeded:
+        std = (pd.DataFrame([r.std for r in rows]) * 100).round(2).rename(columns=spec.metrics).set_axis(index)
+        shown[SEEDS_COLUMN] = [len(r.per_seed) for r in rows]
+        for frame, fill in ((marks, False), (bold, False)):
+            frame[SEEDS_COLUMN] = fill
+        captions[0] += " " + SEEDS_BOLD
+        runs_n = {_where(r.key): len(r.per_seed) for r in runs}
+        captions.append(seeds_line(runs_n, sorted(data["seed"].unique()), "row") + " Average rows: over the seeds "
+                        "all their segmenters have.")
     if notes:
         captions.append(
             f"{MARK} mean over fewer values than the row covers (undefined metrics, null in metrics.json, are left "
             "out): " + "; ".join(notes) + "."
         )
-    return Table("Summary", shown, bold, marks, dict.fromkeys(shown.columns, 2), captions, lower)
+    decimals = dict.fromkeys(shown.columns, 2) | ({SEEDS_COLUMN: 0} if seeded else {})
+    return Table("Summary", shown, bold, marks, decimals, captions, lower, std=std)
+
+
+def has_seeds(data: pd.DataFrame) -> bool:
+    """Whether some run of the tidy table has several seeds: then every table shows mean ± std and n."""
+    return bool(len(data)) and int(data.groupby(RUN_KEYS)["seed"].nunique().max()) > 1
 
 
 def _run_rows(data: pd.DataFrame, spec: TaskSpec, position: dict[str, int]) -> tuple[list[_Row], list[str]]:
     """One row per run (road: per run and benchmark), in report order, and the footnotes of its marked cells."""
     metrics = list(spec.metrics)
     keys = RUN_KEYS + (["category"] if spec.by_benchmark else [])
-    stats = data.groupby([*keys, "metric"])["value"].agg(["mean", "count"])
-    means = stats["mean"].unstack("metric").reindex(columns=metrics)
-    defined = stats["count"].unstack("metric").reindex(columns=metrics).fillna(0)
+    # each seed's value is the mean over categories; the row's value the mean over seeds (one seed: that value)
+    per_seed = data.groupby([*keys, "seed", "metric"])["value"].mean().unstack("metric").reindex(columns=metrics)
+    means = per_seed.groupby(level=keys).mean()
+    n_seeds = data.groupby(keys)["seed"].nunique()
+    defined = data.groupby([*keys, "metric"])["value"].count().unstack("metric").reindex(columns=metrics).fillna(0)
+    defined = defined.div(n_seeds.reindex(defined.index), axis=0)
     covered = data.groupby(keys)["category"].agg(frozenset)
-    have = data[data["value"].notna()].groupby([*keys, "metric"])["category"].agg(frozenset)
+    # a category counts as having a metric only if every seed has it
+    cat = [] if "category" in keys else ["category"]  # road: the benchmark (category) is part of the row's key
+    counts = data.groupby([*keys, "metric", *cat])["value"].count().rename("count").reset_index()
+    counts = counts.merge(n_seeds.rename("n").reset_index(), on=keys)
+    have = counts[counts["count"].ge(counts["n"])].groupby([*keys, "metric"])["category"].agg(frozenset)
+    samples = data.set_index([*RUN_KEYS, "seed", "category", "metric"])["value"].unstack("metric")
+    samples = samples.reindex(columns=metrics)
     union = frozenset(data["category"])
 
     def rank(key: tuple) -> tuple:
@@ -188,7 +241,11 @@ def _run_rows(data: pd.DataFrame, spec: TaskSpec, position: dict[str, int]) -> t
         note = None if complete else f"{len(cats)}/{len(union)} categories"
         # bold compares a segmenter's generators (papers), or the segmenters of one generator (road, scene)
         group = (*key[:2], *key[3:]) if spec.bold_within_block else key[2:]
-        rows.append(_Row(key, cats, _row_label(key, spec, note), means.loc[key], marks, complete, group))
+        sample = samples.loc[key[:3]]
+        if spec.by_benchmark:
+            sample = sample[sample.index.get_level_values("category") == key[3]]
+        rows.append(_Row(key, cats, _row_label(key, spec, note), means.loc[key], marks, complete, group,
+                         per_seed.loc[key], sample))
     return rows, notes
 
 
@@ -222,11 +279,17 @@ def _average_rows(runs: list[_Row], mode: str, spec: TaskSpec, position: dict[st
             parts.append(f"{len(picked)}/{n_blocks} segmenters")
         values = pd.DataFrame([r.values for r in picked])
         mean = values.mean()
+        # per seed: the mean over segmenters, for the seeds every picked segmenter has
+        common = sorted(set.intersection(*[set(r.per_seed.index) for r in picked]))
+        per_seed = (pd.concat([r.per_seed.loc[common] for r in picked]).groupby(level=0).mean() if common
+                    else mean.to_frame().T)
+        samples = pd.concat({r.key[0]: r.samples for r in picked})
         fewer = values.notna().sum().lt(len(picked))  # null for some segmenter: fewer segmenters in its mean
         marks = (fewer | pd.DataFrame([r.marks for r in picked]).any()) & mean.notna()
         label = _row_label((AVERAGE, mode, *key), spec, ", ".join(parts) or None)
         group_key = (AVERAGE, mode, *key[1:]) if spec.bold_within_block else (AVERAGE, mode, *key)
-        rows.append(_Row((AVERAGE, mode, *key), chosen, label, mean, marks, not parts, group_key))
+        rows.append(_Row((AVERAGE, mode, *key), chosen, label, mean, marks, not parts, group_key, per_seed,
+                         samples))
         where = f"{label['Segmenter']} / {label['Generator']}"
         notes += [
             f"{where}: {spec.metrics[m]} ({'defined for fewer segmenters' if fewer[m] else 'includes a marked mean'})"
@@ -284,14 +347,22 @@ def per_category_tables(data: pd.DataFrame, spec: TaskSpec, order: list[str]) ->
 
 
 def _runs_by_rows(data: pd.DataFrame, order: list[str], title: str, row_name: str) -> Table:
-    wide = data.set_index(["row", *RUN_KEYS])["value"].unstack(RUN_KEYS)
+    """Rows (categories or classes) × runs; with seeds each cell is the mean over seeds (± sample std), and the
+    ``mean`` row the mean over seeds of each seed's mean over rows."""
+    seeded = has_seeds(data)
+    data = data[data["row"].isin(order)]
+    cells = data.groupby(["row", *RUN_KEYS])["value"]
+    wide = cells.mean().unstack(RUN_KEYS)
     columns = sorted(wide.columns, key=lambda c: run_rank(*c))
-    wide = wide.reindex(index=[r for r in order if r in wide.index], columns=columns)
+    rows = [r for r in order if r in wide.index]
+    wide = wide.reindex(index=rows, columns=columns)
     n_rows = len(wide)
-    mean = wide.mean()
+    per_seed = data.groupby([*RUN_KEYS, "seed"])["value"].mean()  # (run, seed) → the seed's mean over rows
+    mean = per_seed.groupby(level=RUN_KEYS).mean().reindex(columns)
     complete = wide.notna().sum().eq(n_rows)
     shown = (pd.concat([wide, mean.to_frame("mean").T]) * 100).round(2)
-    shown.columns = [run_label(*c) for c in columns]
+    labels = [run_label(*c) for c in columns]
+    shown.columns = labels
     shown.index.name = row_name
     marks = pd.DataFrame(False, index=shown.index, columns=shown.columns)
     marks.iloc[-1] = (~complete).to_numpy() & shown.iloc[-1].notna().to_numpy()
@@ -299,11 +370,31 @@ def _runs_by_rows(data: pd.DataFrame, order: list[str], title: str, row_name: st
     eligible = pd.DataFrame(True, index=shown.columns, columns=shown.index)
     if complete.any():
         eligible["mean"] = complete.to_numpy()
-    bold = best_mask(shown.T, pd.Series(0, index=shown.columns), eligible, frozenset()).T
     captions = []
+    std = None
+    if seeded:
+        spread = cells.std(ddof=1).unstack(RUN_KEYS).reindex(index=rows, columns=columns)
+        mean_std = per_seed.groupby(level=RUN_KEYS).std(ddof=1).reindex(columns)
+        std = (pd.concat([spread, mean_std.to_frame("mean").T]) * 100).round(2)
+        std.columns, std.index = shown.columns, shown.index
+        # observations per run: (seed, row) → value in the row's own column and in "mean"
+        samples = []
+        for column in columns:
+            own = data[(data[RUN_KEYS] == pd.Series(column, index=RUN_KEYS)).all(axis=1)]
+            values = own.set_index(["seed", "row"])["value"]
+            in_row = values.index.get_level_values("row")
+            frame = pd.DataFrame({r: values.where(in_row == r) for r in shown.index[:-1]} | {"mean": values})
+            samples.append(frame)
+        bold = significant_best(shown.T, samples, pd.Series(0, index=shown.columns), eligible, frozenset()).T
+        n_seeds = data.groupby(RUN_KEYS)["seed"].nunique().reindex(columns)
+        captions.append(seeds_line(dict(zip(labels, n_seeds.astype(int), strict=True)),
+                                   sorted(data["seed"].unique())) + " Bold only when a paired t-test over seeds "
+                        "(and categories, for the mean) separates it from the next best, p < 0.05.")
+    else:
+        bold = best_mask(shown.T, pd.Series(0, index=shown.columns), eligible, frozenset()).T
     if marks.to_numpy().any():
         captions.append(f"{MARK} mean over the rows this run has only (a dash marks a missing or undefined value).")
-    return Table(title, shown, bold, marks, dict.fromkeys(shown.columns, 2), captions, kind="per_category")
+    return Table(title, shown, bold, marks, dict.fromkeys(shown.columns, 2), captions, kind="per_category", std=std)
 
 
 COST_COLUMNS = {  # bench.json key → (title, scale, decimals)
