@@ -342,7 +342,10 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
 @click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default=REPORT_FORMATS[0], show_default=True)
 @click.option("--no-figures", is_flag=True, help="Skip the PR-curve and heatmap figures.")
 @click.option("--aupro", is_flag=True, help="Add a Pixel AUPRO column (from `eval --aupro`; a dash for runs without).")
-def report(output, dataset, out, fmt, no_figures, aupro) -> None:
+@click.option("--ci", is_flag=True,
+              help="Add a table of the image-level metrics with their 95% bootstrap interval over test images "
+                   "(from `eval --save-scores`).")
+def report(output, dataset, out, fmt, no_figures, aupro, ci) -> None:
     """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
     from anoseg.log import console
     from anoseg.report import build_report, print_report, report_targets
@@ -350,7 +353,7 @@ def report(output, dataset, out, fmt, no_figures, aupro) -> None:
     for name, target in report_targets(output, dataset, out):
         with console.status(f"building the {name} report" + ("" if no_figures else " and its figures")):
             result = build_report(output, name, target, fmt=fmt, figures=not no_figures,
-                                  extra_metrics=(PIXEL_AUPRO,) if aupro else ())
+                                  extra_metrics=(PIXEL_AUPRO,) if aupro else (), ci=ci)
         print_report(result, console)
         for path in result.paths:
             console.print(f"wrote {path}")

@@ -12,6 +12,7 @@ already in percent and rounded), so the markdown, CSV and JSON files always carr
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,11 +26,13 @@ from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures
 from anoseg.report.render import Report, print_report, render_markdown, write_tables
 from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, select_seeds, tidy
+from anoseg.report.stats import IMAGE_METRICS, run_intervals
 from anoseg.report.tables import (
     RUN_KEYS,
     TASK_SPECS,
     Table,
     TaskSpec,
+    ci_table,
     cost_table,
     per_category_tables,
     run_label,
@@ -62,6 +65,7 @@ def build_report(
     figures: bool = True,
     categories: list[str] | None = None,
     extra_metrics: Sequence[str] = (),
+    ci: bool = False,
 ) -> Report:
     """Build the summary, per-category and cost tables of ``dataset`` and write them, with figures, next to ``out``.
 
@@ -70,8 +74,9 @@ def build_report(
     ``categories`` restricts the report to these categories, in this order (default: every category, in the order
     ``anoseg eval`` wrote them, i.e. the recipe's). ``extra_metrics``: optional columns appended to the papers' ones
     (``TaskSpec.optional``, e.g. ``pixel_aupro`` from ``eval --aupro``; a run without it shows a dash); a name the
-    dataset's task has no column for is left out with a warning. Unusable ``metrics.json`` files are skipped with a
-    warning.
+    dataset's task has no column for is left out with a warning. ``ci``: a table of the image-level metrics with their
+    bootstrap confidence interval over test images, from the saved scores (anomaly datasets). Unusable
+    ``metrics.json`` files are skipped with a warning.
 
     Example:
         >>> report = build_report(Path("outputs"), "mvtec_ad", Path("outputs/mvtec_ad/report.md"))
@@ -114,6 +119,8 @@ def build_report(
     order = [c for c in order if c in set(data["category"])]
 
     tables = [summary_table(data, spec, order)]
+    if ci:
+        tables += _ci_tables(data, spec, order, task, outputs, say)
     per_category = per_category_tables(data, spec, order)
     tables += per_category.values()
     cost = _cost_table(outputs, say)
@@ -149,6 +156,20 @@ def _with_columns(spec: TaskSpec, task: str, extra: Sequence[str], say) -> TaskS
         say(f"{task} reports have no column {', '.join(unknown)} (optional columns: {offered}); left out")
     added = {m: spec.optional[m] for m in extra if m in spec.optional}
     return replace(spec, metrics={**spec.metrics, **added}) if added else spec
+
+
+def _ci_tables(data: pd.DataFrame, spec: TaskSpec, order: list[str], task: str, outputs: Path, say) -> list[Table]:
+    """``--ci``: the image-level interval table (one), or none with a warning when the task has no image metrics."""
+    if not any(m in IMAGE_METRICS for m in spec.metrics):
+        say(f"--ci applies to image-level metrics, which {task} datasets do not have; ignored")
+        return []
+    intervals = {}
+    for run in sorted(data[RUN_KEYS].drop_duplicates().itertuples(index=False, name=None), key=lambda r: run_rank(*r)):
+        found, why = run_intervals(data, run, lambda folder, category: Path(folder) / "scores" / f"{category}.npz")
+        if why:
+            say(f"no confidence interval for {run_label(*run)}: {why.replace(f'{outputs}{os.sep}', '')}")
+        intervals[run] = found
+    return [ci_table(data, spec, order, intervals)]
 
 
 def _cost_table(outputs: Path, say) -> Table | None:

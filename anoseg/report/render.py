@@ -103,6 +103,9 @@ def render_markdown(
         "## Summary",
         to_markdown(tables[0]).rstrip(),
     ]
+    for table in tables:
+        if table.kind == "ci":
+            parts += [f"## {escape_md(table.title)}", to_markdown(table).rstrip()]
     per_category = [t for t in tables if t.kind == "per_category"]
     if per_category:
         parts += ["## Per-class results" if task == SCENE else "## Per-category results", PER_CATEGORY_NOTE]
@@ -139,6 +142,9 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
     named = {"": report.tables[0], **{f"_{k}": t for k, t in per_category.items()}}
     if cost is not None:
         named["_cost"] = cost
+    ci = next((t for t in report.tables if t.kind == "ci"), None)
+    if ci is not None:
+        named["_ci"] = ci
     if fmt == "csv":
         for suffix, table in named.items():
             path = base.with_name(f"{base.name}{suffix}.csv")
@@ -156,6 +162,7 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
                 "summary": _table_json(report.tables[0]),
                 "per_category": {k: _table_json(t) for k, t in per_category.items()},
                 "cost": _table_json(cost) if cost is not None else None,
+                "ci": _table_json(ci) if ci is not None else None,
                 "figures": [p.relative_to(out.parent).as_posix() for p in report.paths],
                 "warnings": report.warnings,
             },

@@ -14,7 +14,10 @@ confidence intervals of the image-level metrics over test images (docs/report.md
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -184,3 +187,62 @@ def bootstrap_image_ci(
     tail = (1 - level) / 2
     return {name: (float(np.quantile(total[key], tail)), float(np.quantile(total[key], 1 - tail)))
             for name, key in IMAGE_METRICS.items()}
+
+
+def read_image_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image_scores, image_labels, names)`` of a ``scores/<category>.npz`` (``eval --save-scores``), without
+    reading its pixel maps; ``ValueError`` says what is wrong with the file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("image_scores", "image_labels", "names") if k in npz.files}
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # truncated or not an npz
+        raise ValueError(f"unreadable: {exc}") from None
+    missing = [k for k in ("image_scores", "image_labels", "names") if k not in arrays]
+    if missing:
+        raise ValueError(f"missing arrays {missing}")
+    scores, labels, names = arrays["image_scores"], arrays["image_labels"], arrays["names"]
+    if scores.ndim != 1 or labels.shape != scores.shape or names.shape != scores.shape:
+        raise ValueError(f"inconsistent shapes {scores.shape}, {labels.shape}, {names.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError("non-finite image scores")
+    return scores, labels, names
+
+
+def run_intervals(data: pd.DataFrame, run: tuple[str, str, str], scores_path: Callable[[str, str], Path],
+                  **bootstrap: Any) -> tuple[dict[str, tuple[float, float] | None] | None, str | None]:
+    """The bootstrap intervals (:func:`bootstrap_image_ci`) of one run (``(model, mode, generator)`` of the tidy
+    table), from the saved scores of each of its (seed, category): ``(intervals, None)``, or ``(None, why not)``.
+
+    ``scores_path(eval_dir, category)`` names a scores file. Every seed of a category must have scored the same
+    test images (same names and labels, in the same order), and each file must give the image metrics its
+    ``metrics.json`` holds (to 1e-6): else the interval would not be about the number shown.
+    """
+    from anoseg.metrics.anomaly import binary_metrics
+
+    rows = data[(data["model"] == run[0]) & (data["mode"] == run[1]) & (data["generator"] == run[2])]
+    sources = rows.drop_duplicates(["category", "seed"])[["category", "seed", "run_dir"]]
+    categories = []
+    for category, group in sources.groupby("category", sort=False):
+        labels, names, per_seed = None, None, []
+        for source in group.sort_values("seed").itertuples(index=False):
+            path = scores_path(source.run_dir, category)
+            if not path.is_file():
+                return None, f"no {path} (run `anoseg eval --save-scores`)"
+            try:
+                scores, these_labels, these_names = read_image_scores(path)
+            except ValueError as exc:
+                return None, f"{path}: {exc}"
+            if labels is None:
+                labels, names = these_labels, these_names
+            elif not (np.array_equal(labels, these_labels) and np.array_equal(names, these_names)):
+                return None, f"the seeds of category {category!r} scored different test images"
+            recorded = rows[(rows["category"] == category) & (rows["seed"] == source.seed)]
+            recorded = recorded.set_index("metric")["value"]
+            computed = binary_metrics(scores, labels)
+            for key, name in IMAGE_METRICS.items():
+                value = recorded.get(key)
+                if value is not None and not pd.isna(value) and abs(computed[name] - value) > 1e-6:
+                    return None, f"{path} gives {key} {computed[name]:.6f}, its metrics.json {value:.6f}"
+            per_seed.append(scores)
+        categories.append((labels, per_seed))
+    return bootstrap_image_ci(categories, **bootstrap), None

@@ -20,7 +20,7 @@ from anoseg.report.runs import (
     model_rank,
     run_rank,
 )
-from anoseg.report.stats import seeds_line, significant_best
+from anoseg.report.stats import CI_LEVEL, CI_RESAMPLES, IMAGE_METRICS, seeds_line, significant_best
 
 MARK = "†"  # footnote marker: the value is a mean over fewer categories/segmenters than its row claims
 MISSING = "–"
@@ -395,6 +395,31 @@ def _runs_by_rows(data: pd.DataFrame, order: list[str], title: str, row_name: st
     if marks.to_numpy().any():
         captions.append(f"{MARK} mean over the rows this run has only (a dash marks a missing or undefined value).")
     return Table(title, shown, bold, marks, dict.fromkeys(shown.columns, 2), captions, kind="per_category", std=std)
+
+
+def ci_table(data: pd.DataFrame, spec: TaskSpec, order: list[str],
+             intervals: dict[tuple, dict[str, tuple[float, float] | None] | None]) -> Table:
+    """``report --ci``: per run, the summary's image-level values with their bootstrap confidence interval over test
+    images (``anoseg.report.stats.bootstrap_image_ci``); ``intervals`` maps a run (model, mode, generator) to its
+    intervals (fractions), ``None`` or missing where they could not be computed (shown as the value alone)."""
+    metrics = {k: v for k, v in spec.metrics.items() if k in IMAGE_METRICS}
+    spec = TaskSpec(metrics, row_name=spec.row_name)
+    runs, _ = _run_rows(data[data["metric"].isin(metrics)], spec, {c: i for i, c in enumerate(order)})
+    index = pd.MultiIndex.from_frame(pd.DataFrame([r.label for r in runs]))
+    shown = (pd.DataFrame([r.values for r in runs]) * 100).round(2).rename(columns=metrics).set_axis(index)
+    found = [intervals.get(r.key) or {} for r in runs]
+    sides = []
+    for side in (0, 1):
+        frame = pd.DataFrame([{k: ci[k][side] if ci.get(k) else float("nan") for k in metrics} for ci in found])
+        sides.append((frame.astype(float) * 100).round(2).rename(columns=metrics).set_axis(index))
+    marks = pd.DataFrame([r.marks for r in runs]).rename(columns=metrics).set_axis(index).astype(bool)
+    bold = pd.DataFrame(False, index=index, columns=shown.columns)
+    caption = (f"Values in % with their {CI_LEVEL:.0%} bootstrap confidence interval over test images: "
+               f"{CI_RESAMPLES} resamples of each category's test images (anomalous and normal ones apart), seeded; "
+               "percentile interval of the row's mean over categories (and seeds). No interval: no saved scores "
+               "(`anoseg eval --save-scores`) or a category with one class; see the warnings.")
+    return Table("Image-level confidence intervals", shown, bold, marks, dict.fromkeys(shown.columns, 2),
+                 [caption], kind="ci", interval=(sides[0], sides[1]))
 
 
 COST_COLUMNS = {  # bench.json key → (title, scale, decimals)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -177,3 +178,70 @@ def test_bootstrap_ci_equals_a_plain_loop_over_resamples() -> None:
     for i, key in enumerate(("image_auroc", "image_ap", "image_f1max")):
         assert got[key] == pytest.approx((want[0, i], want[1, i]), abs=1e-9)
         assert got[key][0] < got[key][1]
+
+
+def scored_seed(outputs: Path, seed: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A seed of LFD / SeaS with saved scores for two categories and metrics.json values computed from them."""
+    categories, scores = {}, {}
+    for category, n in (("bottle", 10), ("cable", 7)):
+        labels = (np.arange(n) % 2 == 0).astype(np.uint8)
+        image_scores = (rng.random(n) + 0.5 * labels).astype(np.float32)
+        m = binary_metrics(image_scores, labels)
+        categories[category] = anomaly_metrics(0.8, image_auroc=m["auroc"], image_ap=m["ap"], image_f1max=m["f1max"])
+        scores[category] = (labels, image_scores)
+    path = write_seed(outputs, "seas", "lfd", seed, categories)
+    (path.parent / "scores").mkdir()
+    for category, (labels, image_scores) in scores.items():
+        n = labels.size
+        np.savez(path.parent / "scores" / f"{category}.npz",
+                 image_scores=image_scores, image_labels=labels, names=np.array([f"x/{i}" for i in range(n)]),
+                 pixel_scores=np.zeros((n, 4, 4), np.float32), gt_masks=np.zeros((n, 4, 4), np.uint8),
+                 images=np.zeros((n, 4, 4, 3), np.uint8))
+    return scores
+
+
+def test_report_ci_is_the_bootstrap_of_the_saved_scores(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    seeds = {seed: scored_seed(tmp_path, seed, rng) for seed in (0, 1)}
+    report = build_report(tmp_path, "mvtec_ad", tmp_path / "r.md", figures=False, ci=True, fmt="json")
+    table = next(t for t in report.tables if t.kind == "ci")
+    want = bootstrap_image_ci([(seeds[0][c][0], [seeds[s][c][1] for s in (0, 1)]) for c in ("bottle", "cable")])
+    low, high = table.interval
+    for key, title in (("image_auroc", "Image AUROC"), ("image_ap", "Image AP"), ("image_f1max", "Image F1-max")):
+        assert low.loc[("LFD", "SeaS"), title] == round(100 * want[key][0], 2)
+        assert high.loc[("LFD", "SeaS"), title] == round(100 * want[key][1], 2)
+        assert table.frame.loc[("LFD", "SeaS"), title] == report.summary.loc[("LFD", "SeaS"), title]
+        assert low.loc[("LFD", "SeaS"), title] < high.loc[("LFD", "SeaS"), title]
+    value = table.frame.loc[("LFD", "SeaS"), "Image AUROC"]
+    lo, hi = low.loc[("LFD", "SeaS"), "Image AUROC"], high.loc[("LFD", "SeaS"), "Image AUROC"]
+    assert f"{value:.2f} [{lo:.2f}, {hi:.2f}]" in report.markdown and "## Image-level confidence intervals" in (
+        report.markdown)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["ci"]["rows"][0]["Image AUROC CI low"] == lo
+
+
+def test_report_ci_refuses_scores_that_do_not_match(tmp_path: Path) -> None:
+    scored_seed(tmp_path, 42, np.random.default_rng(3))
+    write_seed(tmp_path, "none", "lfd", 42, {"bottle": anomaly_metrics(0.9), "cable": anomaly_metrics(0.8)})
+    path = next(tmp_path.glob("mvtec_ad/seas/lfd/all/eval/*/scores/cable.npz"))
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["image_scores"] = 1 - arrays["image_scores"]  # not the scores its metrics.json was computed from
+    np.savez(path, **arrays)
+    report = build_report(tmp_path, "mvtec_ad", tmp_path / "r.md", figures=False, ci=True)
+    table = next(t for t in report.tables if t.kind == "ci")
+    assert table.interval[0].isna().all().all()  # no interval anywhere, the values still shown
+    text = "\n".join(report.warnings)
+    assert "no confidence interval for LFD / SeaS" in text and "gives image_auroc" in text
+    assert "no confidence interval for LFD / none" in text and "eval --save-scores" in text
+
+
+def test_report_ci_on_the_command_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from anoseg.cli import main
+
+    scored_seed(tmp_path, 42, np.random.default_rng(3))
+    result = CliRunner().invoke(main, ["report", "--output", str(tmp_path), "--ci", "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert "Image-level confidence intervals" in (tmp_path / "report.md").read_text()
