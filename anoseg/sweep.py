@@ -753,16 +753,21 @@ def _print_summary(console, plan: Plan, summary: dict[str, Any]) -> None:
     counts = summary["counts"]
     view = Table(title=f"sweep {plan.spec.name}: {counts[DONE]} done, {counts[SKIPPED]} skipped, "
                        f"{counts[FAILED]} failed")
-    for column in ("status", "model", "generator", "category", "seed", *(["variant"] if plan.spec.grid else []),
-                   "run folder / error"):
-        view.add_column(column)
+    for column in ("status", "model", "generator", "category", "seed", *(["variant"] if plan.spec.grid else [])):
+        view.add_column(column, no_wrap=True)
+    view.add_column("run folder / error", overflow="fold")  # folders and errors are shown whole, wrapped if need be
     style = {DONE: "green", SKIPPED: "dim", FAILED: "red"}
+
+    def short(path: str | None) -> str:
+        return show_command([path], plan.cwd) if path else ""
+
     for c in summary["cells"]:
-        where = c["run"] if c["status"] != FAILED else f"{c['error']}  (log: {c['log']})" if c["log"] else c["error"]
+        where = short(c["run"]) if c["status"] != FAILED else c["error"] + (f"  (log: {short(c['log'])})"
+                                                                              if c["log"] else "")
         view.add_row(c["status"], c["model"], c["generator"], c["category"], str(c["seed"]),
                      *([c["variant"]] if plan.spec.grid else []), where, style=style[c["status"]])
     console.print(view)
-    console.print(f"sweep records: {plan.records}")
+    console.print(f"sweep records: {short(str(plan.records))}", highlight=False)
 
 
 def show_command(argv: list[str], cwd: Path) -> str:

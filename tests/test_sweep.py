@@ -248,3 +248,18 @@ def _epochs(run: Path) -> int:
         return len(json.loads((run / "train_history.json").read_text()))
     except (OSError, ValueError):
         return 0
+
+
+def test_debug_executor_records_a_failing_prepare_for_every_cell_it_feeds(tmp_path):
+    """In-process (DebugExecutor): data that is not there fails prepare once per generator, in one line, and every
+    cell of that generator is recorded as failed with it; the summary lists them."""
+    recipe = tmp_path / "missing.yaml"
+    recipe.write_text(RECIPE.format(data_root=tmp_path / "nowhere", generated_root=tmp_path / "nothing"))
+    plan = expand(spec(recipe, models=("lfd",), generators=("seas",), seeds=(0, 1)), tmp_path / "out")
+    with pytest.raises(AnosegError, match="2 of 2 cell"):
+        run_sweep(plan, EngineOptions(executor="debug"), report=False)
+    summary = json.loads((plan.records / "summary.json").read_text())
+    assert summary["counts"] == {"done": 0, "skipped": 0, "failed": 2}
+    errors = {c["error"] for c in summary["cells"]}
+    assert len(errors) == 1 and errors.pop().startswith("prepare failed: ") and "\n" not in summary["cells"][0]["error"]
+    assert (plan.records / "logs" / "prepare__seas.log").is_file()
