@@ -748,26 +748,20 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _print_summary(console, plan: Plan, summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
+    """One line per cell, failures last: its status and run folder (which names model, generator, seed and
+    category), or its error and log."""
     counts = summary["counts"]
-    view = Table(title=f"sweep {plan.spec.name}: {counts[DONE]} done, {counts[SKIPPED]} skipped, "
-                       f"{counts[FAILED]} failed")
-    for column in ("status", "model", "generator", "category", "seed", *(["variant"] if plan.spec.grid else [])):
-        view.add_column(column, no_wrap=True)
-    view.add_column("run folder / error", overflow="fold")  # folders and errors are shown whole, wrapped if need be
+    output = show_command([str(plan.output)], plan.cwd)
+    console.print(f"[bold]sweep {plan.spec.name}[/bold]: {counts[DONE]} done, {counts[SKIPPED]} skipped, "
+                  f"{counts[FAILED]} failed (run folders under {output}/)", highlight=False)
     style = {DONE: "green", SKIPPED: "dim", FAILED: "red"}
-
-    def short(path: str | None) -> str:
-        return show_command([path], plan.cwd) if path else ""
-
-    for c in summary["cells"]:
-        where = short(c["run"]) if c["status"] != FAILED else c["error"] + (f"  (log: {short(c['log'])})"
-                                                                              if c["log"] else "")
-        view.add_row(c["status"], c["model"], c["generator"], c["category"], str(c["seed"]),
-                     *([c["variant"]] if plan.spec.grid else []), where, style=style[c["status"]])
-    console.print(view)
-    console.print(f"sweep records: {short(str(plan.records))}", highlight=False)
+    for c in sorted(summary["cells"], key=lambda c: c["status"] == FAILED):
+        folder = Path(c["run"]).relative_to(plan.output)
+        line = f"  {c['status']:<8} {folder}"
+        if c["status"] == FAILED:
+            line += f": {c['error']}" + (f"  (log: {show_command([c['log']], plan.cwd)})" if c["log"] else "")
+        console.print(line, style=style[c["status"]], highlight=False, markup=False)
+    console.print(f"sweep records: {show_command([str(plan.records)], plan.cwd)}", highlight=False)
 
 
 def show_command(argv: list[str], cwd: Path) -> str:
