@@ -441,12 +441,13 @@ def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold) -> No
               help="submitit executor: local worker processes, debug (in-process, one at a time) or a SLURM cluster.")
 @click.option("--partition", help="SLURM partition.")
 @click.option("--gpus-per-job", type=click.IntRange(min=0), default=0, show_default=True, help="SLURM GPUs per cell.")
+@click.option("--cpus-per-job", type=click.IntRange(min=1), help="SLURM CPUs per cell. Default: the cluster's.")
 @click.option("--timeout-min", type=click.IntRange(min=1), default=24 * 60, show_default=True,
               help="Time limit of one cell (min).")
 @click.option("--dry-run", is_flag=True, help="Print the cells and their commands; run nothing.")
 @click.option("--no-report", is_flag=True, help="Do not run `anoseg report` at the end.")
 def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments, name, output, device, jobs,
-          executor, partition, gpus_per_job, timeout_min, dry_run, no_report) -> None:
+          executor, partition, gpus_per_job, cpus_per_job, timeout_min, dry_run, no_report) -> None:
     """Run a grid of models × generators × categories × seeds (× overrides): prepare → train → eval, then report.
 
     \b
@@ -488,7 +489,8 @@ def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments
     if gpus and jobs > gpus:
         raise AnosegError(f"--jobs {jobs} > {gpus} CUDA device(s): one cell per device")
     run(plan, EngineOptions(executor=executor, jobs=jobs, gpus=gpus, timeout_min=timeout_min,
-                            slurm_partition=partition, slurm_gpus_per_job=gpus_per_job), report=not no_report)
+                            slurm_partition=partition, slurm_gpus_per_job=gpus_per_job,
+                            slurm_cpus_per_job=cpus_per_job), report=not no_report)
 
 
 @main.command()

@@ -455,7 +455,11 @@ def make_executor(options: EngineOptions, folder: Path, gpu: int | None):
         gpus = {"gpus_per_node": 1, "visible_gpus": (gpu,)} if gpu is not None else {}
         executor.update_parameters(timeout_min=options.timeout_min, **gpus)
         return executor
-    executor = submitit.AutoExecutor(folder, cluster="slurm")
+    try:
+        executor = submitit.AutoExecutor(folder, cluster="slurm")
+    except RuntimeError as exc:  # submitit finds no srun: not on a SLURM cluster
+        raise AnosegError(f"--executor slurm: {exc} (run the sweep on a SLURM login node, or use --executor local)") \
+            from None
     params: dict[str, Any] = {"timeout_min": options.timeout_min, "gpus_per_node": options.slurm_gpus_per_job,
                               "name": "anoseg-sweep"}
     if options.slurm_partition:

@@ -264,3 +264,23 @@ def test_debug_executor_records_a_failing_prepare_for_every_cell_it_feeds(tmp_pa
     errors = {c["error"] for c in summary["cells"]}
     assert len(errors) == 1 and errors.pop().startswith("prepare failed: ") and "\n" not in summary["cells"][0]["error"]
     assert (plan.records / "logs" / "prepare__seas.log").is_file()
+
+
+def test_slurm_executor_gets_the_cluster_settings_and_a_clear_error_off_cluster(tmp_path, monkeypatch):
+    from anoseg.sweep import make_executor
+
+    options = EngineOptions(executor="slurm", jobs=3, timeout_min=90, slurm_partition="gpu", slurm_gpus_per_job=1,
+                            slurm_cpus_per_job=8)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(AnosegError, match="SLURM login node"):
+        make_executor(options, tmp_path / "jobs", None)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    executor = make_executor(options, tmp_path / "jobs", None)  # submitit takes srun on the PATH for a cluster
+    settings = executor._executor.parameters
+    assert executor.cluster == "slurm"
+    assert (settings["partition"], settings["gpus_per_node"], settings["cpus_per_task"], settings["time"]) == (
+        "gpu", 1, 8, 90)
