@@ -1,5 +1,5 @@
 """Statistics of the report: seeds (mean ± sample std, n), when a best row really beats the next, and bootstrap
-confidence intervals of the image-level metrics over test images (docs/report.md, "Seeds and statistics").
+confidence intervals of the image-level metrics over test images (docs/report.md).
 
 * Seeds: a run trained with several seeds is one row; its value is the mean over seeds of each seed's value (the
   unweighted mean over categories), shown with the sample standard deviation over seeds (``ddof=1``) and n.
