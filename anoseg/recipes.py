@@ -35,6 +35,7 @@ class TrainSettings:
     batch_size: PositiveInt = 8
     lr: PositiveFloat = 0.01
     min_lr: Annotated[float, Ge(0)] = 1e-5
+    warmup_iters: Count = 0  # linear warm-up steps before the cosine (0 = none, as the paper)
     momentum: Fraction = 0.9
     weight_decay: Annotated[float, Ge(0)] = 1e-4
     ohem_thresh: Fraction = 0.7

@@ -8,7 +8,9 @@ Two modes:
   trace with anoseg's code (it does not need the authors' code).
 * default: train LFD per category for a fixed budget with several seeds, evaluate, and print mean ± std of pixel AP,
   F1-max and IoU (and image AUROC). With ``--reference PATH`` the authors' training and evaluation run on the same
-  data in the same run, seeds interleaved, and a Welch two-sample t-test compares the two.
+  data in the same run, seeds interleaved, and a Welch two-sample t-test compares the two. ``--set train.KEY=VALUE``
+  changes anoseg's recipe; each ``--variant LABEL:train.KEY=VALUE[,train.KEY=VALUE]`` adds an anoseg side with those
+  settings, trained in the same run (seeds interleaved) and compared with the plain anoseg side.
 
 The authors' code is written for one CUDA GPU and ImageNet weights. ``reference_lfd`` imports it unchanged from the
 given checkout and only adapts the environment: ``.cuda()`` is a no-op, ``resnet18(pretrained=True)`` builds a
@@ -19,6 +21,8 @@ no worker processes, and scikit-learn ≥ 1.8's ``confusion_matrix_at_thresholds
     python bench/parity.py --data-root DATA --generated GEN --categories a,b --seeds 0,1,2 --epochs 8 \\
         --reference /path/to/LFD
     python bench/parity.py --record-trace tests/engine/data/lfd_reference_trace.json --reference /path/to/LFD
+    python bench/parity.py --categories weave,disk --seeds 0,1,2 --epochs 8 --size 64 \
+        --variant warmup:train.warmup_iters=10 --variant augment:train.augment=[hflip,vflip]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -304,24 +309,44 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def summarise(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
-    """A Markdown table: per category and metric, mean ± std (sample std) of each side, difference, Welch t and p."""
+    """A Markdown table: per category and metric, mean ± std (sample std) of each side, and Welch's test.
+
+    Two sides (anoseg, authors): their difference, t and p. More sides, or sides without the authors: each other
+    side against the first (``Δ (t, p)``). With several categories and the same seeds in each, a ``mean`` row per
+    metric averages each seed's values over the categories first (so its std is the spread over seeds).
+    """
     sides = list(results)
+    pair = len(sides) == 2 and "authors" in sides
     head = "| category | metric | " + " | ".join(f"{s} (mean ± std, n)" for s in sides)
-    head += " | difference | Welch t | p |" if len(sides) == 2 else " |"
+    others = "".join(f" | {s} − {sides[0]} (t, p)" for s in sides[1:])
+    head += " | difference | Welch t | p |" if pair else others + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    categories = list(next(iter(results.values())))
+    tables = {side: dict(per_category) for side, per_category in results.items()}
+    categories = list(next(iter(tables.values())))
+    counts = {len(tables[s][c][m]) for s in sides for c in categories for m in METRICS}
+    if len(categories) > 1 and len(counts) == 1:
+        for side in sides:
+            tables[side]["mean"] = {m: [statistics.mean(v) for v in zip(*(tables[side][c][m] for c in categories),
+                                                                         strict=True)] for m in METRICS}
+        categories.append("mean")
     for category in categories:
         for metric in METRICS:
             cells = []
             for side in sides:
-                values = results[side][category][metric]
+                values = tables[side][category][metric]
                 std = statistics.stdev(values) if len(values) > 1 else math.nan
                 cells.append(f"{statistics.mean(values):.1f} ± {std:.1f} ({len(values)})")
             row = f"| {category} | {metric} | " + " | ".join(cells)
-            if len(sides) == 2:
-                a, b = (results[s][category][metric] for s in sides)
+            if pair:
+                a, b = (tables[s][category][metric] for s in sides)
                 t, p = welch(a, b)
                 row += f" | {statistics.mean(a) - statistics.mean(b):+.1f} | {t:.2f} | {p:.2f}"
+            else:
+                base = tables[sides[0]][category][metric]
+                for side in sides[1:]:
+                    other = tables[side][category][metric]
+                    t, p = welch(other, base)
+                    row += f" | {statistics.mean(other) - statistics.mean(base):+.1f} ({t:.2f}, {p:.2f})"
             lines.append(row + " |")
     return "\n".join(lines)
 
@@ -348,23 +373,27 @@ def run_seeds(args: argparse.Namespace) -> dict:
         data_root, generated_root = make_bench_data(work / "data", args.size)
     categories = args.categories.split(",") if args.categories else sorted(
         p.name for p in data_root.iterdir() if (p / "ground_truth").is_dir())
-    recipe_file = work / "parity_bench.yaml"
-    recipe_file.write_text(ANOSEG_RECIPE.format(data_root=data_root, generated_root=generated_root.parent,
-                                                categories=", ".join(categories), size=args.size,
-                                                epochs=args.epochs))
-    recipe = load_recipe(recipe_file)
-    output = work / "outputs"
-    run_prepare(recipe, generated=generated_root, categories=categories, output=output)
+    base = yaml.safe_load(ANOSEG_RECIPE.format(data_root=data_root, generated_root=generated_root.parent,
+                                               categories=", ".join(categories), size=args.size, epochs=args.epochs))
+    base["train"].update(args.set)
+    setups = {}  # anoseg side → (recipe, outputs root)
+    for label, changes in [(args.label, {}), *args.variant]:
+        recipe_file = work / f"parity_bench_{label}.yaml"
+        recipe_file.write_text(yaml.safe_dump({**base, "train": {**base["train"], **changes}}))
+        recipe = load_recipe(recipe_file)  # validated like any recipe: a wrong key or value stops here
+        output = work / "outputs" / label
+        run_prepare(recipe, generated=generated_root, categories=categories, output=output)
+        setups[label] = (recipe, output)
     ref = reference_lfd(args.reference) if args.reference else None
-    sides = ["anoseg"] + (["authors"] if ref else [])
+    sides = list(setups) + (["authors"] if ref else [])
     results = {side: {c: {m: [] for m in METRICS} for c in categories} for side in sides}
     runs = []
     for seed in args.seeds:
         for category in categories:
             for side in sides:  # interleaved, so machine load affects both sides alike
                 started = time.perf_counter()
-                if side == "anoseg":
-                    scores = run_anoseg(recipe, output, category, seed, args.protocol)
+                if side in setups:
+                    scores = run_anoseg(*setups[side], category, seed, args.protocol)
                 else:
                     scores = run_reference(ref, data_root, generated_root, work / "reference" / f"{seed}-{category}",
                                            category, seed, args.size, args.epochs)
@@ -372,13 +401,36 @@ def run_seeds(args: argparse.Namespace) -> dict:
                     results[side][category][metric].append(scores[metric])
                 runs.append({"side": side, "category": category, "seed": seed, **scores,
                              "seconds": time.perf_counter() - started})
-                print(f"{side:7s} {category:10s} seed {seed}: " + "  ".join(f"{m} {scores[m]:.1f}" for m in METRICS)
+                print(f"{side:10s} {category:10s} seed {seed}: " + "  ".join(f"{m} {scores[m]:.1f}" for m in METRICS)
                       + f"  ({runs[-1]['seconds']:.0f} s)", flush=True)
     print()
     print(f"LFD per category, {args.epochs} epochs, {args.size}², batch 8, random init, seeds {args.seeds}"
-          f" (anoseg protocol {args.protocol}); metrics in %")
+          f" (anoseg protocol {args.protocol}; --set {args.set}; variants {dict(args.variant)}); metrics in %")
     print(summarise(results))
-    return {"epochs": args.epochs, "size": args.size, "seeds": args.seeds, "runs": runs, "results": results}
+    return {"epochs": args.epochs, "size": args.size, "seeds": args.seeds, "set": args.set,
+            "variants": dict(args.variant), "runs": runs, "results": results}
+
+
+def train_setting(text: str) -> tuple[str, object]:
+    """``train.KEY=VALUE`` → (KEY, VALUE parsed as YAML: ``50`` is an int, ``[hflip,vflip]`` a list)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("train.") or not key.removeprefix("train."):
+        raise argparse.ArgumentTypeError(f"expected train.KEY=VALUE, got {text!r}")
+    return key.removeprefix("train."), yaml.safe_load(value)
+
+
+def variant(text: str) -> tuple[str, dict]:
+    """``LABEL:train.KEY=VALUE[,train.KEY=VALUE...]`` → (LABEL, {KEY: VALUE}); commas inside [...] stay in a value."""
+    label, sep, rest = text.partition(":")
+    if not sep or not label or label in ("anoseg", "authors"):
+        raise argparse.ArgumentTypeError(f"expected LABEL:train.KEY=VALUE[,...] with a new label, got {text!r}")
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(rest + ","):
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            items.append(rest[start:i])
+            start = i + 1
+    return label, dict(train_setting(item) for item in items)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,9 +444,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--size", type=int, default=160, help="image side (a multiple of 32)")
     parser.add_argument("--protocol", default="clean", choices=["clean", "lfd-compat"], help="anoseg's eval protocol")
+    parser.add_argument("--set", type=train_setting, action="append", default=[], metavar="train.KEY=VALUE",
+                        help="a recipe train setting for anoseg's runs (repeatable), e.g. train.warmup_iters=10")
+    parser.add_argument("--variant", type=variant, action="append", default=[], metavar="LABEL:train.KEY=VALUE,...",
+                        help="another anoseg side with these train settings, compared with the plain one (repeatable)")
+    parser.add_argument("--label", default="anoseg", help="name of the plain anoseg side (e.g. a --set run to merge)")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
     parser.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier --json files together")
     args = parser.parse_args(argv)
+    args.set = dict(args.set)
     if (args.data_root is None) != (args.generated is None):
         parser.error("--data-root and --generated go together")
     if args.record_trace:

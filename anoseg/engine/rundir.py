@@ -12,6 +12,7 @@ repaired by the next ``train`` of the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -24,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from anoseg.errors import AnosegError
+from anoseg.recipes import TrainSettings
 
 # Recipe settings that do not change the trained weights; a resumed run may change them.
 FREE_SETTINGS = ("epochs", "workers", "checkpoint_every", "eval_epoch")
+_TRAIN_DEFAULTS = json.loads(json.dumps(dataclasses.asdict(TrainSettings()), default=str))
 
 
 def lock_path(run: Path) -> Path:
@@ -217,8 +220,10 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[
            != _norm(current[k])]
     old_train, new_train = stored.get("train", {}), current.get("train", {})
     for key in sorted(set(old_train) | set(new_train)):
-        if key not in FREE_SETTINGS and _norm(old_train.get(key)) != _norm(new_train.get(key)):
-            out.append((key, old_train.get(key), new_train.get(key)))
+        # a setting added since the run was saved counts as its default (the run trained without it)
+        old = old_train.get(key, _TRAIN_DEFAULTS.get(key))
+        if key not in FREE_SETTINGS and _norm(old) != _norm(new_train.get(key)):
+            out.append((key, old, new_train.get(key)))
     return out
 
 

@@ -57,6 +57,18 @@ def cosine_lr(iteration: int, total: int, base_lr: float, min_lr: float) -> floa
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * iteration / total))
 
 
+def scheduled_lr(iteration: int, total: int, base_lr: float, min_lr: float, warmup: int = 0) -> float:
+    """The learning rate of step ``iteration`` (0-based) of ``total``: ``warmup`` linear steps, then the cosine.
+
+    Warm-up rises linearly to ``base_lr`` (step i gets ``base_lr·(i+1)/warmup``), as in Goyal et al. 2017,
+    "Accurate, Large Minibatch SGD"; the cosine then spans the remaining ``total - warmup`` steps, so the run ends
+    at the same lr with or without warm-up. ``warmup = 0`` is LFD's schedule exactly (``cosine_lr``).
+    """
+    if iteration < warmup:
+        return base_lr * (iteration + 1) / warmup
+    return cosine_lr(iteration - warmup, total - warmup, base_lr, min_lr)
+
+
 def train(job: TrainJob) -> Path:
     """Train ``job.model`` and return its run directory (checkpoints, ``last.pt``, ``train_history.json``).
 
@@ -137,6 +149,9 @@ def setup(state: RunState, rows) -> Trainer:
     wrapped, optimizer = fabric.setup(model, optimizer)
     batches = _batches_per_epoch(len(dataset), settings.batch_size, fabric.world_size,
                                  keeps_partial_batch(job.model, fabric.world_size))
+    if settings.warmup_iters >= batches * settings.epochs:
+        raise AnosegError(f"train.warmup_iters {settings.warmup_iters} must be below the run's "
+                          f"{batches * settings.epochs} steps ({batches} per epoch × {settings.epochs} epochs)")
     meta = {**_meta(job, rows), **state.meta_extra}
     # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
     meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
@@ -157,7 +172,8 @@ def train_one_epoch(trainer: Trainer, job: TrainJob, state: RunState, epoch: int
     trainer.wrapped.train()
     started, loss_sum, seen, lr = time.perf_counter(), 0.0, 0, settings.lr
     for step, (images, targets) in enumerate(loader):
-        lr = cosine_lr(epoch * trainer.batches + step, trainer.total, settings.lr, settings.min_lr)
+        lr = scheduled_lr(epoch * trainer.batches + step, trainer.total, settings.lr, settings.min_lr,
+                          settings.warmup_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = trainer.criterion(trainer.wrapped(normalize(images, job.recipe.mean, job.recipe.std)), targets)
