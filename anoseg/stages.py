@@ -20,8 +20,8 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
     ``dry_run``: read and check everything leniently, print what was found and the split, write nothing (None)."""
     from rich.progress import Progress
 
+    from anoseg.data.build import build_manifest
     from anoseg.data.manifest import count_table, write_manifest
-    from anoseg.data.split import build_manifest
 
     if recipe.task != ANOMALY:
         from anoseg.data.scenes import build_scene_manifest

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from anoseg.data.build import build_manifest
 from anoseg.data.dataset import SegmentationDataset, load_cached
 from anoseg.data.images import read_image
 from anoseg.data.protocols import resized_mask, train_target
-from anoseg.data.split import build_manifest
 from anoseg.data.synth import make_demo_data
 
 

@@ -134,16 +134,16 @@ def read_image(path: str | Path, *, exif_transpose: bool = True) -> np.ndarray:
     return to_rgb_array(open_image(path, exif_transpose=exif_transpose))
 
 
-def inspect_image(path: str | Path) -> ImageInfo:
+def inspect_image(path: str | Path, *, what: str = "image") -> ImageInfo:
     """Decode an image file completely and describe it upright (``size`` and ``digest`` after its EXIF orientation is
-    applied); raises ``AnosegError`` if it is truncated or corrupt.
+    applied); raises ``AnosegError`` naming the file (``what`` it is) if it is missing, truncated or corrupt.
 
     Example:
         >>> inspect_image("data/demo/mvtec/mesh/train/good/000.png").mode
         'L'
     """
     with strict_decoding():
-        image = open_image(path, exif_transpose=False)
+        image = open_image(path, exif_transpose=False, what=what)
     orientation = exif_orientation(image)
     if orientation != 1:
         upright = ImageOps.exif_transpose(image)

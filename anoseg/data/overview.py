@@ -51,7 +51,7 @@ def print_overview(report: dict[str, Any], console: Any, title: str, frame: Any 
     """Print categories, defect types with their counts, split and mask folder, the good-image split and the first
     problems.
 
-    ``report`` is a data report of ``anoseg.data.split.build_manifest`` (built leniently so that every problem is
+    ``report`` is a data report of ``anoseg.data.build.build_manifest`` (built leniently so that every problem is
     listed) and ``frame`` its manifest rows (for the mask column; optional); ``console`` a rich console.
     """
     from rich.table import Table

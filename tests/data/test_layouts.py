@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anoseg.data.build import build_manifest
 from anoseg.data.layouts import (
     CategoryScan,
     MVTecAD,
@@ -19,7 +20,6 @@ from anoseg.data.layouts import (
     resolve_generated_root,
     visa_defect_name,
 )
-from anoseg.data.split import build_manifest
 from anoseg.errors import AnosegError
 
 from .conftest import names, rows_of, stems, write_image, write_mask

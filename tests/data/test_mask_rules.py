@@ -13,12 +13,13 @@ from PIL import Image
 from scipy import ndimage
 
 from anoseg.cli import main
+from anoseg.data.build import build_manifest
 from anoseg.data.dataset import load_cached
 from anoseg.data.images import read_image
 from anoseg.data.layouts import TEST_GOOD, Sample
 from anoseg.data.masks import read_mask, resize_mask
 from anoseg.data.protocols import resized_mask
-from anoseg.data.split import DataReport, _verify, build_manifest
+from anoseg.data.validation import DataReport, verify_samples
 
 from .conftest import write_image
 
@@ -228,7 +229,7 @@ def test_good_image_with_a_defect_mask_is_flagged_and_keeps_label_0(tmp_path: Pa
     empty = _save_mask(tmp_path / "gt" / "good" / "001.png", _mask((16, 16)))
     report = DataReport(strict=True)
     samples = [Sample("c", "good", TEST_GOOD, image, mask, 0, 2), Sample("c", "good", TEST_GOOD, image, empty, 1, 2)]
-    kept = _verify(samples, None, report, None, (16, 16))
+    kept = verify_samples(samples, None, report, None, (16, 16))
     assert len(kept) == 2
     issues = report.as_dict()
     assert issues["good_with_defect_mask"]["count"] == 1

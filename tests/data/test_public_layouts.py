@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from anoseg.cli import main
+from anoseg.data.build import build_manifest
 from anoseg.data.layouts import LAYOUTS, open_layout
 from anoseg.data.layouts.folder import good_split
-from anoseg.data.split import build_manifest
 from anoseg.errors import AnosegError
 
 from . import public_trees as trees

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from anoseg.data.build import build_manifest
 from anoseg.data.manifest import MANIFEST_COLUMNS, SORT_COLUMNS
-from anoseg.data.split import ISSUE_KINDS, assign_split, build_manifest, n_train
+from anoseg.data.split import assign_split, n_train
+from anoseg.data.validation import ISSUE_KINDS
 from anoseg.errors import AnosegError
 
 from .conftest import names, rows_of, stems, truncate, write_image, write_mask

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from anoseg.data import synth
+from anoseg.data.build import build_manifest
 from anoseg.data.manifest import count_table
-from anoseg.data.split import build_manifest
 from anoseg.data.synth import make_demo_data
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +77,32 @@ def test_kitti_image_without_ground_truth_strict_and_lenient(tmp_path):
     frame, report = build_scene_manifest(recipe("kitti_road", root), strict=False)
     assert len(frame) == 6 and not frame["image"].str.endswith("um_000001.png").any()
     assert report["issues"]["image_without_label"]["count"] == 1 and report["warnings"]
+
+
+def corrupt_pixels_keep_crcs(path: Path) -> None:
+    """Replace a PNG's pixel data by bytes that do not inflate, with valid chunk CRCs: a header/CRC check passes, only
+    a full decode fails."""
+    data = path.read_bytes()
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[start:start + 4])[0]
+    body = b"\x78\x9c" + b"\xff" * (length - 2)
+    chunk = struct.pack(">I", len(body)) + b"IDAT" + body + struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    path.write_bytes(data[:start] + chunk + data[start + 12 + length:])
+
+
+def test_scene_files_are_fully_decoded_as_anomaly_files(tmp_path):
+    root = make_kitti(tmp_path / "kitti", {"um": 3, "umm": 2, "uu": 2})
+    label = root / "training" / "gt_image_2" / "um_road_000001.png"
+    corrupt_pixels_keep_crcs(label)
+    Image.open(label).verify()  # the header/CRC check alone finds nothing wrong
+    with pytest.raises(AnosegError, match=r"um_road_000001\.png.*--lenient"):
+        build_scene_manifest(recipe("kitti_road", root))
+    frame, report = build_scene_manifest(recipe("kitti_road", root), strict=False)
+    assert len(frame) == 6 and not frame["image"].str.endswith("um_000001.png").any()
+    unreadable = report["issues"]["unreadable_label"]
+    assert unreadable["count"] == 1 and unreadable["severity"] == "error" and unreadable["case"] is None
+    assert unreadable["examples"][0]["path"] == str(label)
+    assert report["warnings"] == [f"1 × unreadable or truncated label file(s), image dropped (e.g. {label})"]
 
 
 def test_cityscapes_pairs_by_prefix_and_maps_subsets(tmp_path):

@@ -2,7 +2,7 @@
 
 Every fact about how a dataset is stored lives in this package, one module per dataset family: folder names, mask
 names, which variant a tree is. ``base`` holds what every reader shares (records, listing, stem pairing, the rules
-they all follow); the split stage (``anoseg.data.split``) decides what is fatal and applies the 1/3 rule.
+they all follow); ``anoseg.data.validation`` decides what is fatal, ``anoseg.data.split`` applies the 1/3 rule.
 
 Adding a layout = one class with ``name``, ``root``, ``categories()`` and ``scan(category)`` in its own module, an
 entry in ``LAYOUTS``, a recipe with its category list and a fixture test that mimics the real tree.

@@ -1,7 +1,7 @@
 """What every layout reader shares: the sample/folder/issue records, folder listing and stem pairing.
 
 Readers never decide what is fatal: they list every sample they can pair and record every problem as an ``Issue``;
-the split stage (``anoseg.data.split``) applies the strict/lenient policy and the 1/3 rule.
+``anoseg.data.validation`` applies the strict/lenient policy, ``anoseg.data.split`` the 1/3 rule.
 
 Rules shared by every reader (protocol.md §6 #4–#7):
 
@@ -33,7 +33,7 @@ MASK_SUFFIX = "_mask"  # MVTec AD: ground_truth/<d>/NNN_mask.png
 
 @dataclass(frozen=True)
 class Issue:
-    """A problem or notable fact found in the data; ``kind`` keys the policy table in ``anoseg.data.split``."""
+    """A problem or notable fact found in the data; ``kind`` keys the policy table ``validation.ISSUE_KINDS``."""
 
     kind: str
     path: str

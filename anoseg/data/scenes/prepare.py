@@ -22,56 +22,14 @@ from typing import Any
 import pandas as pd
 
 from anoseg.constants import DATA_REPORT_SCHEMA
+from anoseg.data.images import strict_decoding
 from anoseg.data.layouts import Issue
 from anoseg.data.manifest import manifest_frame
 from anoseg.data.scenes.labels import CLASSES, KITTI_RGB, label_colour_mode
 from anoseg.data.scenes.layouts import ScenePair, read_layout
 from anoseg.data.scenes.options import SceneOptions, scene_options
+from anoseg.data.validation import DataReport, image_notes, inspect_file
 from anoseg.errors import AnosegError
-
-ERROR, WARNING, INFO = "error", "warning", "info"
-MAX_EXAMPLES = 5
-
-#: Every kind of issue the scene data stage reports: severity (ERROR raises in strict mode) and summary.
-ISSUE_KINDS: dict[str, tuple[str, str]] = {
-    "ignored_file": (INFO, "file(s) not matching the layout's names, ignored"),
-    "lane_ground_truth": (INFO, "KITTI um_lane ground truth file(s) ignored (road only)"),
-    "missing_category": (WARNING, "recipe categories not found in the data"),
-    "image_without_label": (ERROR, "image(s) without a label file, dropped"),
-    "label_without_image": (WARNING, "label file(s) without an image, ignored"),
-    "ambiguous_label": (ERROR, "image(s) with two candidate label files, dropped"),
-    "missing_file": (ERROR, "split-list entries whose image does not exist, skipped"),
-    "unreadable_image": (ERROR, "unreadable or truncated image(s), dropped"),
-    "unreadable_label": (ERROR, "unreadable or truncated label file(s), image dropped"),
-    "size_mismatch": (ERROR, "image/label pair(s) of different size, dropped"),
-    "label_mode": (ERROR, "label file(s) whose PIL mode does not fit the label format, dropped"),
-    "alpha_image": (INFO, "image(s) with alpha: alpha dropped"),
-}
-
-
-class IssueLog:
-    """Counts and examples per issue kind; in strict mode an error-severity issue raises at once."""
-
-    def __init__(self, strict: bool) -> None:
-        self.strict = strict
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, list[dict[str, str]]] = defaultdict(list)
-
-    def add(self, issue: Issue) -> None:
-        severity, _ = ISSUE_KINDS[issue.kind]
-        if self.strict and severity == ERROR:
-            raise AnosegError(issue.message + " (pass --lenient to drop such files and continue)")
-        self.counts[issue.kind] += 1
-        if len(self.examples[issue.kind]) < MAX_EXAMPLES:
-            self.examples[issue.kind].append({"path": issue.path, "message": issue.message})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {kind: {"severity": ISSUE_KINDS[kind][0], "summary": ISSUE_KINDS[kind][1], "count": n,
-                       "examples": self.examples[kind]} for kind, n in sorted(self.counts.items())}
-
-    def warnings(self) -> list[str]:
-        return [f"{n} × {ISSUE_KINDS[kind][1]} (e.g. {self.examples[kind][0]['path']})"
-                for kind, n in sorted(self.counts.items()) if ISSUE_KINDS[kind][0] != INFO]
 
 
 def kitti_folds(names: Sequence[tuple[str, str]], n_folds: int = 5) -> dict[tuple[str, str], int]:
@@ -95,7 +53,8 @@ def kitti_folds(names: Sequence[tuple[str, str]], n_folds: int = 5) -> dict[tupl
 class _Checked:
     pair: ScenePair
     mode: str
-    size: tuple[int, int]
+    size: tuple[int, int]  # (width, height), upright
+    notes: list[Issue]  # what reading the image changes (added to the report in file order)
 
 
 def build_scene_manifest(recipe: Any, *, categories: list[str] | None = None,
@@ -112,9 +71,8 @@ def build_scene_manifest(recipe: Any, *, categories: list[str] | None = None,
     """
     options = scene_options(recipe)
     scan = read_layout(recipe.layout, Path(recipe.data_root), options.subsets)
-    log = IssueLog(strict)
-    for issue in scan.issues:
-        log.add(issue)
+    log = DataReport(strict)
+    log.extend(scan.issues)
     pairs = _select(scan.pairs, categories, list(recipe.categories), log)
     checked = _verify(pairs, log)
     if not checked:
@@ -151,7 +109,7 @@ def build_scene_manifest(recipe: Any, *, categories: list[str] | None = None,
     return frame, report
 
 
-def _select(pairs: list[ScenePair], requested: list[str] | None, expected: list[str], log: IssueLog
+def _select(pairs: list[ScenePair], requested: list[str] | None, expected: list[str], log: DataReport
             ) -> list[ScenePair]:
     found = sorted({p.category for p in pairs})
     if requested:
@@ -166,51 +124,36 @@ def _select(pairs: list[ScenePair], requested: list[str] | None, expected: list[
     return pairs
 
 
-def _inspect(path: Path) -> tuple[str, tuple[int, int]]:
-    """Mode and upright size (EXIF orientation applied, as every reader does) from the header, then a structural
-    check of the whole file (PNG chunk CRCs, truncation)."""
-    from PIL import Image
-
-    from anoseg.data.images import exif_orientation
-
-    with Image.open(path) as handle:
-        mode, size = handle.mode, handle.size
-        handle.verify()
-    with Image.open(path) as handle:  # verify() must come first and leaves the handle unusable
-        if exif_orientation(handle) in (5, 6, 7, 8):  # these orientations swap width and height
-            size = size[::-1]
-    return mode, size
-
-
-def _verify(pairs: list[ScenePair], log: IssueLog) -> list[_Checked]:
-    def check(pair: ScenePair) -> _Checked | Issue:
-        try:
-            mode, size = _inspect(pair.image)
-        except Exception as exc:  # PIL raises many types for a broken file
-            return Issue("unreadable_image", str(pair.image), f"cannot read image {pair.image}: {exc}")
-        try:
-            label_mode, label_size = _inspect(pair.label)
-        except Exception as exc:
-            return Issue("unreadable_label", str(pair.label), f"cannot read label file {pair.label}: {exc}")
-        if label_size != size:
-            return Issue("size_mismatch", str(pair.image), f"{pair.image} is {size[0]}x{size[1]} but its label "
-                         f"{pair.label} is {label_size[0]}x{label_size[1]}")
+def _verify(pairs: list[ScenePair], log: DataReport) -> list[_Checked]:
+    """Decode every image and label file completely (``validation.inspect_file``, the policy of anomaly data too)."""
+    def check(pair: ScenePair) -> _Checked | list[Issue]:
+        image = inspect_file(pair.image, "unreadable_image")
+        if isinstance(image, Issue):
+            return [image]
+        label = inspect_file(pair.label, "unreadable_label", what="label file")
+        if isinstance(label, Issue):
+            return [label]
+        if label.size != image.size:
+            return [Issue("label_size_mismatch", str(pair.image), f"{pair.image} is {image.size[0]}x{image.size[1]} "
+                          f"but its label {pair.label} is {label.size[0]}x{label.size[1]}")]
         wants_colour = pair.label_format in (KITTI_RGB, "camvid_colour")
-        if wants_colour != label_colour_mode(label_mode) and not (wants_colour and label_mode == "P"):
-            return Issue("label_mode", str(pair.label), f"{pair.label}: PIL mode {label_mode} does not fit label "
-                         f"format {pair.label_format}")
-        return _Checked(pair, mode, size)
+        if wants_colour != label_colour_mode(label.mode) and not (wants_colour and label.mode == "P"):
+            return [Issue("label_mode", str(pair.label), f"{pair.label}: PIL mode {label.mode} does not fit label "
+                          f"format {pair.label_format}")]
+        return _Checked(pair, image.mode, image.size, image_notes(pair.image, image))
 
     checked = []
-    pool = ThreadPoolExecutor(max_workers=4)  # file reading, mostly: threads overlap the waiting
+    pool = ThreadPoolExecutor(max_workers=4)  # decoding releases the GIL: threads overlap it and the file reads
+    # One strict-decoding block around the pool: the per-file blocks inside the threads then all find (and restore)
+    # the strict setting, whatever their interleaving.
     try:
-        for result in pool.map(check, pairs):  # map keeps the order: the first bad file is the one reported
-            if isinstance(result, Issue):
-                log.add(result)
-            else:
-                if result.mode in ("RGBA", "LA", "PA"):
-                    log.add(Issue("alpha_image", str(result.pair.image), f"alpha dropped: {result.pair.image}"))
-                checked.append(result)
+        with strict_decoding():
+            for result in pool.map(check, pairs):  # map keeps the order: the first bad file is the one reported
+                if isinstance(result, list):
+                    log.extend(result)
+                else:
+                    log.extend(result.notes)
+                    checked.append(result)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a strict-mode error must not wait for every other file
     return checked
