@@ -6,16 +6,14 @@ generated-pair layout that ``anoseg prepare`` reads (protocol.md §1.4)::
     <out>/<category>/<defect>/image/NNN.png     RGB, the source image's size (or image_size × image_size)
     <out>/<category>/<defect>/mask/NNN.png      L mode, exactly 0 / 255, same name and size as the image
 
-Methods and their defect folders:
+Methods (the ``METHODS`` registry here; one module per method) and their defect folders:
 
-* ``perlin`` → ``perlin``: anomalib's ``PerlinAnomalyGenerator`` (the DRAEM recipe): a thresholded, rotated Perlin
-  noise mask, filled with an augmented texture (``textures`` folder, e.g. DTD) or, without one, with augmented Perlin
-  noise, blended into the image with a random factor.
-* ``cutpaste`` → ``cutpaste_patch`` and ``cutpaste_scar`` (count split between them, patch first): CutPaste
-  (Li et al., 2021) with masks, which no library provides. *patch*: a rectangle of 2–15 % of the image area, aspect
-  ratio 0.3–3.3, cut from one random place, colour-jittered and pasted at another. *scar*: a thin rectangle (width
-  2–16 px, length 10–25 % of the shorter side) cut, jittered, rotated by a random angle and pasted with its rotated
-  mask.
+* ``perlin`` → ``perlin`` (``perlin.py``): anomalib's ``PerlinAnomalyGenerator`` (the DRAEM recipe), with an optional
+  texture folder (e.g. DTD);
+* ``cutpaste`` → ``cutpaste_patch`` and ``cutpaste_scar`` (``cutpaste.py``; count split between them, patch first):
+  CutPaste (Li et al., 2021) with masks, which no library provides.
+
+To add a method: a module with its defect maker(s), and one ``Method`` record in ``METHODS``.
 
 Guarantees: only ``train/good`` images are read (never test images); pair ``k`` of a defect folder uses the ``k``-th
 source image, cycling through the sorted list; every pair has its own seed derived from (seed, category, defect,
@@ -29,180 +27,58 @@ from __future__ import annotations
 import shutil
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from anoseg.data.images import is_image_file, read_image
+from anoseg.data.generators.cutpaste import color_jitter, cutpaste_patch, cutpaste_scar
+from anoseg.data.generators.perlin import PerlinDefects
+from anoseg.data.images import read_image
 from anoseg.data.layouts import TRAIN_GOOD, open_layout
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
 from anoseg.paths import ALL_CATEGORIES
 
-#: method name → the defect folders it writes, in the order the count is split between them.
-METHODS: dict[str, tuple[str, ...]] = {
-    "perlin": ("perlin",),
-    "cutpaste": ("cutpaste_patch", "cutpaste_scar"),
-}
 IMAGE_DIR, MASK_DIR = "image", "mask"
 #: Draws per pair before giving up on a source image (an empty draw is rare: ~0 for cutpaste, <1 % for perlin).
 MAX_ATTEMPTS = 25
-
-PATCH_AREA = (0.02, 0.15)  # fraction of the image area
-PATCH_ASPECT = (0.3, 3.3)  # width / height, drawn log-uniformly so that r and 1/r are equally likely
-SCAR_WIDTH = (2, 16)  # pixels, inclusive
-SCAR_LENGTH = (0.10, 0.25)  # fraction of the shorter image side
-JITTER = 0.1  # CutPaste's colour jitter strength (brightness, contrast, saturation, hue)
-TEXTURE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # what anomalib's texture reader (torchvision.io) decodes
 
 #: A defect maker: (source RGB uint8 image, pair seed) → (defect image, bool mask of the pixels that may differ).
 DefectMaker = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# CutPaste (ours: numpy + PIL, masks exact by construction)
+@dataclass(frozen=True)
+class Method:
+    """A registered generator method: the defect folders it writes, in the order the count is split between them,
+    and the factory of their makers from (texture folder or None, seed)."""
 
-
-def color_jitter(patch: np.ndarray, rng: np.random.Generator, strength: float = JITTER) -> np.ndarray:
-    """Random brightness, contrast, saturation and hue change of an (h, w, 3) uint8 patch (torchvision's order).
-
-    Example:
-        >>> color_jitter(np.full((4, 4, 3), 100, np.uint8), np.random.default_rng(0)).shape
-        (4, 4, 3)
-    """
-    if strength <= 0:
-        return patch
-    brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, 3)
-    hue = rng.uniform(-strength, strength)
-    x = patch.astype(np.float32) * brightness
-    x = (x - _gray(x).mean()) * contrast + _gray(x).mean()
-    gray = _gray(x)[..., None]
-    x = (x - gray) * saturation + gray
-    out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    # hue is a rotation of PIL's 8-bit H channel; grey pixels (S = 0) are unaffected
-    hsv = np.asarray(Image.fromarray(out).convert("HSV")).copy()
-    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(hue * 255)) % 256
-    return np.asarray(Image.merge("HSV", [Image.fromarray(hsv[..., c]) for c in range(3)]).convert("RGB"))
-
-
-def _gray(x: np.ndarray) -> np.ndarray:
-    return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
-
-
-def cutpaste_patch(image: np.ndarray, rng: np.random.Generator, *, jitter: float = JITTER) -> tuple[np.ndarray,
-                                                                                                   np.ndarray]:
-    """CutPaste "patch": copy a random rectangle of ``image`` to another random place, with its mask.
-
-    The rectangle covers 2–15 % of the image with aspect ratio 0.3–3.3 and is colour-jittered before pasting.
-    Returns ``(new_image, mask)``; ``mask`` (bool, H × W) is the pasted rectangle and every pixel outside it equals
-    ``image``. Example:
-        >>> img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        >>> out, mask = cutpaste_patch(img, np.random.default_rng(1))
-        >>> bool((out[~mask] == img[~mask]).all()), 0.02 <= mask.mean() <= 0.15
-        (True, True)
-    """
-    height, width = image.shape[:2]
-    area = rng.uniform(*PATCH_AREA) * height * width
-    aspect = np.exp(rng.uniform(np.log(PATCH_ASPECT[0]), np.log(PATCH_ASPECT[1])))
-    pw = int(np.clip(round(np.sqrt(area * aspect)), 1, width))
-    ph = int(np.clip(round(np.sqrt(area / aspect)), 1, height))
-    sy, sx = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
-    dy, dx = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
-    patch = color_jitter(image[sy:sy + ph, sx:sx + pw], rng, jitter)
-    out = image.copy()
-    out[dy:dy + ph, dx:dx + pw] = patch
-    mask = np.zeros((height, width), bool)
-    mask[dy:dy + ph, dx:dx + pw] = True
-    return out, mask
-
-
-def cutpaste_scar(image: np.ndarray, rng: np.random.Generator, *, jitter: float = JITTER) -> tuple[np.ndarray,
-                                                                                                  np.ndarray]:
-    """CutPaste "scar": a thin rectangle of ``image``, rotated by a random angle and pasted elsewhere, with its mask.
-
-    Width 2–16 px (at most half the length, so it stays thin on small images), length 10–25 % of the shorter side.
-    The strip and a mask of it are rotated together with nearest-neighbour sampling, so every pasted pixel is a
-    (jittered) source pixel and the mask is exactly the set of pasted pixels; every pixel outside it equals ``image``.
-    Example:
-        >>> img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        >>> out, mask = cutpaste_scar(img, np.random.default_rng(1))
-        >>> bool((out[~mask] == img[~mask]).all()), bool(mask.any())
-        (True, True)
-    """
-    height, width = image.shape[:2]
-    length = max(2, round(rng.uniform(*SCAR_LENGTH) * min(height, width)))
-    thickness = int(min(rng.integers(SCAR_WIDTH[0], SCAR_WIDTH[1] + 1), max(1, length // 2)))
-    angle = float(rng.uniform(0.0, 180.0))
-    sy, sx = int(rng.integers(0, height - length + 1)), int(rng.integers(0, width - thickness + 1))
-    strip = color_jitter(image[sy:sy + length, sx:sx + thickness], rng, jitter)
-    rotated = np.asarray(Image.fromarray(strip).rotate(angle, Image.Resampling.NEAREST, expand=True))
-    inside = np.asarray(Image.new("L", (thickness, length), 255).rotate(angle, Image.Resampling.NEAREST,
-                                                                         expand=True)) > 0
-    bh, bw = inside.shape
-    if bh > height or bw > width:  # only on images a few pixels wide; the caller redraws
-        return image.copy(), np.zeros((height, width), bool)
-    dy, dx = int(rng.integers(0, height - bh + 1)), int(rng.integers(0, width - bw + 1))
-    out = image.copy()
-    region = out[dy:dy + bh, dx:dx + bw]
-    region[inside] = rotated[inside]
-    mask = np.zeros((height, width), bool)
-    mask[dy:dy + bh, dx:dx + bw] = inside
-    return out, mask
+    defects: tuple[str, ...]
+    makers: Callable[[Path | None, int], dict[str, DefectMaker]]
+    uses_textures: bool = False
 
 
 def _numpy_maker(fn: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]) -> DefectMaker:
     return lambda image, seed: fn(image, np.random.default_rng(seed))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Perlin (anomalib)
+def _perlin_makers(textures: Path | None, seed: int) -> dict[str, DefectMaker]:
+    perlin = PerlinDefects(textures, seed=seed)
+    if textures is not None and perlin.n_textures == 0:
+        raise AnosegError(f"no texture images (.png, .jpg, ...) found in {textures}")
+    return {"perlin": perlin}
 
 
-class PerlinDefects:
-    """anomalib's ``PerlinAnomalyGenerator`` (DRAEM) on uint8 arrays, deterministic per seed.
+def _cutpaste_makers(textures: Path | None, seed: int) -> dict[str, DefectMaker]:
+    return {"cutpaste_patch": _numpy_maker(cutpaste_patch), "cutpaste_scar": _numpy_maker(cutpaste_scar)}
 
-    anomalib draws everything from torch's global RNG (noise, rotation, the choice of 3 of its 10 augmentations,
-    blend factor, texture choice), and its constructor fixes the solarisation threshold, so both are run under a
-    forked RNG seeded here, leaving the caller's RNG state untouched. ``probability=1`` (its default 0.5 returns half
-    of the images unchanged). Its mask is binary and the image is blended only under it (checked in the tests); the
-    output is still composed as ``where(mask, anomalib's image, source)`` so that the contract cannot drift.
-    Example:
-        >>> maker = PerlinDefects(seed=0)
-        >>> out, mask = maker(np.zeros((64, 64, 3), np.uint8), 7)
-        >>> out.shape, mask.dtype
-        ((64, 64, 3), dtype('bool'))
-    """
 
-    def __init__(self, textures: Path | None = None, *, seed: int = 0) -> None:
-        import torch  # lazy: torch + anomalib take seconds to import
-        from anomalib.data.utils.generators import PerlinAnomalyGenerator
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.generator = PerlinAnomalyGenerator(anomaly_source_path=None, probability=1.0)
-        if textures is not None:
-            # anomalib would list anomaly_source_path in file-system order and by lower-case suffix only (a DTD copy
-            # with .JPG files would look empty): list the textures ourselves, sorted, so that a texture index means
-            # the same file everywhere, and only in the formats its reader (torchvision.io.read_image) decodes
-            self.generator.anomaly_source_paths = sorted(
-                p for p in Path(textures).rglob("*") if p.is_file() and is_image_file(p)
-                and p.suffix.lower() in TEXTURE_EXTENSIONS)
-
-    @property
-    def n_textures(self) -> int:
-        return len(self.generator.anomaly_source_paths)
-
-    def __call__(self, image: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed)
-            tensor = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(255.0)
-            augmented, mask = self.generator(tensor)
-        mask = mask[0].numpy() > 0.5
-        augmented = np.rint(augmented.clamp(0, 1).mul(255.0).permute(1, 2, 0).numpy()).astype(np.uint8)
-        return np.where(mask[..., None], augmented, image), mask
+#: The registry: method name (``anoseg generate --method``) → its record.
+METHODS: dict[str, Method] = {
+    "perlin": Method(("perlin",), _perlin_makers, uses_textures=True),
+    "cutpaste": Method(("cutpaste_patch", "cutpaste_scar"), _cutpaste_makers),
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -234,8 +110,9 @@ def generate_pairs(*, method: str, layout: str, data_root: Path, categories: lis
         raise AnosegError(f"--count must be at least 1 (got {count})")
     if image_size is not None and image_size < 8:
         raise AnosegError(f"--image-size must be at least 8 pixels (got {image_size})")
-    if textures is not None and method != "perlin":
-        raise AnosegError(f"--textures is used by the perlin method only (got --method {method})")
+    if textures is not None and not METHODS[method].uses_textures:
+        users = ", ".join(name for name, m in METHODS.items() if m.uses_textures)
+        raise AnosegError(f"--textures is used by the {users} method only (got --method {method})")
     if textures is not None and not Path(textures).is_dir():
         raise AnosegError(f"texture folder not found: {textures}")
     out = Path(out)
@@ -245,7 +122,7 @@ def generate_pairs(*, method: str, layout: str, data_root: Path, categories: lis
         _check_output(out / category, overwrite)
 
     makers = _makers(method, textures, seed)
-    counts = _split_count(count, METHODS[method])
+    counts = _split_count(count, METHODS[method].defects)
     summary: dict = {"method": method, "layout": layout, "data_root": str(data_root), "out": str(out), "seed": seed,
                      "count": count, "image_size": image_size, "textures": str(textures) if textures else None,
                      "categories": {}}
@@ -275,12 +152,7 @@ def generate_pairs(*, method: str, layout: str, data_root: Path, categories: lis
 
 
 def _makers(method: str, textures: Path | None, seed: int) -> dict[str, DefectMaker]:
-    if method == "perlin":
-        perlin = PerlinDefects(textures, seed=seed)
-        if textures is not None and perlin.n_textures == 0:
-            raise AnosegError(f"no texture images (.png, .jpg, ...) found in {textures}")
-        return {"perlin": perlin}
-    return {"cutpaste_patch": _numpy_maker(cutpaste_patch), "cutpaste_scar": _numpy_maker(cutpaste_scar)}
+    return METHODS[method].makers(textures, seed)
 
 
 def _split_count(count: int, defects: tuple[str, ...]) -> dict[str, int]:
@@ -368,4 +240,5 @@ def _check_output(folder: Path, overwrite: bool) -> None:
                               f"generated pairs; remove it yourself or choose another --out")
 
 
-__all__ = ["METHODS", "PerlinDefects", "color_jitter", "cutpaste_patch", "cutpaste_scar", "generate_pairs"]
+__all__ = ["METHODS", "DefectMaker", "Method", "PerlinDefects", "color_jitter", "cutpaste_patch", "cutpaste_scar",
+           "generate_pairs"]
