@@ -400,3 +400,12 @@ def test_empty_texture_folder(tree: Path, tmp_path: Path) -> None:
     (tmp_path / "dtd").mkdir()
     with pytest.raises(AnosegError, match="no texture images"):
         _run(tree, tmp_path / "gen", method="perlin", textures=tmp_path / "dtd")
+
+
+def test_registry_matches_the_cli_vocabulary():
+    from anoseg.constants import GENERATION_METHODS
+
+    assert tuple(generators.METHODS) == GENERATION_METHODS
+    assert {name: m.defects for name, m in generators.METHODS.items()} == {
+        "perlin": ("perlin",), "cutpaste": ("cutpaste_patch", "cutpaste_scar")}
+    assert [name for name, m in generators.METHODS.items() if m.uses_textures] == ["perlin"]

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from anoseg.constants import ALL_CATEGORIES
 from anoseg.data.generators.cutpaste import color_jitter, cutpaste_patch, cutpaste_scar
 from anoseg.data.generators.perlin import PerlinDefects
 from anoseg.data.images import read_image
 from anoseg.data.layouts import TRAIN_GOOD, open_layout
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.paths import ALL_CATEGORIES
 
 IMAGE_DIR, MASK_DIR = "image", "mask"
 #: Draws per pair before giving up on a source image (an empty draw is rare: ~0 for cutpaste, <1 % for perlin).
