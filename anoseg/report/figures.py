@@ -17,9 +17,8 @@ from matplotlib.figure import Figure
 
 from anoseg.io import write_with
 
-MAX_PR_POINTS = 2_000_000  # pixels per run fed to the PR curve; more is slow and changes nothing visible
 N_EXAMPLES = 4
-_PLOT_POINTS = 5000  # points drawn per curve (the curve itself is computed on every sampled pixel)
+_PLOT_POINTS = 5000  # points drawn per curve (the curve itself is computed on every pixel)
 FIGURE_KINDS = {"pr": "pixel-level PR curves", "examples": "test images, ground truth and heatmaps"}  # file suffix
 SCORE_KEYS = ("image_labels", "pixel_scores", "gt_masks", "images", "names")
 
@@ -63,32 +62,29 @@ def load_scores(label: str, path: Path) -> _Scores:
     return scores
 
 
-def pr_curve(scores: np.ndarray, labels: np.ndarray, max_points: int = MAX_PR_POINTS) -> tuple[np.ndarray, ...]:
-    """Pixel-level precision/recall on at most ``max_points`` pixels (a seeded, hence repeatable, random subset).
+def pr_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Pixel-level precision/recall over every pixel, exact (``anoseg.metrics.pr_curve``), and the curve's AP.
 
-    Returns ``(precision, recall, ap, n_used)``; ``ap`` is the step-wise average precision of that curve.
+    Returns ``(precision, recall, ap)`` in ``sklearn.metrics.precision_recall_curve`` layout (thresholds ascending,
+    closed by the point precision 1, recall 0); ``ap`` is the step-wise average precision, the sum
+    ``average_precision_score`` takes. Raises ``ValueError`` without a positive pixel.
 
     Example:
-        >>> precision, recall, ap, n = pr_curve(np.array([0.1, 0.9]), np.array([0, 1]))
+        >>> precision, recall, ap = pr_curve(np.array([0.1, 0.9]), np.array([0, 1]))
         >>> float(ap)
         1.0
     """
-    from sklearn.metrics import precision_recall_curve
+    from anoseg.metrics.anomaly import pr_curve as exact_pr_curve
 
-    scores, labels = scores.ravel(), labels.ravel()
-    if scores.size > max_points:
-        keep = np.random.default_rng(0).choice(scores.size, max_points, replace=False)
-        scores, labels = scores[keep], labels[keep]
-    precision, recall, _ = precision_recall_curve(labels, scores)
-    ap = -np.sum(np.diff(recall) * precision[:-1])  # the same sum sklearn's average_precision_score takes
-    return precision, recall, ap, scores.size
+    precision, recall, _ = exact_pr_curve(scores, labels)
+    ap = float(-np.sum(np.diff(recall) * precision[:-1]))
+    return precision, recall, ap
 
 
 def category_figures(
     category: str,
     runs: list[tuple[str, Path]],
     out_dir: Path,
-    max_points: int = MAX_PR_POINTS,
     n_examples: int = N_EXAMPLES,
 ) -> tuple[list[Path], list[str]]:
     """Write ``<category>_pr.png`` and ``<category>_examples.png`` for the runs ``(label, scores.npz)`` given.
@@ -109,27 +105,24 @@ def category_figures(
         return [], warnings
     stem = figure_stem(category)
     pr_path, grid_path = out_dir / f"{stem}_pr.png", out_dir / f"{stem}_examples.png"
-    _save(_pr_figure(category, loaded, max_points), pr_path)
+    _save(_pr_figure(category, loaded), pr_path)
     _save(_examples_figure(category, loaded, n_examples), grid_path)
     return [pr_path, grid_path], warnings
 
 
-def _pr_figure(category: str, runs: list[_Scores], max_points: int) -> Figure:
+def _pr_figure(category: str, runs: list[_Scores]) -> Figure:
     fig = Figure(figsize=(5.5, 4.5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
-    sampled = False
     for run in runs:
         if not run.gt_masks.any():
             ax.plot([], [], label=f"{run.label} (no anomalous pixels)")
             continue
-        precision, recall, ap, n_used = pr_curve(run.pixel_scores, run.gt_masks, max_points)
-        sampled |= n_used < run.pixel_scores.size
+        precision, recall, ap = pr_curve(run.pixel_scores, run.gt_masks)
         idx = _corners(recall)
         ax.plot(recall[idx], precision[idx], drawstyle="steps-post", linewidth=1.5,
                 label=f"{run.label} (AP {ap:.3f})")  # fmt: skip  (the axes' unit: fractions, not percent)
-    how = f"random subsample: {max_points:,} pixels per run, seed 0" if sampled else "exact: every pixel"
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-    ax.set_title(f"{category}: pixel-level PR\n({how})", fontsize=10)
+    ax.set_title(f"{category}: pixel-level PR (every pixel)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return fig

@@ -43,8 +43,29 @@ def test_perlin_pairs_go_through_prepare_train_eval_and_report(demo_env, tmp_pat
     run = [*recipe, *output, "--generator", "perlin", "--model", "lfd", "--category", "mesh", "--device", "cpu"]
     cli("train", *run, "--epochs", "1", "--image-size", "64", "64", "--backbone-weights", "none")
     cli("eval", *run, "--save-scores")
-    text = cli("report", *output, "--dataset", "demo", "--no-figures")
-    assert "Perlin" in text or "perlin" in text
+    cli("report", *output, "--dataset", "demo", "--no-figures")
+    metrics = json.loads((tmp_path / "outputs" / "demo" / "perlin" / "lfd" / "mesh" / "eval" / "epoch_001"
+                          / "metrics.json").read_text())
+    summary = summary_rows((tmp_path / "outputs" / "report.md").read_text())
+    row = summary[("LFD (per-category)", "perlin")]  # the generator's own row, not any mention of its name
+    header = summary[("Segmenter", "Generator")]
+    for column, metric in (("Image AUROC", "image_auroc"), ("Pixel AP", "pixel_ap"), ("Pixel IoU", "iou")):
+        assert float(row[header.index(column)].strip("*")) == round(100 * metrics["mean"][metric], 2)
+
+
+def summary_rows(markdown: str) -> dict[tuple[str, str], list[str]]:
+    """The report's summary table: (segmenter, generator) → the row's cells (a blank segmenter repeats the last)."""
+    lines = markdown[markdown.index("## Summary"):].splitlines()
+    rows, segmenter = {}, ""
+    for line in lines[next(i for i, line in enumerate(lines) if line.startswith("| ")):]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if set(cells[0]) <= set(":- ") and cells[0]:
+            continue  # the separator row
+        segmenter = cells[0] or segmenter
+        rows[(segmenter, cells[1])] = cells
+    return rows
 
 
 def test_joint_augmentation_moves_image_and_mask_together():
