@@ -61,13 +61,61 @@ def test_boundary_target_marks_both_sides_of_a_label_change():
     assert edges[3:5, 3:5].all() and edges[2, 2] == 1 and edges[0, 0] == 0 and edges[7, 7] == 0
 
 
-def test_sanet_and_bisenet_losses_add_their_auxiliary_terms():
+def up(logits, size=(32, 32)):
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def balanced_bce_by_hand(logits, edges):
+    """SANet's boundary loss written out: positives weigh #neg/#all, negatives #pos/#all, mean over pixels."""
+    pos = edges.sum() / edges.numel()
+    weight = torch.where(edges > 0, 1 - pos, pos)
+    per_pixel = -(edges * F.logsigmoid(logits) + (1 - edges) * F.logsigmoid(-logits))
+    return (weight * per_pixel).mean()
+
+
+@pytest.fixture
+def outputs():
     torch.manual_seed(0)
-    target = torch.randint(0, 2, (2, 32, 32))
-    main = torch.randn(2, 2, 4, 4)
-    plain = build_loss("lfd", min_kept=100)(main, target)
-    sanet = build_loss("sanet_s", min_kept=100)(
-        {"out": main, "aux": [torch.randn(2, 2, 2, 2)], "boundary": torch.randn(2, 1, 4, 4)}, target)
-    bisenet = build_loss("bisenetv2", min_kept=100)({"out": main, "aux": [torch.randn(2, 2, 32, 32)]}, target)
-    assert torch.isfinite(sanet) and sanet > plain
-    assert torch.isfinite(bisenet) and bisenet > plain
+    target = torch.zeros(2, 32, 32, dtype=torch.long)
+    target[0, 8:20, 5:15] = 1
+    target[1, 20:30, 18:31] = 1
+    main = torch.randn(2, 2, 4, 4) * 2
+    return target, main, torch.randn(2, 2, 2, 2) * 2, torch.randn(2, 1, 4, 4) * 3
+
+
+def test_a_main_only_model_gets_exactly_the_ohem_of_its_upsampled_output(outputs):
+    target, main, _, _ = outputs
+    ohem = OhemCrossEntropy(0.7, 100, (1.0, 4.0))
+    assert build_loss("lfd", min_kept=100)(main, target).item() == pytest.approx(ohem(up(main), target).item(),
+                                                                                  rel=1e-6)
+
+
+def test_sanet_loss_is_the_exact_sum_of_its_four_terms(outputs):
+    target, main, aux, boundary = outputs
+    ohem = OhemCrossEntropy(0.7, 100, (1.0, 4.0))
+    main_up, boundary_up = up(main), up(boundary).squeeze(1)
+    terms = {
+        "ohem": ohem(main_up, target),
+        "aux": F.cross_entropy(up(aux), target, weight=torch.tensor([1.0, 4.0])),
+        "boundary": balanced_bce_by_hand(boundary_up, boundary_target(target)),
+        "boundary_ohem": ohem(main_up, torch.where(torch.sigmoid(boundary_up) > 0.8, target, 255)),
+    }
+    assert all(t.item() > 0.01 for t in terms.values())  # every term contributes
+    expected = terms["ohem"] + 0.4 * terms["aux"] + 20 * terms["boundary"] + terms["boundary_ohem"]
+    loss = build_loss("sanet_s", min_kept=100)({"out": main, "aux": [aux], "boundary": boundary}, target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_bisenet_loss_adds_the_ohem_of_every_aux_head_with_weight_one(outputs):
+    target, main, aux, _ = outputs
+    ohem = OhemCrossEntropy(0.7, 100, (1.0, 4.0))
+    aux_heads = [aux, torch.randn(2, 2, 32, 32), torch.randn(2, 2, 8, 8)]
+    expected = ohem(up(main), target) + sum(ohem(up(a), target) for a in aux_heads)
+    loss = build_loss("bisenetv2", min_kept=100)({"out": main, "aux": aux_heads}, target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_auxiliary_outputs_without_a_loss_in_the_record_are_refused(outputs):
+    target, main, aux, _ = outputs
+    with pytest.raises(ValueError, match="auxiliary outputs"):
+        build_loss("lfd", min_kept=100)({"out": main, "aux": [aux]}, target)
