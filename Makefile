@@ -1,4 +1,5 @@
-# The two commands of the README. Both create the virtual environment on first use (pinned versions, ~2 minutes).
+# The two commands of the README. Both create the virtual environment on first use (~2 minutes): the exact versions
+# of constraints.txt, within the ranges of pyproject.toml.
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
@@ -6,12 +7,12 @@ ANOSEG := $(VENV)/bin/anoseg
 STAMP  := $(VENV)/.installed-stamp
 DEMO_MODEL ?= lfd
 
-.PHONY: install demo test lint bench clean-demo
+.PHONY: install demo test test-fast lint bench clean-demo
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,8 +31,13 @@ demo: $(STAMP)
 	done
 	$(ANOSEG) report --dataset demo
 
+## Everything (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest
+
+## Unit and small integration tests: everything but the tests marked slow (multi-process and long end-to-end runs).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check anoseg tests bench
