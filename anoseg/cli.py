@@ -1,4 +1,5 @@
-"""The ``anoseg`` command line. It parses options, applies them over the recipe, and calls one stage function.
+"""The ``anoseg`` command line. It parses options, applies them over the recipe, puts them in one typed job
+(``anoseg.jobs``) and calls the one stage function (``anoseg.stages``) that takes it; it holds no other logic.
 
 Heavy packages (torch, anomalib, pandas) are imported inside the commands so that ``anoseg --help`` is instant.
 """
@@ -6,7 +7,6 @@ Heavy packages (torch, anomalib, pandas) are imported inside the commands so tha
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 from pathlib import Path
@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from anoseg.constants import (
-    ALL_CATEGORIES,
     EXECUTORS,
     EXPORT_FORMATS,
     EXPORTERS,
@@ -92,6 +91,16 @@ def _size_multiple(ctx, param, value):
     return value
 
 
+def _known_layout(ctx, param, value):
+    """``--layout``: a registered dataset layout (``anoseg.data.layouts.LAYOUTS``), read when the option is given."""
+    if value is not None:
+        from anoseg.data.layouts import LAYOUTS
+
+        if value not in LAYOUTS:
+            raise click.BadParameter(f"unknown layout {value!r}; choose one of: {', '.join(LAYOUTS)}", ctx, param)
+    return value
+
+
 DEVICE = DeviceType()
 SEED = click.IntRange(0, 2**32 - 1)
 
@@ -123,15 +132,10 @@ def _load(recipe: str, **overrides):
     return load_recipe(recipe).override(**overrides)
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def _run_categories(recipe, category: str | None) -> list[str]:
-    """The training runs a --category value asks for: ["all"] or one name per per-category model."""
-    if category is None:
-        return [ALL_CATEGORIES] if recipe.train.unified else list(recipe.categories)
-    return _csv(category) or [ALL_CATEGORIES]
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    """A comma list option: its non-empty items, or None when not given (or empty)."""
+    items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+    return items or None
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -163,12 +167,10 @@ def main(debug: bool) -> None:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed writes the same files.")
 def synth(out: Path, seed: int) -> None:
     """Write the built-in demo dataset: an MVTec-layout set and SeaS-layout generated pairs."""
-    from anoseg.data.synth import make_demo_data
-    from anoseg.log import console
+    from anoseg.jobs import SynthJob
+    from anoseg.stages import run_synth
 
-    with console.status("writing the demo dataset"):
-        paths = make_demo_data(out, seed=seed)
-    console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
+    run_synth(SynthJob(out=out, seed=seed))
 
 
 @main.command()
@@ -186,45 +188,35 @@ def synth(out: Path, seed: int) -> None:
 @click.option("--mask-threshold", type=click.IntRange(0, 255),
               help="Mask pixels above this value are defect (default: > 0; 127 for JPEG).")
 @click.option("--drop-empty-generated", is_flag=True, help="Leave out generated pairs whose mask is empty.")
-@click.option("--layout", help="Dataset layout (folder = your own images, see README). Without --recipe: the "
-              "recipe of that name.")
+@click.option("--layout", callback=_known_layout, help="Dataset layout (folder = your own images, see README). "
+              "Without --recipe: the recipe of that name.")
 @click.option("--dry-run", is_flag=True, help="Show what was found and the split that would result; write nothing.")
 @click.pass_context
 def prepare(ctx, recipe, data_root, generated, generator, category, output, seed, lenient, mask_threshold,
             drop_empty_generated, layout, dry_run) -> None:
     """Split real and generated data into a manifest (train: generated + first 1/3 per defect type + train/good)."""
+    from anoseg.jobs import PrepareJob
     from anoseg.stages import run_prepare
 
     if generated is not None and generator is None:
         generator = generated.name
-    if layout:
-        _check_layout(layout)
-        if ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
-            recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
+    if layout and ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
+        recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
     rec = _load(recipe, data_root=data_root, generator=generator, layout=layout)
-    run_prepare(rec, generated=generated, categories=_csv(category), output=output, strict=not lenient,
-                mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated, dry_run=dry_run)
-
-
-def _check_layout(layout: str) -> None:
-    from anoseg.data.layouts import LAYOUTS
-
-    if layout not in LAYOUTS:
-        raise AnosegError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    run_prepare(PrepareJob(rec, output=output, generated=generated, categories=_csv(category), strict=not lenient,
+                           mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated, dry_run=dry_run))
 
 
 @main.command()
 @click.argument("data_root", type=click.Path(path_type=Path))
-@click.option("--layout", default="folder", show_default=True, help="Dataset layout of DATA_ROOT.")
+@click.option("--layout", default="folder", show_default=True, callback=_known_layout,
+              help="Dataset layout of DATA_ROOT.")
 def init(data_root, layout) -> None:
     """Show what DATA_ROOT holds (categories, defect types, counts, the split) and its first problems; write nothing."""
-    from anoseg.log import console
-    from anoseg.stages import run_prepare
+    from anoseg.jobs import InitJob
+    from anoseg.stages import run_init
 
-    _check_layout(layout)
-    rec = _load(layout, data_root=data_root, layout=layout)
-    run_prepare(rec, generated=None, categories=None, output=Path("outputs"), dry_run=True)
-    console.print(f"next: anoseg prepare --layout {layout} --data-root {data_root}", highlight=False)
+    run_init(InitJob(_load(layout, data_root=data_root, layout=layout)))
 
 
 def _train_options(func):
@@ -263,19 +255,15 @@ def _train_options(func):
 def train(recipe, model_name, category, generator, output, seed, epochs, batch_size, lr, image_size, device, devices,
           precision, backbone_weights, download_weights, augment, workers, resume, fresh) -> None:
     """Train a segmenter on the prepared manifest, e.g. `anoseg train --model lfd --category bottle`."""
+    from anoseg.jobs import TrainRunsJob
     from anoseg.stages import run_train
-
-    if resume and fresh:
-        raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
-    if download_weights:  # an environment variable reaches DDP worker processes too (anoseg.models.weights)
-        os.environ["ANOSEG_DOWNLOAD_WEIGHTS"] = "1"
 
     rec = _load(recipe, generator=generator, image_size=tuple(image_size) if image_size else None,
                 train__epochs=epochs, train__batch_size=batch_size, train__lr=lr, train__workers=workers,
                 train__augment=tuple(_csv(augment)) if augment else None)
-    run_train(rec, model_name, _run_categories(rec, category), output=output, device=device, devices=devices,
-              precision=precision, seed=seed, backbone_weights=backbone_weights, resume=resume, fresh=fresh,
-              resume_epochs=epochs)
+    run_train(TrainRunsJob(rec, model_name, categories=_csv(category), output=output, seed=seed, device=device,
+                           devices=devices, precision=precision, backbone_weights=backbone_weights,
+                           download_weights=download_weights, resume=resume, fresh=fresh, epochs=epochs))
 
 
 @main.command("eval")
@@ -299,12 +287,12 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays,
           seed, resolution, aupro) -> None:
     """Image- and pixel-level AUROC / AP / F1-max and IoU on the test split, per category and mean."""
+    from anoseg.jobs import EvalRunsJob
     from anoseg.stages import run_eval
 
-    rec = _load(recipe, generator=generator)
-    run_eval(rec, model_name, _run_categories(rec, category), output=output, device=device, epoch=epoch,
-             protocol=protocol, save_scores=save_scores, overlays=overlays, seed=seed,
-             resolution=resolution, aupro=aupro)
+    run_eval(EvalRunsJob(_load(recipe, generator=generator), model_name, categories=_csv(category), output=output,
+                         seed=seed, device=device, epoch=epoch, protocol=protocol, save_scores=save_scores,
+                         overlays=overlays, resolution=resolution, aupro=aupro))
 
 
 @main.command()
@@ -347,16 +335,11 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
                    "(from `eval --save-scores`).")
 def report(output, dataset, out, fmt, no_figures, aupro, ci) -> None:
     """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
-    from anoseg.log import console
-    from anoseg.report import build_report, print_report, report_targets
+    from anoseg.jobs import ReportJob
+    from anoseg.stages import run_report
 
-    for name, target in report_targets(output, dataset, out):
-        with console.status(f"building the {name} report" + ("" if no_figures else " and its figures")):
-            result = build_report(output, name, target, fmt=fmt, figures=not no_figures,
-                                  extra_metrics=(PIXEL_AUPRO,) if aupro else (), ci=ci)
-        print_report(result, console)
-        for path in result.paths:
-            console.print(f"wrote {path}")
+    run_report(ReportJob(output=output, dataset=dataset, out=out, fmt=fmt, figures=not no_figures,
+                         extra_metrics=(PIXEL_AUPRO,) if aupro else (), ci=ci))
 
 
 @main.command()
@@ -373,10 +356,11 @@ def report(output, dataset, out, fmt, no_figures, aupro, ci) -> None:
 @output_option
 def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) -> None:
     """Used parameters, GMACs, latency, FPS and peak memory at batch 1, with the fast-path speed-up."""
+    from anoseg.jobs import BenchJob
     from anoseg.stages import run_bench
 
-    run_bench(_csv(model_names), tuple(size), device=device, runs=runs, warmup=warmup, onnx=onnx,
-              compile_model=compile_model, output=output)
+    run_bench(BenchJob(models=_csv(model_names), size=tuple(size), device=device, runs=runs, warmup=warmup, onnx=onnx,
+                       compile_model=compile_model, output=output))
 
 
 @main.command()
@@ -394,11 +378,11 @@ def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) 
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output.")
 def generate(method, recipe, data_root, category, count, out, seed, textures, overwrite) -> None:
     """Make defect image/mask pairs from train/good images only, in the layout `prepare` reads."""
+    from anoseg.jobs import GenerateJob
     from anoseg.stages import run_generate
 
-    rec = _load(recipe, data_root=data_root)
-    run_generate(rec, method, categories=None if category in (None, ALL_CATEGORIES) else _csv(category), count=count,
-                 out=out, seed=seed, textures=textures, overwrite=overwrite)
+    run_generate(GenerateJob(_load(recipe, data_root=data_root), method, categories=_csv(category), count=count,
+                             out=out, seed=seed, textures=textures, overwrite=overwrite))
 
 
 @main.command()
@@ -454,52 +438,24 @@ def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments
     Resumable: finished cells are skipped, stopped runs resume, failing cells are recorded and the others go on.
     Example: anoseg sweep recipes/sweeps/demo_grid.yaml --jobs 2
     """
-    from anoseg.log import console
-    from anoseg.sweep import EngineOptions, SweepSpec, dry_run_lines, expand, load_sweep_file, parse_assignments
-    from anoseg.sweep import run_sweep as run
+    from anoseg.jobs import SweepJob
+    from anoseg.stages import run_sweep
 
-    raw = load_sweep_file(sweep_file) if sweep_file else {}
-    settings, grid = parse_assignments(assignments)
-    try:
-        seed_list = [int(s) for s in _csv(seeds)] if seeds else [int(s) for s in raw.get("seeds", [DEFAULT_SEED])]
-    except (TypeError, ValueError):
-        raise AnosegError("seeds must be whole numbers, e.g. --seed 0,1") from None
-    spec = SweepSpec(
-        name=name or raw.get("name") or "sweep", recipe=recipe or raw.get("recipe") or "demo",
-        models=tuple(_csv(models) or raw.get("models") or ()), generators=tuple(_csv(generators) or
-                                                                              raw.get("generators") or ()),
-        categories=tuple(_csv(categories) or raw.get("categories") or ()) or None, seeds=tuple(seed_list),
-        settings={**(raw.get("set") or {}), **settings}, grid={**{k: tuple(v) for k, v in (raw.get("grid") or
-                                                                                          {}).items()}, **grid},
-        device=device or raw.get("device") or "auto",
-        backbone_weights=str(raw.get("backbone_weights", "imagenet")), save_scores=bool(raw.get("save_scores", True)))
-    plan = expand(spec, output)
-    if dry_run:
-        for line in dry_run_lines(plan):
-            console.print(line, highlight=False, markup=False, soft_wrap=True)
-        return
-    gpus = 0
-    if executor == "local" and spec.device != "cpu":
-        import torch
-
-        gpus = torch.cuda.device_count()
-    if jobs is not None and jobs < 1:
-        raise AnosegError("--jobs must be at least 1")
-    jobs = 1 if executor == "debug" else (jobs or max(gpus, 1))
-    if gpus and jobs > gpus:
-        raise AnosegError(f"--jobs {jobs} > {gpus} CUDA device(s): one cell per device")
-    run(plan, EngineOptions(executor=executor, jobs=jobs, gpus=gpus, timeout_min=timeout_min,
-                            slurm_partition=partition, slurm_gpus_per_job=gpus_per_job,
-                            slurm_cpus_per_job=cpus_per_job), report=not no_report)
+    run_sweep(SweepJob(sweep_file=sweep_file, recipe=recipe, models=_csv(models), generators=_csv(generators),
+                       categories=_csv(categories), seeds=_csv(seeds), assignments=tuple(assignments), name=name,
+                       output=output, device=device, jobs=jobs, executor=executor, partition=partition,
+                       gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, timeout_min=timeout_min, dry_run=dry_run,
+                       report=not no_report))
 
 
 @main.command()
 @click.option("--names-only", is_flag=True, help="Print the registry names only, one per line.")
 def models(names_only: bool) -> None:
     """List the registered segmenters with their family, backbone, ImageNet weights and reference cost."""
+    from anoseg.jobs import ModelsJob
     from anoseg.stages import run_models
 
-    run_models(names_only=names_only)
+    run_models(ModelsJob(names_only=names_only))
 
 
 if __name__ == "__main__":

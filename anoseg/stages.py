@@ -1,28 +1,59 @@
-"""One function per pipeline stage, called by the CLI: each resolves paths, calls the engine, and prints a summary."""
+"""One function per command, called by the CLI with one typed job (``anoseg.jobs``): each applies the rules about
+its job's values, resolves paths, calls the engine, and prints progress and a summary. Only the stages (this module
+and the sweep it starts) print; the engine returns data or raises ``AnosegError``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from anoseg.constants import ANOMALY, PIXEL_AUPRO
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, PIXEL_AUPRO
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_path, write_json
+from anoseg.jobs import (
+    BenchJob,
+    EvalRunsJob,
+    GenerateJob,
+    InitJob,
+    ModelsJob,
+    PrepareJob,
+    ReportJob,
+    SweepJob,
+    SynthJob,
+    TrainRunsJob,
+)
 from anoseg.log import console, warn
 from anoseg.paths import DEFAULT_SEED, data_report_path, manifest_path
 from anoseg.recipes import Recipe
 
+if TYPE_CHECKING:
+    from anoseg.report import Report
 
-def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str] | None, output: Path,
-                strict: bool = True, mask_threshold: int | None = None, drop_empty_generated: bool = False,
-                dry_run: bool = False) -> Path | None:
+
+def run_synth(job: SynthJob) -> dict[str, Path]:
+    """Write the built-in demo dataset (``anoseg.data.synth.make_demo_data``) and print where it went."""
+    from anoseg.data.synth import make_demo_data
+
+    with console.status("writing the demo dataset"):
+        paths = make_demo_data(job.out, seed=job.seed)
+    console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
+    return paths
+
+
+def run_prepare(job: PrepareJob) -> Path | None:
     """Validate the data, apply the split, write the manifest and data report atomically; print the counts.
 
-    ``dry_run``: read and check everything leniently, print what was found and the split, write nothing (None)."""
+    ``job.dry_run``: read and check everything leniently, print what was found and the split, write nothing (None).
+    """
     from rich.progress import Progress
 
     from anoseg.data.build import build_manifest
     from anoseg.data.manifest import count_table, write_manifest
 
+    recipe, output, generated, strict, dry_run = job.recipe, job.output, job.generated, job.strict, job.dry_run
+    categories = list(job.categories) if job.categories else None
+    mask_threshold, drop_empty_generated = job.mask_threshold, job.drop_empty_generated
     if recipe.task != ANOMALY:
         from anoseg.data.scenes import build_scene_manifest
 
@@ -57,6 +88,13 @@ def run_prepare(recipe: Recipe, *, generated: Path | None, categories: list[str]
         warn(message)
     console.print(f"manifest: {target}")
     return target
+
+
+def run_init(job: InitJob) -> None:
+    """What a folder of images holds and how it would split (a dry-run prepare), then the prepare command to run."""
+    recipe = job.recipe
+    run_prepare(PrepareJob(recipe, dry_run=True))
+    console.print(f"next: anoseg prepare --layout {recipe.layout} --data-root {recipe.data_root}", highlight=False)
 
 
 def _sha256(path: Path) -> str:
@@ -96,54 +134,65 @@ def _print_counts(table, title: str) -> None:
     console.print(view)
 
 
-def run_train(recipe: Recipe, model: str, runs: list[str], *, output: Path, device: str, devices: int,
-              precision: str, seed: int, backbone_weights: str, resume: bool, fresh: bool,
-              resume_epochs: int | None = None) -> list[Path]:
-    """Train one model per entry of ``runs`` (``all`` = unified, else a category).
+def training_runs(recipe: Recipe, categories: tuple[str, ...] | None) -> list[str]:
+    """The runs a ``--category`` value names: ``["all"]`` (one unified model) or one per category; None = the
+    recipe's mode (``train.unified``)."""
+    if not categories:
+        return [ALL_CATEGORIES] if recipe.train.unified else list(recipe.categories)
+    return list(categories)
 
-    ``resume_epochs``: with ``resume``, the epoch count asked for on the command line (None = each run's own).
+
+def run_train(job: TrainRunsJob) -> list[Path]:
+    """Train one model per run of ``job.categories`` (``all`` = unified, else a category); return the run folders.
+
+    Raises ``AnosegError`` for ``resume`` with ``fresh``, an unknown model or device, or an unfinished prepare.
     """
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.train import TrainJob, train
     from anoseg.models import model_spec
 
-    model_spec(model)  # an unknown name fails before any data work
-    resolve_device(device, devices)
-    check_prepared(output, recipe.name, recipe.generator)
+    if job.resume and job.fresh:
+        raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
+    if job.download_weights:  # an environment variable reaches DDP worker processes too (anoseg.models.weights)
+        os.environ["ANOSEG_DOWNLOAD_WEIGHTS"] = "1"
+    recipe = job.recipe
+    model_spec(job.model)  # an unknown name fails before any data work
+    resolve_device(job.device, job.devices)
+    check_prepared(job.output, recipe.name, recipe.generator)
     done = []
-    for category in runs:
-        job = TrainJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
-                       device=device, devices=devices, precision=precision, seed=seed,
-                       backbone_weights=backbone_weights, resume=resume, fresh=fresh, resume_epochs=resume_epochs)
-        console.print(f"[bold]train[/bold] {model} on {recipe.name}/{recipe.generator}/{category}")
-        done.append(train(job))
+    for category in training_runs(recipe, job.categories):
+        run = TrainJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator,
+                       output=job.output, device=job.device, devices=job.devices, precision=job.precision,
+                       seed=job.seed, backbone_weights=job.backbone_weights, resume=job.resume, fresh=job.fresh,
+                       resume_epochs=job.epochs)
+        console.print(f"[bold]train[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
+        done.append(train(run))
         console.print(f"  checkpoints: {done[-1]}")
     return done
 
 
-def run_eval(recipe: Recipe, model: str, runs: list[str], *, output: Path, device: str, epoch: int | None,
-             protocol: str | None, save_scores: bool, overlays: int, seed: int = DEFAULT_SEED,
-             resolution: str = "model", aupro: bool = False) -> list[dict]:
-    """Evaluate the run(s) and print a metrics table (percentages)."""
+def run_eval(job: EvalRunsJob) -> list[dict]:
+    """Evaluate the run(s) and print a metrics table (percentages) for each; return their metrics dicts."""
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.models import model_spec
     from anoseg.paths import eval_dir
 
-    model_spec(model)
-    resolve_device(device)
-    check_prepared(output, recipe.name, recipe.generator)
+    recipe = job.recipe
+    model_spec(job.model)
+    resolve_device(job.device)
+    check_prepared(job.output, recipe.name, recipe.generator)
     results = []
-    for category in runs:
-        job = EvalJob(recipe=recipe, model=model, category=category, generator=recipe.generator, output=output,
-                      device=device, epoch=epoch, protocol=protocol, save_scores=save_scores, overlays=overlays,
-                      seed=seed, resolution=resolution, aupro=aupro)
-        console.print(f"[bold]eval[/bold] {model} on {recipe.name}/{recipe.generator}/{category}")
-        results.append(evaluate(job))
+    for category in training_runs(recipe, job.categories):
+        run = EvalJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator, output=job.output,
+                      device=job.device, epoch=job.epoch, protocol=job.protocol, save_scores=job.save_scores,
+                      overlays=job.overlays, seed=job.seed, resolution=job.resolution, aupro=job.aupro)
+        console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
+        results.append(evaluate(run))
         print_metrics(results[-1])
         done = results[-1]
         console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "
-                      f"{eval_dir(job.run, done['epoch'])}", highlight=False)
+                      f"{eval_dir(run.run, done['epoch'])}", highlight=False)
     if not results:
         raise AnosegError("nothing to evaluate")
     return results
@@ -172,8 +221,23 @@ def print_metrics(metrics: dict) -> None:
     console.print(view)
 
 
-def run_bench(models: list[str] | None, size: tuple[int, int], *, device: str, runs: int, warmup: int, onnx: bool,
-              compile_model: bool, output: Path) -> dict:
+def run_report(job: ReportJob) -> list[Report]:
+    """Build the report of each dataset asked for (``anoseg.report``), print its tables and the files written."""
+    from anoseg.report import build_report, print_report, report_targets
+
+    reports = []
+    for name, target in report_targets(job.output, job.dataset, job.out):
+        with console.status(f"building the {name} report" + (" and its figures" if job.figures else "")):
+            result = build_report(job.output, name, target, fmt=job.fmt, figures=job.figures,
+                                  extra_metrics=job.extra_metrics, ci=job.ci)
+        print_report(result, console)
+        for path in result.paths:
+            console.print(f"wrote {path}")
+        reports.append(result)
+    return reports
+
+
+def run_bench(job: BenchJob) -> dict:
     """Benchmark the models, print a table and write ``<output>/bench/bench.json``."""
     from rich.table import Table
 
@@ -181,7 +245,9 @@ def run_bench(models: list[str] | None, size: tuple[int, int], *, device: str, r
     from anoseg.models import create_model, list_models
     from anoseg.paths import bench_path
 
-    names = models or list_models()
+    size, device, runs, warmup, onnx, output = job.size, job.device, job.runs, job.warmup, job.onnx, job.output
+    compile_model = job.compile_model
+    names = list(job.models) if job.models else list_models()
     for name in names:
         create_model(name)  # unknown names fail before any timing starts
     with console.status("benchmarking") as status:
@@ -206,13 +272,13 @@ def run_bench(models: list[str] | None, size: tuple[int, int], *, device: str, r
     return result
 
 
-def run_models(*, names_only: bool = False) -> None:
+def run_models(job: ModelsJob) -> None:
     """Print the model registry (records only: nothing is built and torch is not imported)."""
     from rich.table import Table
 
     from anoseg.models.registry import MODELS
 
-    if names_only:
+    if job.names_only:
         console.print("\n".join(MODELS), highlight=False)
         return
     view = Table(title="segmenters (used parameters and MACs at 256², 2 classes, measured from the authors' code)")
@@ -234,12 +300,15 @@ def run_models(*, names_only: bool = False) -> None:
         console.print(note, highlight=False, markup=False)
 
 
-def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, count: int, out: Path | None,
-                 seed: int, textures: Path | None, overwrite: bool) -> dict:
-    """Write generated pairs under ``<generated_root>/<method>`` (or ``out``) and print what was made."""
+def run_generate(job: GenerateJob) -> dict:
+    """Write generated pairs under ``<generated_root>/<method>`` (or ``job.out``) and print what was made."""
     from rich.progress import Progress
 
     from anoseg.data.generators import generate_pairs
+
+    recipe, method, count, out, seed, textures = job.recipe, job.method, job.count, job.out, job.seed, job.textures
+    overwrite = job.overwrite
+    categories = None if not job.categories or ALL_CATEGORIES in job.categories else list(job.categories)
 
     if recipe.task != ANOMALY:
         raise AnosegError(f"generate makes defect pairs for anomaly recipes, not for {recipe.name} ({recipe.task})")
@@ -257,3 +326,48 @@ def run_generate(recipe: Recipe, method: str, *, categories: list[str] | None, c
                       f"{counts['skipped_empty']} empty draw(s) skipped and redrawn", highlight=False)
     console.print(f"generated pairs: {target}  (then: anoseg prepare --recipe {recipe.name} --generator {method})")
     return summary
+
+
+def run_sweep(job: SweepJob) -> dict | None:
+    """Expand the sweep (the sweep file's values, overridden by the job's), then print its cells and commands
+    (``dry_run``) or run them (``anoseg.sweep.run_sweep``) and return the summary.
+
+    Raises ``AnosegError`` for seeds that are not whole numbers or more local jobs than CUDA devices.
+    """
+    from anoseg.sweep import EngineOptions, SweepSpec, dry_run_lines, expand, load_sweep_file, parse_assignments
+    from anoseg.sweep import run_sweep as sweep
+
+    raw = load_sweep_file(job.sweep_file) if job.sweep_file else {}
+    settings, grid = parse_assignments(job.assignments)
+    try:
+        seeds = tuple(int(s) for s in (job.seeds or raw.get("seeds", [DEFAULT_SEED])))
+    except (TypeError, ValueError):
+        raise AnosegError("seeds must be whole numbers, e.g. --seed 0,1") from None
+    spec = SweepSpec(
+        name=job.name or raw.get("name") or "sweep", recipe=job.recipe or raw.get("recipe") or "demo",
+        models=tuple(job.models or raw.get("models") or ()), generators=tuple(job.generators or
+                                                                          raw.get("generators") or ()),
+        categories=tuple(job.categories or raw.get("categories") or ()) or None, seeds=seeds,
+        settings={**(raw.get("set") or {}), **settings},
+        grid={**{k: tuple(v) for k, v in (raw.get("grid") or {}).items()}, **grid},
+        device=job.device or raw.get("device") or "auto",
+        backbone_weights=str(raw.get("backbone_weights", "imagenet")), save_scores=bool(raw.get("save_scores", True)))
+    plan = expand(spec, job.output)
+    if job.dry_run:
+        for line in dry_run_lines(plan):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return None
+    gpus = 0
+    if job.executor == "local" and spec.device != "cpu":
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if job.jobs is not None and job.jobs < 1:
+        raise AnosegError("--jobs must be at least 1")
+    jobs = 1 if job.executor == "debug" else (job.jobs or max(gpus, 1))
+    if gpus and jobs > gpus:
+        raise AnosegError(f"--jobs {jobs} > {gpus} CUDA device(s): one cell per device")
+    return sweep(plan, EngineOptions(executor=job.executor, jobs=jobs, gpus=gpus, timeout_min=job.timeout_min,
+                                     slurm_partition=job.partition, slurm_gpus_per_job=job.gpus_per_job,
+                                     slurm_cpus_per_job=job.cpus_per_job),
+                 report=job.report)

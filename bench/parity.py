@@ -363,6 +363,7 @@ def collect(runs: list[dict]) -> dict[str, dict[str, dict[str, list[float]]]]:
 
 def run_seeds(args: argparse.Namespace) -> dict:
     """The over-seeds comparison (see the module docstring); prints the table and returns all per-run numbers."""
+    from anoseg.jobs import PrepareJob
     from anoseg.recipes import load_recipe
     from anoseg.stages import run_prepare
 
@@ -382,7 +383,8 @@ def run_seeds(args: argparse.Namespace) -> dict:
         recipe_file.write_text(yaml.safe_dump({**base, "train": {**base["train"], **changes}}))
         recipe = load_recipe(recipe_file)  # validated like any recipe: a wrong key or value stops here
         output = work / "outputs" / label
-        run_prepare(recipe, generated=generated_root, categories=categories, output=output)
+        run_prepare(PrepareJob(recipe, output=output, generated=generated_root,
+                               categories=tuple(categories) if categories else None))
         setups[label] = (recipe, output)
     ref = reference_lfd(args.reference) if args.reference else None
     sides = list(setups) + (["authors"] if ref else [])

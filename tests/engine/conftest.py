@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from anoseg.data.synth import make_demo_data
+from anoseg.jobs import PrepareJob
 from anoseg.recipes import load_recipe
 from anoseg.stages import run_prepare
 
@@ -49,5 +50,5 @@ def demo_env(tmp_path_factory) -> DemoEnv:
     generated_root = Path(paths["generated_root"]).parent
     recipe_file.write_text(RECIPE.format(data_root=paths["data_root"], generated_root=generated_root, size=128))
     output = root / "outputs"
-    run_prepare(load_recipe(recipe_file), generated=None, categories=None, output=output)
+    run_prepare(PrepareJob(load_recipe(recipe_file), output=output))
     return DemoEnv(recipe_file, output, Path(paths["data_root"]))

@@ -24,6 +24,7 @@ import anoseg.losses
 import anoseg.models
 from anoseg.engine.checkpoint import LAST, load_checkpoint
 from anoseg.engine.train import TrainJob, train
+from anoseg.jobs import PrepareJob
 from anoseg.recipes import load_recipe
 from anoseg.stages import run_prepare
 
@@ -79,7 +80,7 @@ def replay(tmp_path_factory):
                                          size=TRACE["size"], epochs=TRACE["epochs"], batch_size=TRACE["batch_size"]))
     recipe = load_recipe(recipe_file)
     output = root / "outputs"
-    run_prepare(recipe, generated=None, categories=None, output=output)
+    run_prepare(PrepareJob(recipe, output=output))
     record = {"loss": [], "lr": [], "initial": None, "sizes": []}
     steps = len(TRACE["batches"]) // TRACE["epochs"]
 

@@ -1,0 +1,183 @@
+"""The typed jobs the command line hands to the stages: one dataclass per command, holding its parsed options.
+
+``cli.py`` parses options into one of these and calls the one stage function of ``stages.py`` that takes it; every
+rule about the values (defaults from the recipe, contradictions, which runs to make) is applied by the stage, so a
+script or a test can call a stage with a job and get exactly what the command does. Light on purpose (no torch,
+no pandas): the CLI builds jobs without slowing ``anoseg --help``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anoseg.constants import REPORT_FORMATS, RESOLUTIONS
+from anoseg.paths import DEFAULT_SEED
+
+if TYPE_CHECKING:
+    from anoseg.recipes import Recipe
+
+OUTPUTS = Path("outputs")  # the default root of every output
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """``anoseg synth``: write the demo dataset into ``out``; the same ``seed`` writes the same files."""
+
+    out: Path = Path("data/demo")
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PrepareJob:
+    """``anoseg prepare``: split ``recipe``'s data (+ generated pairs) into ``<output>/<dataset>/<generator>/``.
+
+    ``generated``: the generated pairs' folder (None = the recipe's ``<generated_root>/<generator>``);
+    ``categories``: None = the recipe's (or every category found); ``strict``: stop at the first bad file;
+    ``dry_run``: check leniently and show what was found and the split, write nothing.
+    """
+
+    recipe: Recipe
+    output: Path = OUTPUTS
+    generated: Path | None = None
+    categories: tuple[str, ...] | None = None
+    strict: bool = True
+    mask_threshold: int | None = None  # mask pixels above it are defect (None: > 0)
+    drop_empty_generated: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class InitJob:
+    """``anoseg init``: what ``recipe.data_root`` holds read with ``recipe.layout``, and how it would split."""
+
+    recipe: Recipe
+
+
+@dataclass(frozen=True)
+class TrainRunsJob:
+    """``anoseg train``: one training run per entry of ``categories`` (``all`` = the unified model; None = the
+    recipe's mode). ``epochs``: the recipe's already carries ``--epochs``; with ``resume`` it also lets a run go
+    on to more epochs than it was started with (None = each run's own)."""
+
+    recipe: Recipe
+    model: str
+    categories: tuple[str, ...] | None = None
+    output: Path = OUTPUTS
+    seed: int = DEFAULT_SEED
+    device: str = "auto"
+    devices: int = 1
+    precision: str = "32-true"
+    backbone_weights: str = "imagenet"
+    download_weights: bool = False
+    resume: bool = False
+    fresh: bool = False
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalRunsJob:
+    """``anoseg eval``: evaluate the run(s) of ``model`` named by ``categories`` (None = the recipe's mode)."""
+
+    recipe: Recipe
+    model: str
+    categories: tuple[str, ...] | None = None
+    output: Path = OUTPUTS
+    seed: int = DEFAULT_SEED
+    device: str = "auto"
+    epoch: int | None = None  # None: the recipe's eval_epoch, else the last
+    protocol: str | None = None  # None: the recipe's
+    save_scores: bool = False
+    overlays: int = 4
+    resolution: str = RESOLUTIONS[0]
+    aupro: bool = False
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """``anoseg report``: the tables and figures of ``dataset`` (None = every dataset under ``output``)."""
+
+    output: Path = OUTPUTS
+    dataset: str | None = None
+    out: Path | None = None  # the markdown file (None: <output>/report.md)
+    fmt: str = REPORT_FORMATS[0]
+    figures: bool = True
+    extra_metrics: tuple[str, ...] = ()  # optional columns, e.g. ("pixel_aupro",)
+    ci: bool = False  # a table of image-level metrics with bootstrap intervals (from eval --save-scores)
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """``anoseg bench``: cost and latency of ``models`` (None = every registered one) at ``size = (H, W)``."""
+
+    models: tuple[str, ...] | None = None
+    size: tuple[int, int] = (256, 256)
+    device: str = "auto"
+    runs: int = 30
+    warmup: int = 5
+    onnx: bool = False
+    compile_model: bool = False
+    output: Path = OUTPUTS
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """``anoseg generate``: ``count`` defect pairs per category made by ``method`` from train/good images only.
+
+    ``categories``: None = the recipe's; ``out``: None = ``<recipe generated_root>/<method>``."""
+
+    recipe: Recipe
+    method: str
+    categories: tuple[str, ...] | None = None
+    count: int = 20
+    out: Path | None = None
+    seed: int = DEFAULT_SEED
+    textures: Path | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """``anoseg export``: ``checkpoint`` → one ONNX or TorchScript file plus its JSON sidecar, verified."""
+
+    checkpoint: Path
+    fmt: str = "onnx"
+    out: Path | None = None
+    image_size: tuple[int, int] | None = None  # None: the size the model was trained at
+    dynamic: bool = False
+    exporter: str = "auto"
+    threshold: float | None = None  # None: the ones `anoseg eval` found for this checkpoint
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """``anoseg sweep``: the command-line side of a sweep; each field left None falls back to the sweep file's value
+    (``sweep_file``), then to the default. ``assignments`` are ``KEY=VALUE`` recipe overrides (a key given twice or
+    more is a grid axis)."""
+
+    sweep_file: Path | None = None
+    recipe: str | None = None
+    models: tuple[str, ...] | None = None
+    generators: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | None = None
+    seeds: tuple[str, ...] | None = None  # as typed; the stage says which one is not a whole number
+    assignments: tuple[str, ...] = ()
+    name: str | None = None
+    output: Path = OUTPUTS
+    device: str | None = None
+    jobs: int | None = None  # None: one per CUDA device, else 1
+    executor: str = "local"
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int | None = None  # SLURM; None: the cluster's default
+    timeout_min: int = 24 * 60
+    dry_run: bool = False
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class ModelsJob:
+    """``anoseg models``: the registry as a table, or its names one per line."""
+
+    names_only: bool = False
