@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from anoseg.constants import ALL_CATEGORIES, ANOMALY, SWEEP_SCHEMA
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, METRICS_FILE, SWEEP_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
 from anoseg.paths import DEFAULT_SEED, manifest_path, run_dir, sweep_dir
@@ -302,7 +302,7 @@ def result_exists(cell: Cell) -> bool:
     checkpoint = epoch_path(cell.run, cell.result_epoch)
     if not checkpoint.is_file():
         checkpoint = cell.run / LAST
-    metrics = eval_dir(cell.run, cell.result_epoch) / "metrics.json"
+    metrics = eval_dir(cell.run, cell.result_epoch) / METRICS_FILE
     try:
         written = json.loads(metrics.read_text(encoding="utf-8"))
     except (OSError, ValueError):
