@@ -12,8 +12,9 @@ from __future__ import annotations
 NO_GENERATOR = "none"
 #: ``--category all``: one unified model over every category. Road and scene data have this one category too.
 ALL_CATEGORIES = "all"
-#: ``anoseg generate --method``: anoseg's own defect makers (the generators package owns what each writes).
-GENERATION_METHODS = ("perlin", "cutpaste")
+PERLIN, CUTPASTE = "perlin", "cutpaste"
+#: ``anoseg generate --method``: anoseg's own defect makers (``data/generators``'s ``METHODS`` says what each writes).
+GENERATION_METHODS = (PERLIN, CUTPASTE)
 
 # ---- tasks and protocols ------------------------------------------------------------------------------------------
 ANOMALY, ROAD, SCENE = "anomaly", "road", "scene"

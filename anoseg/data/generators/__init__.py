@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from anoseg.constants import ALL_CATEGORIES
+from anoseg.constants import ALL_CATEGORIES, CUTPASTE, PERLIN
 from anoseg.data.generators.cutpaste import color_jitter, cutpaste_patch, cutpaste_scar
 from anoseg.data.generators.perlin import PerlinDefects
 from anoseg.data.images import read_image
@@ -76,8 +76,8 @@ def _cutpaste_makers(textures: Path | None, seed: int) -> dict[str, DefectMaker]
 
 #: The registry: method name (``anoseg generate --method``) → its record.
 METHODS: dict[str, Method] = {
-    "perlin": Method(("perlin",), _perlin_makers, uses_textures=True),
-    "cutpaste": Method(("cutpaste_patch", "cutpaste_scar"), _cutpaste_makers),
+    PERLIN: Method(("perlin",), _perlin_makers, uses_textures=True),
+    CUTPASTE: Method(("cutpaste_patch", "cutpaste_scar"), _cutpaste_makers),
 }
 
 
