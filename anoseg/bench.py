@@ -156,7 +156,7 @@ def bench_model(name: str, size: tuple[int, int], device: torch.device, *, warmu
     row["fast_speedup"] = row["latency_ms"] / row["fast_latency_ms"]
     row["onnx_latency_ms"] = None
     if onnx:
-        from anoseg.export import onnx_session
+        from anoseg.engine.conversion import onnx_session
 
         session, input_name, expected_diff = onnx_session(model.cpu(), x.cpu())
         row["onnx_max_abs_diff"] = expected_diff

@@ -307,19 +307,24 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (must be new or empty). Default: a new outputs/predict/<date-time>.")
 @click.option("--overwrite", is_flag=True, help="Replace the earlier predict run in --out.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass. Default: 8 on the CPU, "
+              "32 on a GPU.")
+@click.option("--no-overlays", is_flag=True, help="Write the masks only (no heatmap overlays): faster.")
 @device_option
-def predict(images, checkpoint, model_file, threshold, category, out, overwrite, device) -> None:
-    """Binary masks and heatmap overlays for images (files or folders); prints each image's anomaly score.
+def predict(images, checkpoint, model_file, threshold, category, out, overwrite, batch_size, no_overlays,
+            device) -> None:
+    """Binary masks and heatmap overlays for images (files or folders); prints each image's anomaly score (up to
+    50 images; all of them are in predictions.csv).
 
     Output names mirror the inputs' paths below their common folder; mask folders (ground_truth/, gt/, mask/) of a
     dataset are not scored; unreadable images are skipped and listed in skipped.csv.
     """
-    from anoseg.engine.predict import predict as run_predict
+    from anoseg.jobs import PredictJob
+    from anoseg.stages import run_predict
 
-    if (checkpoint is None) == (model_file is None):
-        raise AnosegError("give exactly one of --checkpoint and --model-file")
-    run_predict(list(images), checkpoint=checkpoint, model_file=model_file, threshold=threshold, out=out,
-                device=device, category=category, overwrite=overwrite)
+    run_predict(PredictJob(tuple(images), checkpoint=checkpoint, model_file=model_file, threshold=threshold,
+                           category=category, out=out, overwrite=overwrite, device=device, batch_size=batch_size,
+                           overlays=not no_overlays))
 
 
 @main.command()
@@ -400,10 +405,11 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
               "found for this checkpoint.")
 def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold) -> None:
     """A self-contained ONNX or TorchScript file plus a JSON sidecar, verified against PyTorch."""
-    from anoseg.export import export_model
+    from anoseg.jobs import ExportJob
+    from anoseg.stages import run_export
 
-    export_model(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
-                 dynamic=dynamic, exporter=exporter, threshold=threshold)
+    run_export(ExportJob(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
+                         dynamic=dynamic, exporter=exporter, threshold=threshold))
 
 
 @main.command()

@@ -151,6 +151,25 @@ class ExportJob:
 
 
 @dataclass(frozen=True)
+class PredictJob:
+    """``anoseg predict``: which images, which model (``checkpoint`` or exported ``model_file``), the decision
+    threshold (None: eval's; ``category`` picks a unified model's per-category one), where to write (None: a new
+    ``outputs/predict/<date-time>``), and how to run the line (None: sized for the machine)."""
+
+    sources: tuple[Path, ...]
+    checkpoint: Path | None = None
+    model_file: Path | None = None
+    threshold: float | None = None
+    category: str | None = None
+    out: Path | None = None
+    overwrite: bool = False
+    device: str = "auto"
+    batch_size: int | None = None
+    overlays: bool = True
+    workers: int | None = None  # decoding processes (0: decode in the main process)
+
+
+@dataclass(frozen=True)
 class SweepJob:
     """``anoseg sweep``: the command-line side of a sweep; each field left None falls back to the sweep file's value
     (``sweep_file``), then to the default. ``assignments`` are ``KEY=VALUE`` recipe overrides (a key given twice or

@@ -5,6 +5,8 @@ and the sweep it starts) print; the engine returns data or raises ``AnosegError`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +16,11 @@ from anoseg.io import atomic_path, write_json
 from anoseg.jobs import (
     BenchJob,
     EvalRunsJob,
+    ExportJob,
     GenerateJob,
     InitJob,
     ModelsJob,
+    PredictJob,
     PrepareJob,
     ReportJob,
     SweepJob,
@@ -28,6 +32,7 @@ from anoseg.paths import DEFAULT_SEED, data_report_path, manifest_path
 from anoseg.recipes import Recipe
 
 if TYPE_CHECKING:
+    from anoseg.engine.predict import PredictResult
     from anoseg.report import Report
 
 
@@ -188,7 +193,10 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
                       device=job.device, epoch=job.epoch, protocol=job.protocol, save_scores=job.save_scores,
                       overlays=job.overlays, seed=job.seed, resolution=job.resolution, aupro=job.aupro)
         console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
-        results.append(evaluate(run))
+        with _progress_bar() as progress:
+            results.append(evaluate(run, progress))
+        for message in results[-1]["warnings"]:
+            warn(message)
         print_metrics(results[-1])
         done = results[-1]
         console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "
@@ -196,6 +204,18 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     if not results:
         raise AnosegError("nothing to evaluate")
     return results
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A transient bar driven by an engine's ``progress(description, done, total)`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True) as view:
+        task = view.add_task("", total=None)
+        yield lambda description, done, total: view.update(task, description=description, completed=done,
+                                                           total=total)
 
 
 SHORT_NAMES = {"image_auroc": "I-AUROC", "image_ap": "I-AP", "image_f1max": "I-F1max", "pixel_auroc": "P-AUROC",
@@ -371,3 +391,64 @@ def run_sweep(job: SweepJob) -> dict | None:
                                      slurm_partition=job.partition, slurm_gpus_per_job=job.gpus_per_job,
                                      slurm_cpus_per_job=job.cpus_per_job),
                  report=job.report)
+
+
+def run_export(job: ExportJob) -> dict:
+    """Export a checkpoint (``anoseg.export.export_model``) and print what was written and how well it verified."""
+    from anoseg.export import export_model
+
+    info = export_model(job.checkpoint, fmt=job.fmt, out=job.out, image_size=job.image_size, dynamic=job.dynamic,
+                        exporter=job.exporter, threshold=job.threshold)
+    check, fmt = info["verification"], job.fmt
+    via = f"{info['exporter']}, opset {info['opset']}" if fmt == "onnx" else info["exporter"]
+    console.print(f"exported {info['model']} to {info['path']} ({via}); max |{fmt} − torch| = "
+                  f"{check['max_abs_diff']:.2e} (tolerance {check['tolerance']:.1e})", highlight=False)
+    return info
+
+
+#: Up to this many images, predict prints each image's result; beyond, the progress bar and predictions.csv do.
+PREDICT_LINES = 50
+
+
+def run_predict(job: PredictJob) -> PredictResult:
+    """Predict (``anoseg.engine.predict``): the threshold used and why, a progress bar with images/s, each image's
+    result (for small runs), the skipped images and where everything went."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from anoseg.engine import predict as engine
+
+    prediction = engine.prepare(job)
+    for note in prediction.notes:
+        warn(note)
+    if not prediction.dense:
+        console.print(f"threshold {prediction.threshold:.4f}: {prediction.why}", highlight=False)
+    started = time.perf_counter()
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=console, transient=True) as view:
+        task = view.add_task("predict", total=len(prediction.files), rate="")
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            view.update(task, completed=done, rate=f"{rate:.1f} images/s")
+
+        result = engine.write_predictions(prediction, progress)
+    elapsed = time.perf_counter() - started
+    if len(result.rows) <= PREDICT_LINES:
+        for row in result.rows:
+            if "score" in row:
+                line = f"score {row['score']:.4f}  defect pixels {100 * row['defect_fraction']:.2f}%"
+            elif "road_fraction" in row:
+                line = f"road pixels {100 * row['road_fraction']:.2f}%"
+            else:
+                line = f"mostly {row['dominant_class']} ({100 * row['dominant_fraction']:.1f}%)"
+            console.print(f"{row['image']}  {line}", highlight=False)
+    skipped = result.skipped
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable image(s), listed in {result.out / 'skipped.csv'}: "
+             + "; ".join(s["reason"] for s in skipped[:3]) + (" …" if len(skipped) > 3 else ""))
+    what = ("masks" if not prediction.dense else "maps") + (" and overlays" if job.overlays else "")
+    console.print(f"wrote {len(result.rows)} {what} and predictions.csv to {result.out} "
+                  f"({len(prediction.files) / max(elapsed, 1e-9):.1f} images/s)", highlight=False)
+    return result

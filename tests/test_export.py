@@ -16,16 +16,16 @@ import torch.nn as nn
 from PIL import Image
 
 from anoseg.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from anoseg.engine.results import thresholds_document, weights_sha256
-from anoseg.errors import AnosegError
-from anoseg.export import (
+from anoseg.engine.conversion import (
     _SlicedAdaptiveAvgPool2d,
     example_input,
-    export_model,
     export_onnx,
     export_torchscript,
     onnx_session,
 )
+from anoseg.engine.results import thresholds_document, weights_sha256
+from anoseg.errors import AnosegError
+from anoseg.export import export_model
 from anoseg.io import write_json
 from anoseg.models import create_model, list_models
 from anoseg.paths import eval_dir

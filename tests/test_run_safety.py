@@ -152,7 +152,7 @@ def test_ctrl_c_in_another_command_exits_130(pipeline, monkeypatch):
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict_module, "predict", interrupted)
+    monkeypatch.setattr(predict_module, "write_predictions", interrupted)
     run = pipeline.out / "demo" / "seas" / "lfd" / "disk"
     one_error_line(invoke("predict", "--checkpoint", str(run / "last.pt"), str(pipeline.data)), 130)
 

@@ -15,12 +15,10 @@ and ``overlays/<category>/*.png`` under ``<run>/eval/epoch_NNN/``, complete or n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from anoseg.data.images import read_image
 from anoseg.data.manifest import read_manifest, select_rows
@@ -28,11 +26,10 @@ from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colouriz
 from anoseg.data.scenes.layouts import row_label_formats
 from anoseg.engine import results
 from anoseg.engine.checkpoint import build_model, resolve_device
-from anoseg.engine.evaluate import EvalJob, checkpoint_identity, load_run_checkpoint, order_categories
-from anoseg.engine.predict import softmax
+from anoseg.engine.inference import dense_logits, softmax, torch_runner
+from anoseg.engine.runs import EvalJob, load_run_checkpoint, metrics_record, order_categories, write_percent_csv
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
-from anoseg.log import console, warn
 from anoseg.paths import eval_dir, manifest_path
 
 ROAD_METRICS = ("maxf", "ap", "pre", "rec", "fpr", "fnr", "threshold", "n_images")
@@ -40,73 +37,28 @@ URBAN = "URBAN"
 #: LFD_RoadSeg's result table: column name → metric.
 ROAD_CSV_COLUMNS = {"MaxF": "maxf", "AvgPrec": "ap", "PRE_wp": "pre", "REC_wp": "rec", "FPR_wp": "fpr",
                     "FNR_wp": "fnr"}
-SIZE_MULTIPLE = 32  # the output stride most segmenters need their input to divide
-
-Runner = Callable[[np.ndarray], np.ndarray]  # float32 (N, 3, H, W) normalised → logits (N, C, H, W)
 
 
-def torch_runner(model: torch.nn.Module, device: torch.device) -> Runner:
-    """A ``Runner`` around a torch model (eval mode, no gradients)."""
-    model = model.to(device).eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-
-    return run
-
-
-def dense_logits(run: Runner, image: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                 size: Sequence[int] | None = None, multiple: int = SIZE_MULTIPLE) -> np.ndarray:
-    """Logits (C, H, W) float32 for one uint8 RGB image (H, W, 3) at its native size.
-
-    ``size`` None: the image is padded with black at the bottom/right to a multiple of ``multiple`` and the logits are
-    cropped back. ``size`` (h, w): the image is resized (bilinear) to it and the logits resized back (bilinear).
-
-    Example:
-        >>> logits = dense_logits(torch_runner(model, torch.device("cpu")), np.zeros((375, 1242, 3), np.uint8),
-        ...                       IMAGENET_MEAN, IMAGENET_STD)
-        >>> logits.shape
-        (2, 375, 1242)
-    """
-    height, width = image.shape[:2]
-    if size:
-        from PIL import Image
-
-        model_input = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
-    else:
-        padded_h, padded_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
-        model_input = np.zeros((padded_h, padded_w, 3), np.uint8)
-        model_input[:height, :width] = image
-    mean_a = np.asarray(mean, np.float32).reshape(3, 1, 1)
-    std_a = np.asarray(std, np.float32).reshape(3, 1, 1)
-    batch = ((model_input.transpose(2, 0, 1).astype(np.float32) / 255.0 - mean_a) / std_a)[None]
-    logits = run(np.ascontiguousarray(batch, np.float32))[0]
-    if size:
-        resized = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(height, width),
-                                                  mode="bilinear", align_corners=False)
-        return resized[0].numpy()
-    return np.ascontiguousarray(logits[:, :height, :width])
-
-
-def evaluate_scene(job: EvalJob) -> dict:
+def evaluate_scene(job: EvalJob, progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Evaluate a road/scene run (an ``EvalJob``); write and return the metrics dict (schema ``anoseg.metrics/1``).
+
+    ``progress(description, done, total)`` is called after each image; warnings are returned in
+    ``metrics["warnings"]``.
 
     Example:
         >>> metrics = evaluate_scene(EvalJob(recipe=load_recipe("kitti_road"), model="sanet_s"))
         >>> list(metrics["categories"])
         ['um', 'umm', 'uu', 'URBAN']
     """
-    from rich.progress import Progress
-
-
     recipe = job.recipe
     warnings: list[str] = []
     if job.protocol not in (None, "clean"):
         warnings.append(f"--protocol {job.protocol} concerns anomaly masks only; road/scene evaluation is 'clean'")
     if job.save_scores:
         warnings.append("--save-scores writes anomaly score files only; ignored for road/scene recipes")
-    checkpoint_file, checkpoint = load_run_checkpoint(job)
+    if job.resolution != "model":
+        warnings.append("--resolution concerns anomaly masks only; road/scene evaluation is always native")
+    checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
     meta = checkpoint["meta"]
     run = torch_runner(build_model(checkpoint), resolve_device(job.device))
     size = tuple(meta["image_size"]) or None
@@ -116,27 +68,22 @@ def evaluate_scene(job: EvalJob) -> dict:
     def predict(image: np.ndarray) -> np.ndarray:
         return dense_logits(run, image, meta["mean"], meta["std"], size)
 
-    if job.resolution != "model":
-        warnings.append("--resolution concerns anomaly masks only; road/scene evaluation is always native")
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress:
+            progress("evaluating", done[0], len(test))
+
     target = eval_dir(job.run, checkpoint["epoch"])
     staging = results.staging_dir(target)  # the result appears complete or not at all
     try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("evaluating", total=len(test))
-            evaluate_split = _evaluate_road if recipe.task == "road" else _evaluate_classes
-            per_category, mean = evaluate_split(test, predict, recipe, job, warnings,
-                                                lambda: progress.advance(task), staging)
-        for message in warnings:
-            warn(message)
-        metrics = {
-            "schema": "anoseg.metrics/1", "task": recipe.task, "dataset": recipe.name, "generator": job.generator,
-            "model": job.model, "trained_on": job.category, "protocol": "clean", "epoch": checkpoint["epoch"],
-            "image_size": list(size or []), "created": datetime.now().isoformat(timespec="seconds"),
-            **checkpoint_identity(job.run, checkpoint_file, checkpoint), "categories": per_category, "mean": mean,
-            "mean_excluded": {}, "warnings": warnings,
-        }
+        evaluate_split = _evaluate_road if recipe.task == "road" else _evaluate_classes
+        per_category, mean = evaluate_split(test, predict, recipe, job, warnings, step, staging)
+        metrics = metrics_record(job, checkpoint_file, checkpoint, task=recipe.task, protocol="clean",
+                                 image_size=size or [], categories=per_category, mean=mean, warnings=warnings)
         write_json(staging / "metrics.json", metrics)
-        _write_csv(staging / "metrics.csv", recipe.task, per_category)
+        write_percent_csv(staging / "metrics.csv", *_csv_columns(recipe.task, per_category))
         results.publish(staging, target)
     finally:
         results.discard(staging)
@@ -220,19 +167,10 @@ def _png_writer(array: np.ndarray) -> Callable[[Path], None]:
     return lambda tmp: Image.fromarray(array).save(tmp)
 
 
-def _write_csv(path: Path, task: str, per_category: dict) -> None:
-    """Percentages: the road table as LFD_RoadSeg prints it (categories as rows), or one column for scenes."""
-    import pandas as pd
-
-    def pct(value):
-        return None if value is None else round(100 * value, 2)
-
+def _csv_columns(task: str, per_category: dict) -> tuple[dict, str]:
+    """The percent table: the road table as LFD_RoadSeg prints it (categories as rows), or one column for scenes."""
     if task == "road":
-        table = pd.DataFrame({column: {c: pct(v[metric]) for c, v in per_category.items()}
-                              for column, metric in ROAD_CSV_COLUMNS.items()})
-        table.index.name = "Benchmark"
-    else:
-        values = per_category["all"]
-        table = pd.DataFrame({"all": {k: pct(v) for k, v in values.items() if k != "n_images"}})
-        table.index.name = "metric"
-    write_with(path, lambda tmp: table.to_csv(tmp))
+        columns = {column: {c: v[metric] for c, v in per_category.items()}
+                   for column, metric in ROAD_CSV_COLUMNS.items()}
+        return columns, "Benchmark"
+    return {"all": {k: v for k, v in per_category["all"].items() if k != "n_images"}}, "metric"

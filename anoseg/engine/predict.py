@@ -3,29 +3,73 @@
 The model comes from a training checkpoint or from an exported ONNX file with its JSON sidecar (``anoseg export``).
 The decision threshold is ``--threshold`` or the pixel F1-max threshold that ``anoseg eval`` computed for the very
 weights loaded (``anoseg.engine.results``). Outputs mirror the inputs' folders and never overwrite another run's.
+
+The line runs as a pipeline: images are decoded and resized in ``DataLoader`` worker processes, the network runs on
+batches (``anoseg.engine.inference``; torch or ONNX Runtime), and masks and overlays are encoded and written by a
+thread pool while the next batch runs. ``prepare`` checks everything and loads the model; ``write_predictions`` runs
+the line. Nothing here prints: the stage (``anoseg.stages.run_predict``) shows progress and results.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from anoseg.constants import IMAGE_EXTENSIONS
+from anoseg.data.images import read_image
+from anoseg.engine import results
+from anoseg.engine.inference import Runner, dense_logits, normalise, onnx_runner, ort_session, resize, softmax
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.log import console, warn
+from anoseg.jobs import PredictJob
 from anoseg.paths import run_of_checkpoint
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 #: Folders of a dataset that hold ground-truth masks, not images to score (MVTec/VisA/generic layouts).
 MASK_FOLDERS = {"ground_truth", "gt", "mask", "masks"}
 DEFAULT_ROOT = Path("outputs/predict")
+#: Images per forward pass when not given: beyond 8 a CPU gains no throughput, only memory; a GPU wants more.
+DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+#: Inputs below this count are decoded in the main process: starting worker processes would cost more.
+MIN_IMAGES_FOR_WORKERS = 16
+
+
+@dataclass
+class Prediction:
+    """A checked predict job, its model loaded: what ``write_predictions`` runs."""
+
+    job: PredictJob
+    run: Runner
+    meta: dict[str, Any]
+    files: list[Path]
+    names: dict[Path, Path]
+    out: Path
+    threshold: float | None
+    why: str  # which threshold, and why (a sentence for the user)
+    batch_size: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dense(self) -> bool:
+        """A road/scene model: probabilities or class maps at native resolution, no threshold."""
+        return self.meta.get("task", "anomaly") != "anomaly"
+
+
+@dataclass
+class PredictResult:
+    """What a predict run wrote: one row of ``predictions.csv`` per image, the skipped images, the folder."""
+
+    rows: list[dict]
+    skipped: list[dict]
+    out: Path
 
 
 def collect_images(sources: list[Path]) -> list[Path]:
@@ -39,7 +83,7 @@ def collect_images(sources: list[Path]) -> list[Path]:
                 subfolders[:] = sorted(d for d in subfolders if d.lower() not in MASK_FOLDERS
                                        and not d.startswith("."))
                 found += [Path(folder) / n for n in sorted(names)
-                          if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
+                          if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.startswith(".")]
         elif source.is_file():
             found.append(source)
         else:
@@ -69,150 +113,131 @@ def output_names(files: list[Path], sources: list[Path]) -> dict[Path, Path]:
     return names
 
 
-def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Numerically stable softmax over the class axis."""
-    exp = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
-def check_threshold(threshold: float | None) -> None:
-    """``--threshold`` must be a finite probability in [0, 1]; else ``AnosegError``."""
-    if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
-        raise AnosegError(f"--threshold must be a number in [0, 1] (a defect probability), not {threshold}")
 
 
 def load_predictor(checkpoint: Path | None, model_file: Path | None, device: str = "auto"
-                   ) -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
+                   ) -> tuple[Runner, dict]:
     """``(run, meta)``: ``run(float32 NCHW) → logits NCHW`` and the metadata (image_size, mean, std, ``thresholds``:
-    the ``results.Thresholds`` computed for exactly these weights or None, and ``eval_command`` to compute them)."""
+    the ``results.Thresholds`` computed for exactly these weights or None, ``eval_command`` to compute them,
+    ``device``). Raises ``AnosegError`` for a missing or unreadable model."""
     if model_file is not None:
         return _onnx_predictor(model_file)
-    import torch
-
-    from anoseg.engine import results
     from anoseg.engine.checkpoint import build_model, load_checkpoint, resolve_device
+    from anoseg.engine.inference import torch_runner
 
     ckpt = load_checkpoint(checkpoint)
-    model = build_model(ckpt).to(resolve_device(device))
+    target = resolve_device(device)
     run_folder = run_of_checkpoint(checkpoint)
     weights = results.weights_sha256(ckpt)
     meta = {**ckpt["meta"], "model": ckpt["model"], "thresholds": results.thresholds_for(run_folder, weights),
-            "eval_command": results.eval_command(ckpt, run_folder),
+            "eval_command": results.eval_command(ckpt, run_folder), "device": target.type,
             "source": f"{checkpoint} (epoch {ckpt.get('epoch')}, weights {weights[:12]})"}
-
-    def predict_torch(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(next(model.parameters()).device)
-            return model(x).float().cpu().numpy()
-
-    return predict_torch, meta
+    return torch_runner(build_model(ckpt), target), meta
 
 
-def _onnx_predictor(model_file: Path):
+def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
     sidecar = model_file.with_suffix(".json")
     if not model_file.is_file():
         raise AnosegError(f"model file not found: {model_file}")
     if not sidecar.is_file():
         raise AnosegError(f"{model_file} has no sidecar {sidecar} (written by `anoseg export`)")
-    import onnxruntime
-
-    from anoseg.engine.results import Thresholds
-
     meta = json.loads(sidecar.read_text())
     if meta.get("thresholds"):  # per-category thresholds of the eval of the exported weights (anoseg export)
         epoch = (meta.get("source") or {}).get("epoch")
-        meta["thresholds"] = Thresholds(Path(str(meta.get("threshold_source"))), epoch, str(meta.get("weights_sha256")),
-                                        dict(meta["thresholds"]), meta.get("threshold"))
+        meta["thresholds"] = results.Thresholds(Path(str(meta.get("threshold_source"))), epoch,
+                                                str(meta.get("weights_sha256")), dict(meta["thresholds"]),
+                                                meta.get("threshold"))
     else:
         meta["thresholds"] = None
     meta["eval_command"] = "anoseg eval (for the checkpoint it came from) and `anoseg export` again"
     meta["source"] = str(model_file)
+    meta["device"] = "cpu"
     try:
-        session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+        session = ort_session(model_file)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise AnosegError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
-    name = session.get_inputs()[0].name
-    return (lambda batch: session.run(None, {name: batch})[0]), meta
+    return _fixed_batch(onnx_runner(session), session.get_inputs()[0].shape[0]), meta
 
 
-def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: Path | None = None,
-            threshold: float | None = None, out: Path | None = None, device: str = "auto",
-            category: str | None = None, overwrite: bool = False) -> list[dict]:
-    """Write ``<name>_mask.png`` (0/255) and ``<name>_overlay.png`` per image and ``predictions.csv``; print scores.
+def _fixed_batch(run: Runner, batch: Any) -> Runner:
+    """A runner that takes any batch for a model exported with a fixed batch size (run in slices of that size; a
+    dynamic batch axis takes the whole batch)."""
+    if not isinstance(batch, int) or batch < 1:
+        return run
+    return lambda x: np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
 
-    ``<name>`` mirrors each input's path relative to the common root of the inputs (``output_names``). Outputs go to
-    ``out`` — refused when it is not empty, unless ``overwrite`` and it holds an earlier predict run — or, by default,
-    to a new folder ``outputs/predict/<date-time>``. Everything is written to a hidden staging folder that replaces
-    ``out`` at the end: ``predictions.csv`` always lists exactly the masks beside it. Images that cannot be read are
-    skipped, listed in ``skipped.csv`` and warned about; the run fails (writing nothing) if none can be read.
 
-    The threshold is ``threshold``, else the one ``anoseg eval`` computed for the very weights loaded: for a unified
-    model the ``category``'s own, else the mean of its categories' (and says so). Raises ``AnosegError`` when there is
-    none (naming the ``anoseg eval`` command to run) or ``threshold`` is not in [0, 1].
+def prepare(job: PredictJob) -> Prediction:
+    """Check the job, find the images and their output names, choose the output folder and the threshold, and load
+    the model. Writes nothing.
 
-    Road/scene checkpoints (``meta.task`` road/scene) write ``<name>_road.png`` / ``<name>_classes.png`` instead
-    (see ``_predict_dense``).
-
-    Example:
-        >>> predict([Path("line/cam0")], checkpoint=Path("outputs/demo/seas/lfd/all/last.pt"), category="disk")
+    The threshold is ``job.threshold``, else the one ``anoseg eval`` computed for the very weights loaded: for a
+    unified model the ``category``'s own, else the mean of its categories' (and ``why`` says so). Raises
+    ``AnosegError`` when there is none (naming the ``anoseg eval`` command to run), for a threshold outside [0, 1],
+    missing images, an unusable ``out`` or batch size.
     """
-    import pandas as pd
-    from PIL import Image
-
-    from anoseg.data.images import read_image
-    from anoseg.engine import results as eval_results
-    from anoseg.engine.visual import overlay_strip
-
-    check_threshold(threshold)
-    run, meta = load_predictor(checkpoint, model_file, device)
+    results.check_threshold(job.threshold)
+    if (job.checkpoint is None) == (job.model_file is None):
+        raise AnosegError("give exactly one of --checkpoint and --model-file")
+    if job.batch_size is not None and job.batch_size < 1:
+        raise AnosegError(f"--batch-size must be at least 1, not {job.batch_size}")
+    run, meta = load_predictor(job.checkpoint, job.model_file, job.device)
+    sources = list(job.sources)
     files = collect_images(sources)
     names = output_names(files, sources)
-    out = _output_folder(out, overwrite, files)
-    dense = meta.get("task", "anomaly") != "anomaly"
-    if dense:
-        if threshold is not None or category is not None:
-            warn("--threshold and --category are for anomaly models; road/scene models write probabilities or "
-                 "class maps")
+    out = _output_folder(job.out, job.overwrite, files)
+    notes: list[str] = []
+    threshold, why = job.threshold, ""
+    if meta.get("task", "anomaly") != "anomaly":
+        if job.threshold is not None or job.category is not None:
+            notes.append("--threshold and --category are for anomaly models; road/scene models write probabilities "
+                         "or class maps")
     elif threshold is not None:
         why = "given with --threshold"
     elif meta.get("thresholds") is None:
         raise AnosegError(f"no decision threshold computed for {meta['source']}: run `{meta['eval_command']}` "
                           "first, or pass --threshold")
     else:
-        threshold, why = meta["thresholds"].pick(category)
-    staging = eval_results.staging_dir(out)
+        threshold, why = meta["thresholds"].pick(job.category)
+    batch_size = job.batch_size or DEFAULT_BATCH.get(meta["device"], DEFAULT_BATCH["cpu"])
+    return Prediction(job, run, meta, files, names, out, threshold, why, batch_size, notes)
+
+
+def predict(sources: list[Path], **options: Any) -> list[dict]:
+    """``prepare`` then ``write_predictions`` a ``PredictJob(sources, **options)``; the rows of ``predictions.csv``.
+
+    Writes ``<name>_mask.png`` (0/255) and ``<name>_overlay.png`` per image and ``predictions.csv``. ``<name>``
+    mirrors each input's path relative to the common root of the inputs (``output_names``). Outputs go to ``out`` —
+    refused when it is not empty, unless ``overwrite`` and it holds an earlier predict run — or, by default, to a new
+    folder ``outputs/predict/<date-time>``. Road/scene checkpoints write ``<name>_road.png`` / ``<name>_classes.png``
+    instead of masks. Raises ``AnosegError`` as ``prepare`` and ``write_predictions`` do.
+
+    Example:
+        >>> rows = predict([Path("line/cam0")], checkpoint=Path("outputs/demo/seas/lfd/all/last.pt"), category="disk")
+    """
+    return write_predictions(prepare(PredictJob(tuple(sources), **options))).rows
+
+
+def write_predictions(prediction: Prediction, progress: Callable[[int, int], None] | None = None) -> PredictResult:
+    """Run the line: decode (worker processes) → batched forward → masks and overlays (thread pool).
+
+    Everything is written to a hidden staging folder that replaces ``prediction.out`` at the end:
+    ``predictions.csv`` always lists exactly the masks beside it. Images that cannot be read are skipped and listed
+    in ``skipped.csv``; the run fails (writing nothing) if none can be read. ``progress(images done, total)`` is
+    called after each batch.
+    """
+    import pandas as pd
+
+    files = prediction.files
+    staging = results.staging_dir(prediction.out)
     try:
-        if dense:
-            rows, skipped = _predict_dense(files, names, run, meta, staging, out)
-        else:
-            console.print(f"threshold {threshold:.4f}: {why}", highlight=False)
-            rows, skipped = [], []
-            height, width = meta["image_size"]
-            mean = np.array(meta["mean"], np.float32).reshape(1, 3, 1, 1)
-            std = np.array(meta["std"], np.float32).reshape(1, 3, 1, 1)
-            for path in files:
-                try:
-                    original = read_image(path)
-                except AnosegError as exc:
-                    skipped.append({"image": str(path), "reason": str(exc)})
-                    continue
-                resized = np.asarray(Image.fromarray(original).resize((width, height), Image.Resampling.BILINEAR))
-                batch = ((resized.transpose(2, 0, 1)[None].astype(np.float32) / 255.0) - mean) / std
-                logits = run(np.ascontiguousarray(batch, dtype=np.float32))[0]
-                anomaly = softmax(logits)[1].astype(np.float32)
-                # back to the original size for the mask a person or a machine acts on
-                full = np.asarray(Image.fromarray(anomaly).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
-                mask = full >= threshold
-                name = names[path]
-                mask_file, overlay_file = f"{name}_mask.png", f"{name}_overlay.png"
-                write_with(staging / mask_file, Image.fromarray((mask * 255).astype(np.uint8)).save)
-                picture = Image.fromarray(overlay_strip(original, full, outline_mask=mask))
-                write_with(staging / overlay_file, picture.save)
-                rows.append({"image": str(path), "score": float(anomaly.max()), "defect_fraction": float(mask.mean()),
-                             "threshold": threshold, "mask": str(out / mask_file),
-                             "overlay": str(out / overlay_file)})
-                console.print(f"{path}  score {anomaly.max():.4f}  defect pixels {100 * mask.mean():.2f}%",
-                              highlight=False)
+        with ThreadPoolExecutor(max_workers=_writer_threads()) as pool:
+            try:
+                written, skipped = _run_line(prediction, staging, pool, progress)
+                rows = [future.result() for future in written]
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         if not rows:
             raise AnosegError(f"none of the {len(files)} image(s) could be read (first: {skipped[0]['reason']})")
         frame = pd.DataFrame(rows)
@@ -220,15 +245,160 @@ def predict(sources: list[Path], *, checkpoint: Path | None = None, model_file: 
         if skipped:
             listed = pd.DataFrame(skipped)
             write_with(staging / "skipped.csv", lambda tmp: listed.to_csv(tmp, index=False))
-        eval_results.publish(staging, out)
+        results.publish(staging, prediction.out)
     finally:
-        eval_results.discard(staging)
-    if skipped:
-        warn(f"skipped {len(skipped)} unreadable image(s), listed in {out / 'skipped.csv'}: "
-             + "; ".join(s["reason"] for s in skipped[:3]) + (" …" if len(skipped) > 3 else ""))
-    what = "masks and overlays" if not dense else "maps and overlays"
-    console.print(f"wrote {len(rows)} {what} and predictions.csv to {out}", highlight=False)
-    return rows
+        results.discard(staging)
+    return PredictResult(rows, skipped, prediction.out)
+
+
+def _run_line(prediction: Prediction, staging: Path, pool: ThreadPoolExecutor,
+              progress: Callable[[int, int], None] | None) -> tuple[list[Future], list[dict]]:
+    """Feed decoded batches to the network and each image's outputs to the writer pool; in input order."""
+    size = tuple(prediction.meta.get("image_size") or ()) or None
+    written: list[Future] = []
+    skipped: list[dict] = []
+    in_flight: deque[Future] = deque()
+    limit = 4 * prediction.batch_size  # outputs waiting to be written: bounds the memory they hold
+    # anomaly models run at their image size; road/scene models at each image's own size, one image at a time
+    resize_to, batch_size = (size, prediction.batch_size) if not prediction.dense else (None, 1)
+    done = 0
+    for batch in _decoded_batches(prediction, resize_to, batch_size):
+        good = [item for item in batch if item[3] is None]
+        skipped += [{"image": str(prediction.files[i]), "reason": reason} for i, _, _, reason in batch
+                    if reason is not None]
+        if good:
+            for task in _forward(prediction, staging, good):
+                future = pool.submit(*task)
+                written.append(future)
+                in_flight.append(future)
+        while len(in_flight) > limit:
+            in_flight.popleft().result()  # also surfaces a writer's error early
+        done += len(batch)
+        if progress:
+            progress(done, len(prediction.files))
+    return written, skipped
+
+
+def _forward(prediction: Prediction, staging: Path, good: list) -> list[tuple]:
+    """The network on one decoded batch; a writer task per image: ``(function, *arguments)``."""
+    meta, files, names, out = prediction.meta, prediction.files, prediction.names, prediction.out
+    if prediction.dense:
+        tasks = []
+        for i, original, _, _ in good:
+            logits = dense_logits(prediction.run, original, meta["mean"], meta["std"], meta.get("image_size") or None)
+            tasks.append((_write_dense, staging, out, files[i], names[files[i]], original, logits,
+                          list(meta.get("class_names") or []), prediction.job.overlays))
+        return tasks
+    resized = np.stack([item[2] for item in good])
+    logits = prediction.run(normalise(resized, meta["mean"], meta["std"]))
+    anomaly = softmax(logits.astype(np.float32, copy=False), axis=1)[:, 1]
+    return [(_write_anomaly, staging, out, files[i], names[files[i]], original, anomaly[k], prediction.threshold,
+             prediction.job.overlays) for k, (i, original, _, _) in enumerate(good)]
+
+
+class _Decoder:
+    """``DataLoader`` dataset: item ``i`` = ``(i, image (H, W, 3) uint8, resized or None, None)``, or
+    ``(i, None, None, reason)`` for an unreadable file (skipped, not fatal)."""
+
+    def __init__(self, files: list[Path], size: tuple[int, int] | None) -> None:
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple:
+        try:
+            image = read_image(self.files[index])
+        except AnosegError as exc:
+            return index, None, None, str(exc)
+        return index, image, resize(image, self.size) if self.size else None, None
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def _decoded_batches(prediction: Prediction, size: tuple[int, int] | None, batch_size: int):
+    """Batches (lists of ``_Decoder`` items, in input order), decoded in worker processes when it pays."""
+    decoder = _Decoder(prediction.files, size)
+    workers = prediction.job.workers
+    if workers is None:
+        workers = _decoding_workers() if len(decoder) >= MIN_IMAGES_FOR_WORKERS else 0
+    if workers == 0:
+        for start in range(0, len(decoder), batch_size):
+            yield [decoder[i] for i in range(start, min(start + batch_size, len(decoder)))]
+        return
+    from torch.utils.data import DataLoader
+
+    # numpy arrays travel from the workers by pickling: a few MB per batch, small next to decoding them
+    yield from DataLoader(decoder, batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
+                          prefetch_factor=2, persistent_workers=False)
+
+
+def _decoding_workers() -> int:
+    """Decoding processes: half the cores (the network's threads use the rest), at least 1, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
+
+
+def _writer_threads() -> int:
+    """Threads encoding PNGs: PIL and zlib release the GIL while they work."""
+    return 2
+
+
+def _write_anomaly(staging: Path, out: Path, path: Path, name: Path, original: np.ndarray, anomaly: np.ndarray,
+                   threshold: float, overlays: bool) -> dict:
+    """The mask (at the image's own size) and overlay of one image; its row of ``predictions.csv``."""
+    from PIL import Image
+
+    from anoseg.engine.visual import overlay_strip
+
+    # back to the original size for the mask a person or a machine acts on
+    full = np.asarray(Image.fromarray(anomaly).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
+    mask = full >= threshold
+    mask_file = f"{name}_mask.png"
+    write_with(staging / mask_file, Image.fromarray((mask * 255).astype(np.uint8)).save)
+    row = {"image": str(path), "score": float(anomaly.max()), "defect_fraction": float(mask.mean()),
+           "threshold": threshold, "mask": str(out / mask_file)}
+    if overlays:
+        overlay_file = f"{name}_overlay.png"
+        write_with(staging / overlay_file, Image.fromarray(overlay_strip(original, full, outline_mask=mask)).save)
+        row["overlay"] = str(out / overlay_file)
+    return row
+
+
+def _write_dense(staging: Path, out: Path, path: Path, name: Path, image: np.ndarray, logits: np.ndarray,
+                 class_names: list[str], overlays: bool) -> dict:
+    """Road/scene outputs of one image. Two classes (road): ``<name>_road.png``, the road probability × 255 as
+    8-bit gray (the KITTI devkit's submission encoding). More classes: ``<name>_classes.png``, a palette PNG whose
+    pixel values are the class ids and whose colours are the dataset's. Plus ``<name>_overlay.png``."""
+    from PIL import Image
+
+    from anoseg.data.scenes.labels import class_palette, colourize
+    from anoseg.engine.visual import blend, overlay_strip, strip
+
+    class_names = class_names or [str(i) for i in range(len(logits))]
+    if len(class_names) == 2:
+        probability = softmax(logits)[1]
+        target = f"{name}_road.png"
+        encoded = np.clip(probability * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        write_with(staging / target, Image.fromarray(encoded).save)
+        if overlays:
+            write_with(staging / f"{name}_overlay.png", Image.fromarray(overlay_strip(image, probability)).save)
+        return {"image": str(path), "road_fraction": float((probability >= 0.5).mean()), "mask": str(out / target)}
+    palette = class_palette(class_names)
+    classes = logits.argmax(axis=0).astype(np.uint8)
+    target = f"{name}_classes.png"
+    picture = Image.fromarray(classes)
+    picture.putpalette(palette.reshape(-1).tolist())
+    write_with(staging / target, picture.save)
+    if overlays:
+        coloured = blend(image, colourize(classes, palette))
+        write_with(staging / f"{name}_overlay.png", Image.fromarray(strip([image, coloured])).save)
+    counts = np.bincount(classes.reshape(-1), minlength=len(class_names))
+    top = int(counts.argmax())
+    return {"image": str(path), "dominant_class": class_names[top],
+            "dominant_fraction": float(counts[top] / classes.size), "mask": str(out / target)}
 
 
 def _output_folder(out: Path | None, overwrite: bool, files: list[Path]) -> Path:
@@ -254,58 +424,3 @@ def _output_folder(out: Path | None, overwrite: bool, files: list[Path]) -> Path
     return out
 
 
-def _predict_dense(files: list[Path], names: dict[Path, Path], run: Callable[[np.ndarray], np.ndarray], meta: dict,
-                   staging: Path, out: Path) -> tuple[list[dict], list[dict]]:
-    """Road/scene models at native resolution (padded to a multiple of 32, or resized to the run's ``image_size``).
-
-    Two classes (road): ``<name>_road.png``, the road probability × 255 as 8-bit gray (the KITTI devkit's submission
-    encoding). More classes: ``<name>_classes.png``, a palette PNG whose pixel values are the class ids and whose
-    colours are the dataset's. Plus ``<name>_overlay.png``. Written into ``staging`` (published as ``out``); returns
-    the rows of ``predictions.csv`` and of the skipped images.
-    """
-    from PIL import Image
-
-    from anoseg.data.images import read_image
-    from anoseg.data.scenes.labels import class_palette, colourize
-    from anoseg.engine.evaluate_scene import dense_logits
-    from anoseg.engine.visual import blend, overlay_strip, strip
-
-    class_names = list(meta.get("class_names") or [])
-    palette = class_palette(class_names)
-    results, skipped = [], []
-    for path in files:
-        try:
-            image = read_image(path)
-        except AnosegError as exc:
-            skipped.append({"image": str(path), "reason": str(exc)})
-            continue
-        logits = dense_logits(run, image, meta["mean"], meta["std"], meta.get("image_size") or None)
-        if not class_names:
-            class_names = [str(i) for i in range(len(logits))]
-            palette = class_palette(class_names)
-        name = names[path]
-        if len(class_names) == 2:
-            probability = softmax(logits)[1]
-            target = f"{name}_road.png"
-            encoded = np.clip(probability * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            write_with(staging / target, Image.fromarray(encoded).save)
-            write_with(staging / f"{name}_overlay.png", Image.fromarray(overlay_strip(image, probability)).save)
-            result = {"image": str(path), "road_fraction": float((probability >= 0.5).mean()),
-                      "mask": str(out / target)}
-            console.print(f"{path}  road pixels {100 * result['road_fraction']:.2f}%", highlight=False)
-        else:
-            classes = logits.argmax(axis=0).astype(np.uint8)
-            target = f"{name}_classes.png"
-            picture = Image.fromarray(classes)
-            picture.putpalette(palette.reshape(-1).tolist())
-            write_with(staging / target, picture.save)
-            coloured = blend(image, colourize(classes, palette))
-            write_with(staging / f"{name}_overlay.png", Image.fromarray(strip([image, coloured])).save)
-            counts = np.bincount(classes.reshape(-1), minlength=len(class_names))
-            top = int(counts.argmax())
-            result = {"image": str(path), "dominant_class": class_names[top],
-                      "dominant_fraction": float(counts[top] / classes.size), "mask": str(out / target)}
-            console.print(f"{path}  mostly {class_names[top]} ({100 * result['dominant_fraction']:.1f}%)",
-                          highlight=False)
-        results.append(result)
-    return results, skipped

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -125,6 +126,12 @@ class Thresholds:
             raise AnosegError(f"the {where} found no pixel threshold (no defect pixels in the test split)")
         return self.mean, (f"the mean of the {len(self.categories)} per-category pixel F1-max thresholds from the "
                            f"{where}; give --category for that category's own threshold")
+
+
+def check_threshold(threshold: float | None) -> None:
+    """A given decision threshold (``--threshold``) must be a finite probability in [0, 1]; else ``AnosegError``."""
+    if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise AnosegError(f"--threshold must be a number in [0, 1] (a defect probability), not {threshold}")
 
 
 def thresholds_document(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -193,7 +193,7 @@ def test_each_checkpoint_keeps_its_results_and_predict_uses_its_own_threshold(th
 
 
 def test_an_interrupted_eval_leaves_the_finished_result_and_nothing_else(thin, monkeypatch):
-    import anoseg.engine.evaluate as evaluate_module
+    import anoseg.engine.evaluate_anomaly as evaluate_module
 
     cli(*eval_args(thin, "--overlays", "0"))
     before = (eval_dir(thin["run"], 3) / "metrics.json").read_text()
@@ -201,7 +201,7 @@ def test_an_interrupted_eval_leaves_the_finished_result_and_nothing_else(thin, m
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluate_module, "_write_lfd_csv", interrupted)  # after metrics.json is written
+    monkeypatch.setattr(evaluate_module, "write_percent_csv", interrupted)  # after metrics.json is written
     cli(*eval_args(thin, "--overlays", "0", "--save-scores"), code=130)
     cli(*eval_args(thin, "--overlays", "0", "--epoch", "2"), code=130)
     assert (eval_dir(thin["run"], 3) / "metrics.json").read_text() == before

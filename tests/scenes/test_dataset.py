@@ -8,7 +8,7 @@ import torch
 
 from anoseg.data.scenes import build_scene_manifest, fit_to_size, scene_train_dataset
 from anoseg.data.scenes.labels import cityscapes_train_ids
-from anoseg.engine.evaluate_scene import dense_logits
+from anoseg.engine.inference import dense_logits
 from anoseg.errors import AnosegError
 from anoseg.recipes import load_recipe
 
