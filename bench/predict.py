@@ -29,8 +29,9 @@ from PIL import Image
 from anoseg.data.images import read_image
 from anoseg.engine.checkpoint import FORMAT, build_model, save_checkpoint
 from anoseg.engine.inference import normalise, onnx_runner, ort_session, resize, softmax, torch_runner
-from anoseg.engine.predict import PredictJob, prepare, write_predictions
+from anoseg.engine.predict import prepare, write_predictions
 from anoseg.export import export_model
+from anoseg.jobs import PredictJob
 from anoseg.models import create_model
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
