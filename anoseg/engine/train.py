@@ -21,7 +21,7 @@ import torch
 from anoseg import models
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
-from anoseg.engine import rundir
+from anoseg.engine import curves, rundir
 from anoseg.engine.checkpoint import (
     FORMAT,
     LAST,
@@ -50,6 +50,11 @@ class TrainJob(RunSpec):
     resume: bool = False
     fresh: bool = False
     resume_epochs: int | None = None  # with resume: the epoch count to extend the run to (None = the run's own)
+    # the authors' numerics: contiguous (NCHW) tensors and for-loop SGD, as the step-parity trace was recorded
+    # (the default uses channels-last tensors and multi-tensor SGD steps: same maths, other summation order)
+    paper_numerics: bool = False
+    compile: bool = False  # torch.compile the model (opt-in: compiling costs more than a short run saves)
+    logger: str = "csv"  # "csv", or "tensorboard" (CSV as well); per-iteration loss, lr, images/s
 
 
 def cosine_lr(iteration: int, total: int, base_lr: float, min_lr: float) -> float:
@@ -102,6 +107,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     criterion: torch.nn.Module
     dataset: torch.utils.data.Dataset
+    loader: torch.utils.data.DataLoader  # one for the whole run: its workers persist, its sampler is set per epoch
     batches: int  # optimiser steps per epoch
     total: int  # steps of the whole run: the cosine schedule's length
     meta: dict[str, Any]
@@ -134,19 +140,26 @@ def setup(state: RunState, rows) -> Trainer:
     recipe, settings = job.recipe, job.recipe.train
     dataset = _train_dataset(rows, job)
     accelerator = "cpu" if job.device == "cpu" else ("cuda" if job.device.startswith("cuda") else "auto")
-    fabric = Fabric(accelerator=accelerator, devices=job.devices, precision=job.precision)
+    fabric = Fabric(accelerator=accelerator, devices=job.devices, precision=job.precision,
+                    loggers=curves.train_loggers(job.run, job.logger))
     fabric.launch()
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(job.seed)
     model = models.create_model(job.model, num_classes=recipe.num_classes, backbone_weights=job.backbone_weights)
+    fast = not job.paper_numerics
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
+                                weight_decay=settings.weight_decay, **_sgd_implementation(fast, fabric.device))
     if previous is not None:
         model.load_state_dict(previous["state_dict"])
         optimizer.load_state_dict(previous["optimizer"])
     criterion = build_loss(job.model, thresh=settings.ohem_thresh, min_kept=settings.ohem_min_kept,
                            class_weights=settings.class_weights, ignore_index=recipe.ignore_index)
     wrapped, optimizer = fabric.setup(model, optimizer)
+    if job.compile:
+        wrapped = torch.compile(wrapped)
+    loader = _loader(dataset, job, state.start_epoch, fabric)
     batches = _batches_per_epoch(len(dataset), settings.batch_size, fabric.world_size,
                                  keeps_partial_batch(job.model, fabric.world_size))
     if settings.warmup_iters >= batches * settings.epochs:
@@ -156,7 +169,7 @@ def setup(state: RunState, rows) -> Trainer:
     # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
     meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
                                 else weights_provenance(model, job.backbone_weights))
-    return Trainer(fabric, model, wrapped, optimizer, criterion.to(fabric.device), dataset, batches,
+    return Trainer(fabric, model, wrapped, optimizer, criterion.to(fabric.device), dataset, loader, batches,
                    batches * settings.epochs, meta)
 
 
@@ -167,23 +180,30 @@ def train_one_epoch(trainer: Trainer, job: TrainJob, state: RunState, epoch: int
     ``report(description=..., status=...)`` is called after every step (the progress bar).
     """
     settings, fabric, optimizer = job.recipe.train, trainer.fabric, trainer.optimizer
-    loader = fabric.setup_dataloaders(_loader(trainer.dataset, job, epoch, fabric), use_distributed_sampler=False)
-    torch.manual_seed(job.seed * 1000 + epoch)  # dropout of epoch e depends only on (seed, e)
+    _set_epoch(trainer.loader, epoch)
+    loader = fabric.setup_dataloaders(trainer.loader, use_distributed_sampler=False, move_to_device=True)
+    torch.manual_seed(job.seed * 1000 + epoch)  # dropout (and augmentation seeds) of epoch e depend only on (seed, e)
     trainer.wrapped.train()
+    memory_format = torch.contiguous_format if job.paper_numerics else torch.channels_last
     started, loss_sum, seen, lr = time.perf_counter(), 0.0, 0, settings.lr
     for step, (images, targets) in enumerate(loader):
         lr = scheduled_lr(epoch * trainer.batches + step, trainer.total, settings.lr, settings.min_lr,
                           settings.warmup_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = trainer.criterion(trainer.wrapped(normalize(images, job.recipe.mean, job.recipe.std)), targets)
+        inputs = normalize(images, job.recipe.mean, job.recipe.std).contiguous(memory_format=memory_format)
+        loss = trainer.criterion(trainer.wrapped(inputs), targets)
         _stop_if_not_finite(loss, fabric, state, epoch, step, lr)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(loss)
         optimizer.step()
-        loss_sum, seen = loss_sum + loss.item() * len(images), seen + len(images)
+        value, elapsed = loss.item(), time.perf_counter() - started
+        loss_sum, seen = loss_sum + value * len(images), seen + len(images)
+        fabric.log_dict({"loss": value, "lr": lr, "images_per_s": seen / elapsed, "epoch": epoch + 1},
+                        step=epoch * trainer.batches + step + 1)
         report(description=f"epoch {epoch + 1}/{settings.epochs}",
-               status=f"loss {loss_sum / seen:.4f}  lr {lr:.5f}  {seen / (time.perf_counter() - started):.1f} img/s")
+               status=f"loss {loss_sum / seen:.4f}  lr {lr:.5f}  {seen / elapsed:.1f} img/s")
+    curves.flush(fabric)
     return {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": lr,
             "images_per_s": seen / (time.perf_counter() - started)}
 
@@ -332,19 +352,61 @@ def _batches_per_epoch(n: int, batch_size: int, world_size: int, keep_partial: b
     return max(per_rank // batch_size, 1)
 
 
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A random permutation per epoch drawn from ``torch.Generator().manual_seed(seed · 1000 + epoch)``.
+
+    The same order as ``DataLoader(shuffle=True)`` with that generator, but one sampler (and loader, and worker
+    pool) serves the whole run: ``set_epoch(e)`` before iterating, as ``DistributedSampler``.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)  # data order of epoch e = f(seed, e)
+        yield from torch.randperm(self.n, generator=generator).tolist()
+
+
 def _loader(dataset, job: TrainJob, epoch: int, fabric) -> torch.utils.data.DataLoader:
+    """The run's data loader, its sampler set to ``epoch``; later epochs call ``_set_epoch`` on the same loader.
+
+    Its workers persist across epochs (no respawn) unless the recipe augments: augmentations draw from each worker's
+    RNG, which is seeded when the workers start, so they restart every epoch from the (seed, epoch)-seeded global RNG.
+    """
     settings = job.recipe.train
     batch_size = min(settings.batch_size, len(dataset) // fabric.world_size)
     workers = settings.workers
+    persistent = workers > 0 and not settings.augment
     if fabric.world_size > 1:
         sampler = torch.utils.data.DistributedSampler(dataset, fabric.world_size, fabric.global_rank,
                                                       shuffle=True, seed=job.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, num_workers=workers, drop_last=True)
-    generator = torch.Generator().manual_seed(job.seed * 1000 + epoch)  # data order of epoch e = f(seed, e)
-    return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, generator=generator, num_workers=workers,
-                                       drop_last=not keeps_partial_batch(job.model),
-                                       pin_memory=fabric.device.type == "cuda")
+        drop_last = True
+    else:
+        sampler, drop_last = EpochSampler(len(dataset), job.seed), not keeps_partial_batch(job.model)
+    sampler.set_epoch(epoch)
+    return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
+                                       persistent_workers=persistent, pin_memory=fabric.device.type == "cuda")
+
+
+def _set_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> None:
+    for sampler in (loader.batch_sampler, loader.sampler):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+            return
+
+
+def _sgd_implementation(fast: bool, device: torch.device) -> dict[str, bool]:
+    """SGD's step kernel: the authors' per-parameter loop for the paper numerics; otherwise the fused kernel on
+    CUDA and the multi-tensor (foreach) one elsewhere."""
+    if not fast:
+        return {"foreach": False}
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 def _meta(job: TrainJob, rows) -> dict:
@@ -354,7 +416,7 @@ def _meta(job: TrainJob, rows) -> dict:
         "categories": sorted(rows["category"].unique()), "image_size": list(recipe.image_size or []),
         "mean": list(recipe.mean), "std": list(recipe.std), "protocol": recipe.protocol, "seed": job.seed,
         "class_names": list(recipe.class_names), "backbone_weights": str(job.backbone_weights),
-        "precision": job.precision, "devices": job.devices,
+        "precision": job.precision, "devices": job.devices, "paper_numerics": job.paper_numerics,
         "n_train_images": len(rows), "train": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in dataclasses.asdict(recipe.train).items()},
     }

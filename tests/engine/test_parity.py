@@ -84,12 +84,31 @@ def replay(tmp_path_factory):
     record = {"loss": [], "lr": [], "initial": None, "sizes": []}
     steps = len(TRACE["batches"]) // TRACE["epochs"]
 
+    class ReplayBatches:
+        """The trace's batches of the epoch set last (``set_epoch``, as anoseg's run loader's sampler)."""
+
+        def __init__(self, dataset):
+            self.index = {parity.trace_name(path): i for i, path in enumerate(dataset.split.rows["image"])}
+            self.epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return steps
+
+        def __iter__(self):
+            batches = TRACE["batches"][self.epoch * steps:(self.epoch + 1) * steps]
+            return iter([[self.index[name] for name in batch] for batch in batches])
+
     def replay_loader(dataset, job, epoch, fabric):
         real = train_module.__dict__["_real_loader"](dataset, job, epoch, fabric)
-        record["sizes"].append([len(t) for _, t in real])  # anoseg's own partition of this epoch
-        index = {parity.trace_name(path): i for i, path in enumerate(dataset.split.rows["image"])}
-        order = [[index[name] for name in batch] for batch in TRACE["batches"][epoch * steps:(epoch + 1) * steps]]
-        return torch.utils.data.DataLoader(dataset, batch_sampler=order, num_workers=0)
+        for e in range(TRACE["epochs"]):  # anoseg's own partition of every epoch
+            train_module._set_epoch(real, e)
+            record["sizes"].append([len(t) for _, t in real])
+        replay = ReplayBatches(dataset)
+        replay.set_epoch(epoch)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=replay, num_workers=0)
 
     cosine, forward, create = train_module.cosine_lr, anoseg.losses.SegmentationLoss.forward, anoseg.models.create_model
 
@@ -114,7 +133,8 @@ def replay(tmp_path_factory):
         patch.setattr(anoseg.losses.SegmentationLoss, "forward", recording_forward)
         patch.setattr(anoseg.models, "create_model", recording_create)
         run = train(TrainJob(recipe=recipe, model="lfd", category=parity.TRACE_CATEGORY, generator="generated",
-                             output=output, device="cpu", seed=TRACE["seed"], backbone_weights="none"))
+                             output=output, device="cpu", seed=TRACE["seed"], backbone_weights="none",
+                             paper_numerics=True))
     record["final"] = load_checkpoint(run / LAST)["state_dict"]
     return record
 

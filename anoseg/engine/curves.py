@@ -1,0 +1,83 @@
+"""Training curves through Lightning Fabric's loggers: what ``train`` logs per iteration and ``eval`` per checkpoint.
+
+Layout inside a run folder (``<run>/logs/``):
+
+- ``csv/metrics.csv``: one row per optimiser step, columns ``step`` (global iteration, from 1), ``epoch``, ``loss``
+  (the batch's loss), ``lr``, ``images_per_s`` (the epoch's running mean). Always written.
+- ``tensorboard/``: the same scalars as event files, with ``--logger tensorboard`` (needs ``tensorboard`` or
+  ``tensorboardX`` installed).
+- ``eval/metrics.csv``: one row per evaluated checkpoint, ``step`` = its epoch, the mean of every metric.
+
+A resumed run appends to the same files; rows of an epoch that was interrupted before it was saved are logged twice,
+and readers keep the last row of each step (``read_loss_curve``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+LOGGERS = ("csv", "tensorboard")
+LOG_DIR = "logs"
+
+
+def train_loggers(run: Path, logger: str = "csv") -> list[Any]:
+    """Fabric loggers for a training run: CSV always, TensorBoard too when ``logger == "tensorboard"``.
+
+    Raises ``AnosegError`` when TensorBoard is asked for and neither ``tensorboard`` nor ``tensorboardX`` is installed.
+    """
+    from lightning.fabric.loggers import CSVLogger
+
+    from anoseg.errors import AnosegError
+
+    if logger not in LOGGERS:
+        raise AnosegError(f"unknown logger {logger!r}; choose from {', '.join(LOGGERS)}")
+    # Lightning warns when a log folder exists and is not empty: that is a resumed run appending, as intended
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists")
+    loggers: list[Any] = [CSVLogger(root_dir=str(run), name=LOG_DIR, version="csv", flush_logs_every_n_steps=50)]
+    if logger == "tensorboard":
+        from lightning.fabric.loggers import TensorBoardLogger
+
+        try:
+            loggers.append(TensorBoardLogger(root_dir=str(run), name=LOG_DIR, version="tensorboard",
+                                             default_hp_metric=False))
+        except ModuleNotFoundError:
+            raise AnosegError("--logger tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return loggers
+
+
+def flush(fabric) -> None:
+    """Write buffered rows to disk (at each epoch's end, so an interrupted run keeps the curves of its saved epochs)."""
+    for logger in fabric.loggers:
+        logger.save()
+
+
+def log_eval_metrics(run: Path, epoch: int, metrics: dict[str, float]) -> None:
+    """Append one evaluated checkpoint's mean metrics (fractions) to ``<run>/logs/eval/metrics.csv`` (step = epoch)."""
+    from lightning.fabric.loggers import CSVLogger
+
+    values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(float(v))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the folder exists after the first checkpoint: appending is intended
+        logger = CSVLogger(root_dir=str(run), name=LOG_DIR, version="eval")
+        logger.log_metrics({**values, "epoch": epoch}, step=epoch)
+        logger.finalize("success")
+
+
+def read_loss_curve(run: Path) -> tuple[list[int], list[float]]:
+    """The per-iteration training loss of a run as (steps, losses), last row per step wins; empty lists if none."""
+    path = run / LOG_DIR / "csv" / "metrics.csv"
+    if not path.is_file():
+        return [], []
+    by_step: dict[int, float] = {}
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            try:
+                by_step[int(float(row["step"]))] = float(row["loss"])
+            except (KeyError, TypeError, ValueError):
+                continue  # a row without a loss (another metric logged alone)
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
