@@ -242,6 +242,13 @@ def _train_options(func):
                      "affine, color (default none, as the paper); road/scene: hflip, scale, brightness, color."),
         click.option("--workers", type=click.IntRange(min=0),
                      help="Data-loader worker processes. Default: the recipe's (2)."),
+        click.option("--paper-numerics", is_flag=True,
+                     help="The authors' numerics step for step: NCHW tensors and per-parameter SGD (default: "
+                     "channels-last and multi-tensor SGD, faster; use with --precision 32-true)."),
+        click.option("--compile", "compile_model", is_flag=True,
+                     help="torch.compile the model: pays back on long runs only (compiling takes minutes on CPU)."),
+        click.option("--logger", type=click.Choice(("csv", "tensorboard")), default="csv", show_default=True,
+                     help="Per-iteration loss, lr and images/s in <run>/logs/: CSV always, TensorBoard as well."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
         click.option("--fresh", is_flag=True,
                      help="Replace an existing run; the old one is kept until the new one has saved its first epoch."),
@@ -253,7 +260,8 @@ def _train_options(func):
 @main.command()
 @_train_options
 def train(recipe, model_name, category, generator, output, seed, epochs, batch_size, lr, image_size, device, devices,
-          precision, backbone_weights, download_weights, augment, workers, resume, fresh) -> None:
+          precision, backbone_weights, download_weights, augment, workers, paper_numerics, compile_model, logger,
+          resume, fresh) -> None:
     """Train a segmenter on the prepared manifest, e.g. `anoseg train --model lfd --category bottle`."""
     from anoseg.jobs import TrainRunsJob
     from anoseg.stages import run_train
@@ -263,7 +271,8 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
                 train__augment=tuple(_csv(augment)) if augment else None)
     run_train(TrainRunsJob(rec, model_name, categories=_csv(category), output=output, seed=seed, device=device,
                            devices=devices, precision=precision, backbone_weights=backbone_weights,
-                           download_weights=download_weights, resume=resume, fresh=fresh, epochs=epochs))
+                           download_weights=download_weights, resume=resume, fresh=fresh, epochs=epochs,
+                           paper_numerics=paper_numerics, compile=compile_model, logger=logger))
 
 
 @main.command("eval")

@@ -74,6 +74,9 @@ class TrainRunsJob:
     resume: bool = False
     fresh: bool = False
     epochs: int | None = None
+    paper_numerics: bool = False  # these three: see anoseg.engine.train.TrainJob
+    compile: bool = False
+    logger: str = "csv"
 
 
 @dataclass(frozen=True)

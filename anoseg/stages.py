@@ -169,7 +169,8 @@ def run_train(job: TrainRunsJob) -> list[Path]:
         run = TrainJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator,
                        output=job.output, device=job.device, devices=job.devices, precision=job.precision,
                        seed=job.seed, backbone_weights=job.backbone_weights, resume=job.resume, fresh=job.fresh,
-                       resume_epochs=job.epochs)
+                       resume_epochs=job.epochs, paper_numerics=job.paper_numerics, compile=job.compile,
+                       logger=job.logger)
         console.print(f"[bold]train[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         done.append(train(run))
         console.print(f"  checkpoints: {done[-1]}")
@@ -179,6 +180,7 @@ def run_train(job: TrainRunsJob) -> list[Path]:
 def run_eval(job: EvalRunsJob) -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages) for each; return their metrics dicts."""
     from anoseg.engine.checkpoint import resolve_device
+    from anoseg.engine.curves import log_eval_metrics
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.models import model_spec
     from anoseg.paths import eval_dir
@@ -199,6 +201,7 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
             warn(message)
         print_metrics(results[-1])
         done = results[-1]
+        log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
         console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "
                       f"{eval_dir(run.run, done['epoch'])}", highlight=False)
     if not results:
