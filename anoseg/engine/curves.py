@@ -29,15 +29,11 @@ def train_loggers(run: Path, logger: str = "csv") -> list[Any]:
 
     Raises ``AnosegError`` when TensorBoard is asked for and neither ``tensorboard`` nor ``tensorboardX`` is installed.
     """
-    from lightning.fabric.loggers import CSVLogger
-
     from anoseg.errors import AnosegError
 
     if logger not in LOGGERS:
         raise AnosegError(f"unknown logger {logger!r}; choose from {', '.join(LOGGERS)}")
-    # Lightning warns when a log folder exists and is not empty: that is a resumed run appending, as intended
-    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists")
-    loggers: list[Any] = [CSVLogger(root_dir=str(run), name=LOG_DIR, version="csv", flush_logs_every_n_steps=50)]
+    loggers: list[Any] = [_appending_csv_logger(run, "csv", flush_logs_every_n_steps=50)]
     if logger == "tensorboard":
         from lightning.fabric.loggers import TensorBoardLogger
 
@@ -57,14 +53,34 @@ def flush(fabric) -> None:
 
 def log_eval_metrics(run: Path, epoch: int, metrics: dict[str, float]) -> None:
     """Append one evaluated checkpoint's mean metrics (fractions) to ``<run>/logs/eval/metrics.csv`` (step = epoch)."""
-    from lightning.fabric.loggers import CSVLogger
-
     values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(float(v))}
+    logger = _appending_csv_logger(run, "eval")
+    logger.log_metrics({**values, "epoch": epoch}, step=epoch)
+    logger.finalize("success")
+
+
+def _appending_csv_logger(run: Path, version: str, **kwargs):
+    """Fabric's ``CSVLogger`` writing ``<run>/logs/<version>/metrics.csv``, appending to an existing file.
+
+    Lightning deletes a metrics file it finds when its writer starts (with a warning); a resumed run or a second
+    evaluated checkpoint must add rows instead, so the file is put back and its columns are handed to the writer.
+    """
+    from lightning.fabric.loggers import CSVLogger
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    logger = CSVLogger(root_dir=str(run), name=LOG_DIR, version=version, **kwargs)
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return logger  # other DDP ranks write nothing
+    path = run / LOG_DIR / version / "metrics.csv"
+    kept = path.read_bytes() if path.is_file() else None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the folder exists after the first checkpoint: appending is intended
-        logger = CSVLogger(root_dir=str(run), name=LOG_DIR, version="eval")
-        logger.log_metrics({**values, "epoch": epoch}, step=epoch)
-        logger.finalize("success")
+        warnings.simplefilter("ignore")  # "... will be deleted": handled here
+        writer = logger.experiment
+    if kept:
+        path.write_bytes(kept)
+        with open(path, newline="") as file:
+            writer.metrics_keys = sorted(next(csv.reader(file), []))
+    return logger
 
 
 def read_loss_curve(run: Path) -> tuple[list[int], list[float]]:

@@ -370,6 +370,9 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)  # data order of epoch e = f(seed, e)
+        # DataLoader(shuffle=True, generator=g) first drew its workers' base seed from g: the same draw keeps the
+        # order (and so the weights) of runs trained before this sampler existed
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
         yield from torch.randperm(self.n, generator=generator).tolist()
 
 

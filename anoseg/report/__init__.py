@@ -23,7 +23,7 @@ from anoseg.constants import BENCH_SCHEMA, REPORT_FORMATS
 from anoseg.errors import AnosegError
 from anoseg.log import warn
 from anoseg.paths import bench_path
-from anoseg.report.figures import category_figures
+from anoseg.report.figures import category_figures, loss_curve_figures
 from anoseg.report.render import Report, print_report, render_markdown, write_tables
 from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, select_seeds, tidy
 from anoseg.report.stats import IMAGE_METRICS, run_intervals
@@ -205,4 +205,6 @@ def _write_figures(data: pd.DataFrame, order: list[str], out_dir: Path, say) -> 
                 say(message)
             if paths:
                 written[category] = paths
+    written.update(loss_curve_figures([(run_label(s.model, s.mode, s.generator), Path(s.run_dir).parents[1])
+                                       for s in sources], out_dir))
     return written

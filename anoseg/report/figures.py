@@ -19,7 +19,8 @@ from anoseg.io import write_with
 
 N_EXAMPLES = 4
 _PLOT_POINTS = 5000  # points drawn per curve (the curve itself is computed on every pixel)
-FIGURE_KINDS = {"pr": "pixel-level PR curves", "examples": "test images, ground truth and heatmaps"}  # file suffix
+FIGURE_KINDS = {"pr": "pixel-level PR curves", "examples": "test images, ground truth and heatmaps",
+                "loss": "training loss per iteration"}  # file suffix → what the figure shows
 SCORE_KEYS = ("image_labels", "pixel_scores", "gt_masks", "images", "names")
 
 
@@ -172,6 +173,41 @@ def _examples_figure(category: str, runs: list[_Scores], n_examples: int) -> Fig
         bar.solids.set_alpha(1.0)
     fig.suptitle(f"{category}: test images (anomalous first) and heatmaps", fontsize=10)
     return fig
+
+
+def loss_curve_figures(runs: list[tuple[str, Path]], out_dir: Path) -> dict[str, list[Path]]:
+    """One small figure per training run folder: its loss at every iteration (``<run>/logs/csv/metrics.csv``, see
+    ``anoseg.engine.curves``) and a moving mean over an epoch's worth of steps where there are enough.
+
+    ``runs`` are (label, run folder) pairs; a folder is drawn once, runs without a log are left out. Returns
+    ``{"training loss": [paths]}``, or ``{}`` when no run has a log.
+    """
+    from anoseg.engine.curves import read_loss_curve
+
+    paths, seen = [], set()
+    for label, run in runs:
+        steps, losses = read_loss_curve(run)
+        if not steps or run in seen:
+            continue
+        seen.add(run)
+        name = f"{label} · {run.parent.name}/{run.name}" if run.parent.name.startswith("seed_") else \
+            f"{label} · {run.name}"
+        fig = Figure(figsize=(4.0, 2.6), layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot(steps, losses, lw=0.6, color="0.6", label="batch")
+        window = max(len(steps) // 50, 1)
+        if window > 1:
+            smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], smooth, lw=1.2, color="C0", label=f"mean of {window}")
+            ax.legend(fontsize=7, frameon=False)
+        ax.set(xlabel="iteration", ylabel="loss")
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+        path = out_dir / f"{figure_stem(name)}_loss.png"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _save(fig, path)
+        paths.append(path)
+    return {"training loss": paths} if paths else {}
 
 
 def _save(fig: Figure, path: Path) -> None:
