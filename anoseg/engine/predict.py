@@ -38,6 +38,8 @@ MASK_FOLDERS = {"ground_truth", "gt", "mask", "masks"}
 DEFAULT_ROOT = Path("outputs/predict")
 #: Images per forward pass when not given: beyond 8 a CPU gains no throughput, only memory; a GPU wants more.
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+#: zlib level of overlay PNGs: a picture to look at, encoded fast (masks keep PIL's default, they compress well).
+OVERLAY_PNG_LEVEL = 1
 #: Inputs below this count are decoded in the main process: starting worker processes would cost more.
 MIN_IMAGES_FOR_WORKERS = 16
 
@@ -362,7 +364,9 @@ def _write_anomaly(staging: Path, out: Path, path: Path, name: Path, original: n
            "threshold": threshold, "mask": str(out / mask_file)}
     if overlays:
         overlay_file = f"{name}_overlay.png"
-        write_with(staging / overlay_file, Image.fromarray(overlay_strip(original, full, outline_mask=mask)).save)
+        picture = Image.fromarray(overlay_strip(original, full, outline_mask=mask))
+        write_with(staging / overlay_file,
+                   lambda tmp: picture.save(tmp, format="PNG", compress_level=OVERLAY_PNG_LEVEL))
         row["overlay"] = str(out / overlay_file)
     return row
 

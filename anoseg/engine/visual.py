@@ -6,6 +6,8 @@ never "the highest value of this image"; every strip ends with a colour bar sayi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 GAP = 10  # pixels between panels, as in the reference visualisation
@@ -14,10 +16,24 @@ OUTLINE_COLOUR = (255, 255, 255)  # white shows on every JET colour
 
 
 def heatmap(scores: np.ndarray) -> np.ndarray:
-    """Scores in [0, 1] (H, W) → JET colours (H, W, 3) uint8."""
+    """Scores in [0, 1] (H, W) → JET colours (H, W, 3) uint8.
+
+    Indexes matplotlib's 256-entry JET table the way its colormap call does (``floor(256·s)``, 1.0 → the last
+    entry), through a uint8 copy of the table: the same colours, without a float64 RGBA image in between.
+    """
+    index = (np.clip(scores, 0.0, 1.0) * _JET_SIZE).astype(np.intp)
+    np.clip(index, 0, _JET_SIZE - 1, out=index)  # 1.0 → the last entry (NaN → the first)
+    return _jet_table()[index]
+
+
+_JET_SIZE = 256
+
+
+@functools.cache
+def _jet_table() -> np.ndarray:
     from matplotlib import colormaps
 
-    return (colormaps["jet"](np.clip(scores, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
+    return (colormaps["jet"](np.arange(_JET_SIZE))[:, :3] * 255).astype(np.uint8)
 
 
 def blend(image: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -44,11 +60,15 @@ def strip(panels: list[np.ndarray]) -> np.ndarray:
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
-    """The boundary pixels (H, W) bool of a binary mask: mask pixels with a 4-neighbour outside it (or the border)."""
-    from scipy.ndimage import binary_erosion
+    """The boundary pixels (H, W) bool of a binary mask: mask pixels with a 4-neighbour outside it (or the border).
 
+    The same as ``mask & ~scipy.ndimage.binary_erosion(mask, border_value=0)`` (cross-shaped structuring element),
+    written with four shifted comparisons.
+    """
     mask = np.asarray(mask, bool)
-    return mask & ~binary_erosion(mask, border_value=0)
+    interior = np.zeros_like(mask)
+    interior[1:-1, 1:-1] = (mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:])
+    return mask & ~interior
 
 
 def colour_bar(height: int, width: int = BAR_WIDTH) -> np.ndarray:
