@@ -323,8 +323,8 @@ def summarise(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     tables = {side: dict(per_category) for side, per_category in results.items()}
     categories = list(next(iter(tables.values())))
-    counts = {len(tables[s][c][m]) for s in sides for c in categories for m in METRICS}
-    if len(categories) > 1 and len(counts) == 1:
+    same_seeds = all(len({len(tables[s][c][m]) for c in categories for m in METRICS}) == 1 for s in sides)
+    if len(categories) > 1 and same_seeds:  # each side: every category has the same runs (seeds), in seed order
         for side in sides:
             tables[side]["mean"] = {m: [statistics.mean(v) for v in zip(*(tables[side][c][m] for c in categories),
                                                                          strict=True)] for m in METRICS}
