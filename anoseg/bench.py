@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from anoseg.constants import BENCH_SCHEMA, SIZE_MULTIPLE
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
 from anoseg.models.profile import count_macs, count_used_parameters
@@ -173,15 +174,15 @@ def run_bench(models: list[str], size: tuple[int, int], device: str = "auto", *,
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.paths import bench_path
 
-    if any(s % 32 for s in size):
-        raise AnosegError(f"--size {size[0]} {size[1]}: both sides must be multiples of 32")
+    if any(s % SIZE_MULTIPLE for s in size):
+        raise AnosegError(f"--size {size[0]} {size[1]}: both sides must be multiples of {SIZE_MULTIPLE}")
     target = resolve_device(device)
     rows = []
     for name in models:
         if progress:
             progress(name)
         rows.append(bench_model(name, size, target, warmup=warmup, runs=runs, compile_model=compile_model, onnx=onnx))
-    result = {"schema": "anoseg.bench/1", "device": str(target), "size": list(size),
+    result = {"schema": BENCH_SCHEMA, "device": str(target), "size": list(size),
               "threads": torch.get_num_threads(), "created": datetime.now().isoformat(timespec="seconds"),
               "warmup": warmup, "runs": runs, "models": rows}
     if output is not None:

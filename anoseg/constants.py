@@ -37,8 +37,9 @@ METRICS: tuple[str, ...] = (
 )
 #: The optional eighth metric (``eval --aupro``), off the papers' default columns.
 PIXEL_AUPRO = "pixel_aupro"
+MODEL_RESOLUTION, NATIVE_RESOLUTION = "model", "native"
 #: ``eval --resolution``: score maps at the network's input size (the papers) or at each mask's own size.
-RESOLUTIONS = ("model", "native")
+RESOLUTIONS = (MODEL_RESOLUTION, NATIVE_RESOLUTION)
 
 # ---- images -------------------------------------------------------------------------------------------------------
 #: File extensions read as images or masks, compared case-insensitively (VisA ships ``.JPG``).

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from anoseg.constants import EXPORT_FORMATS, EXPORT_SCHEMA, EXPORTERS, SIZE_MULTIPLE
+from anoseg.constants import ANOMALY, EXPORT_FORMATS, EXPORT_SCHEMA, EXPORTERS, SIZE_MULTIPLE
 from anoseg.engine import results
 from anoseg.engine.checkpoint import build_model, load_checkpoint
 from anoseg.engine.conversion import (
@@ -72,7 +72,7 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
         data, info = export_torchscript(model, example, dynamic=dynamic)
     sidecar = {
         "schema": EXPORT_SCHEMA, "format": fmt, "model": ckpt["model"], "num_classes": ckpt["num_classes"],
-        "class_names": meta.get("class_names") or None, "task": meta.get("task", "anomaly"),
+        "class_names": meta.get("class_names") or None, "task": meta.get("task", ANOMALY),
         # what predict resizes to: the requested/trained size; [] keeps a native-resolution model native
         "image_size": list(image_size) if image_size else list(meta.get("image_size") or []),
         "mean": meta.get("mean"), "std": meta.get("std"), **decision, "weights_sha256": weights,
@@ -96,7 +96,7 @@ def _decision_threshold(ckpt: dict, run: Path, weights: str, threshold: float | 
     category) and ``threshold_source`` (the eval folder, or ``--threshold``)."""
     if threshold is not None:
         return {"threshold": threshold, "thresholds": None, "threshold_source": "--threshold"}
-    if (ckpt.get("meta") or {}).get("task", "anomaly") != "anomaly":
+    if (ckpt.get("meta") or {}).get("task", ANOMALY) != ANOMALY:
         return {"threshold": None, "thresholds": None, "threshold_source": None}
     found = results.thresholds_for(run, weights)
     if found is None:

@@ -16,9 +16,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from anoseg.constants import ALL_CATEGORIES, BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE
+from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE
 
-__all__ = ["ALL_CATEGORIES"]  # re-exported for callers of run_dir; defined in anoseg.constants
 DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
 

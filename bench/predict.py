@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from anoseg.constants import CHECKPOINT_FORMAT
 from anoseg.data.images import read_image
-from anoseg.engine.checkpoint import FORMAT, build_model, save_checkpoint
+from anoseg.engine.checkpoint import build_model, save_checkpoint
 from anoseg.engine.inference import normalise, onnx_runner, ort_session, resize, softmax, torch_runner
 from anoseg.engine.predict import prepare, write_predictions
 from anoseg.export import export_model
@@ -57,7 +58,7 @@ def make_checkpoint(run: Path, model: str, size: int) -> Path:
     meta = {"dataset": "bench", "task": "anomaly", "generator": "none", "trained_on": "all", "categories": ["part"],
             "image_size": [size, size], "mean": list(MEAN), "std": list(STD), "protocol": "clean", "seed": 0,
             "class_names": ["good", "defect"]}
-    checkpoint = {"format": FORMAT, "model": model, "num_classes": 2, "epoch": 1, "iteration": 1,
+    checkpoint = {"format": CHECKPOINT_FORMAT, "model": model, "num_classes": 2, "epoch": 1, "iteration": 1,
                   "state_dict": create_model(model).state_dict(), "optimizer": {}, "meta": meta, "history": []}
     save_checkpoint(run / "last.pt", checkpoint)
     return run / "last.pt"

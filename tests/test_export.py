@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from anoseg.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from anoseg.constants import CHECKPOINT_FORMAT
+from anoseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from anoseg.engine.conversion import (
     _SlicedAdaptiveAvgPool2d,
     example_input,
@@ -191,7 +192,7 @@ def run_dir(tmp_path) -> Path:
     meta = {"dataset": "demo", "task": "anomaly", "generator": "seas", "trained_on": "all", "categories": ["a", "b"],
             "image_size": [64, 64], "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "protocol": "lfd", "seed": 0,
             "class_names": ["good", "defect"]}
-    checkpoint = {"format": FORMAT, "model": "lfd", "num_classes": 2, "epoch": 1, "iteration": 4,
+    checkpoint = {"format": CHECKPOINT_FORMAT, "model": "lfd", "num_classes": 2, "epoch": 1, "iteration": 4,
                   "state_dict": model.state_dict(), "optimizer": {}, "meta": meta,
                   "history": [{"epoch": 1, "loss": 0.5, "lr": 0.01, "images_per_s": 10.0}]}
     run = tmp_path / "run"

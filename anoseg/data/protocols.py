@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from anoseg.constants import CLEAN, LFD_COMPAT
-from anoseg.constants import PROTOCOLS as PROTOCOLS  # re-exported: engine/evaluate.py checks against it
 
 
 def resized_mask(path: str | Path | None, size: tuple[int, int], protocol: str, threshold: int | None = None

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from anoseg.constants import ALL_CATEGORIES, CHECKPOINT_FORMAT, NO_GENERATOR
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.paths import ALL_CATEGORIES, DEFAULT_SEED, run_dir
+from anoseg.paths import DEFAULT_SEED, run_dir
 from anoseg.recipes import Recipe
 
-FORMAT = "anoseg.checkpoint/1"
 LAST = "last.pt"
 
 
@@ -33,7 +33,7 @@ class RunSpec:
     recipe: Recipe
     model: str
     category: str = ALL_CATEGORIES
-    generator: str = "none"
+    generator: str = NO_GENERATOR
     output: Path = Path("outputs")
     seed: int = DEFAULT_SEED
 
@@ -69,7 +69,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
         raise AnosegError(f"cannot read checkpoint {path} (damaged or foreign file): {reason}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise AnosegError(f"{path} is not an anoseg checkpoint")
     bad = non_finite_tensors(checkpoint.get("state_dict") or {})
     if bad:

@@ -21,7 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anoseg.constants import METRICS, PIXEL_AUPRO
+from anoseg.constants import (
+    ANOMALY,
+    METRICS,
+    METRICS_CSV_FILE,
+    METRICS_FILE,
+    NATIVE_RESOLUTION,
+    PIXEL_AUPRO,
+    PROTOCOLS,
+    THRESHOLDS_FILE,
+)
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
@@ -92,9 +101,9 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
             if progress:
                 progress(f"scoring {category}", done, len(scoring.test))
         metrics = summarise(job, scoring, per_category)
-        write_json(staging / "metrics.json", metrics)
-        write_json(staging / "thresholds.json", results.thresholds_document(metrics))
-        write_percent_csv(staging / "metrics.csv",
+        write_json(staging / METRICS_FILE, metrics)
+        write_json(staging / THRESHOLDS_FILE, results.thresholds_document(metrics))
+        write_percent_csv(staging / METRICS_CSV_FILE,
                           {name: {row: values.get(metric) for row, metric in LFD_CSV_ROWS.items()}
                            for name, values in {**per_category, "mean": metrics["mean"]}.items()}, "class_name")
         results.publish(staging, target)
@@ -107,8 +116,8 @@ def setup(job: EvalJob) -> Scoring:
     """Check the protocol, load the checkpoint and its model, and select the test rows of the run's categories."""
     recipe = job.recipe
     protocol = job.protocol or recipe.protocol
-    if protocol not in protocols.PROTOCOLS:
-        raise AnosegError(f"--protocol must be one of {', '.join(protocols.PROTOCOLS)}, not {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise AnosegError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     warnings: list[str] = []
     checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
     run = torch_runner(build_model(checkpoint), resolve_device(job.device))
@@ -138,7 +147,7 @@ def category_metrics(scores: CategoryScores, scoring: Scoring, job: EvalJob, cat
     maps, masks, labels, protocol = scores.maps, scores.masks, scores.labels, scoring.protocol
     # defects without masks (folder layout) are labelled at image level only: no pixel metrics, no IoU
     image_only = labels & (scores.rows["mask"].to_numpy() == "")
-    if job.resolution == "native":
+    if job.resolution == NATIVE_RESOLUTION:
         native_maps, native_masks = native_resolution(maps, scores.rows, scoring.mask_threshold, category)
         result = anomaly_metrics(native_maps, native_masks, image_labels=labels, pixel_valid=~image_only,
                                  aupro=job.aupro)
@@ -176,7 +185,7 @@ def summarise(job: EvalJob, scoring: Scoring, per_category: dict[str, dict]) -> 
     for metric, names in excluded.items():
         if names:
             warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")
-    return metrics_record(job, scoring.checkpoint_file, scoring.checkpoint, task="anomaly",
+    return metrics_record(job, scoring.checkpoint_file, scoring.checkpoint, task=ANOMALY,
                           protocol=scoring.protocol, resolution=job.resolution, image_size=scoring.size,
                           categories=per_category, mean=mean, excluded=excluded, warnings=warnings)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anoseg.constants import ALL_CATEGORIES, CLEAN, METRICS_CSV_FILE, METRICS_FILE, MODEL_RESOLUTION, ROAD
 from anoseg.data.images import read_image
 from anoseg.data.manifest import read_manifest, select_rows
 from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
@@ -52,11 +53,11 @@ def evaluate_scene(job: EvalJob, progress: Callable[[str, int, int], None] | Non
     """
     recipe = job.recipe
     warnings: list[str] = []
-    if job.protocol not in (None, "clean"):
+    if job.protocol not in (None, CLEAN):
         warnings.append(f"--protocol {job.protocol} concerns anomaly masks only; road/scene evaluation is 'clean'")
     if job.save_scores:
         warnings.append("--save-scores writes anomaly score files only; ignored for road/scene recipes")
-    if job.resolution != "model":
+    if job.resolution != MODEL_RESOLUTION:
         warnings.append("--resolution concerns anomaly masks only; road/scene evaluation is always native")
     checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
     meta = checkpoint["meta"]
@@ -78,12 +79,12 @@ def evaluate_scene(job: EvalJob, progress: Callable[[str, int, int], None] | Non
     target = eval_dir(job.run, checkpoint["epoch"])
     staging = results.staging_dir(target)  # the result appears complete or not at all
     try:
-        evaluate_split = _evaluate_road if recipe.task == "road" else _evaluate_classes
+        evaluate_split = _evaluate_road if recipe.task == ROAD else _evaluate_classes
         per_category, mean = evaluate_split(test, predict, recipe, job, warnings, step, staging)
-        metrics = metrics_record(job, checkpoint_file, checkpoint, task=recipe.task, protocol="clean",
+        metrics = metrics_record(job, checkpoint_file, checkpoint, task=recipe.task, protocol=CLEAN,
                                  image_size=size or [], categories=per_category, mean=mean, warnings=warnings)
-        write_json(staging / "metrics.json", metrics)
-        write_percent_csv(staging / "metrics.csv", *_csv_columns(recipe.task, per_category))
+        write_json(staging / METRICS_FILE, metrics)
+        write_percent_csv(staging / METRICS_CSV_FILE, *_csv_columns(recipe.task, per_category))
         results.publish(staging, target)
     finally:
         results.discard(staging)
@@ -144,7 +145,7 @@ def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step, fol
             from anoseg.engine.visual import blend, strip
 
             panels = [image, blend(image, colourize(target, palette)), blend(image, colourize(prediction, palette))]
-            write_with(folder / "overlays" / "all" / f"{Path(row.image).stem}.png",
+            write_with(folder / "overlays" / ALL_CATEGORIES / f"{Path(row.image).stem}.png",
                        _png_writer(strip(panels)))
         step()
     result = accumulator.compute()
@@ -152,7 +153,7 @@ def _evaluate_classes(test, predict, recipe, job, warnings: list[str], step, fol
     if missing:
         warnings.append(f"IoU undefined (class absent from labels and predictions), left out of mIoU: "
                         f"{', '.join(missing)}")
-    return {"all": result}, dict(result)
+    return {ALL_CATEGORIES: result}, dict(result)
 
 
 def _road_overlay(path: Path, image: np.ndarray, probability: np.ndarray, road: np.ndarray) -> None:
@@ -169,8 +170,8 @@ def _png_writer(array: np.ndarray) -> Callable[[Path], None]:
 
 def _csv_columns(task: str, per_category: dict) -> tuple[dict, str]:
     """The percent table: the road table as LFD_RoadSeg prints it (categories as rows), or one column for scenes."""
-    if task == "road":
+    if task == ROAD:
         columns = {column: {c: v[metric] for c, v in per_category.items()}
                    for column, metric in ROAD_CSV_COLUMNS.items()}
         return columns, "Benchmark"
-    return {"all": {k: v for k, v in per_category["all"].items() if k != "n_images"}}, "metric"
+    return {ALL_CATEGORIES: {k: v for k, v in per_category[ALL_CATEGORIES].items() if k != "n_images"}}, "metric"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from anoseg.constants import IMAGE_EXTENSIONS
+from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS
 from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import Runner, dense_logits, normalise, onnx_runner, ort_session, resize, softmax
@@ -62,7 +62,7 @@ class Prediction:
     @property
     def dense(self) -> bool:
         """A road/scene model: probabilities or class maps at native resolution, no threshold."""
-        return self.meta.get("task", "anomaly") != "anomaly"
+        return self.meta.get("task", ANOMALY) != ANOMALY
 
 
 @dataclass
@@ -190,7 +190,7 @@ def prepare(job: PredictJob) -> Prediction:
     out = _output_folder(job.out, job.overwrite, files)
     notes: list[str] = []
     threshold, why = job.threshold, ""
-    if meta.get("task", "anomaly") != "anomaly":
+    if meta.get("task", ANOMALY) != ANOMALY:
         if job.threshold is not None or job.category is not None:
             notes.append("--threshold and --category are for anomaly models; road/scene models write probabilities "
                          "or class maps")

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anoseg.constants import METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import current_umask
 from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
 
-THRESHOLDS_SCHEMA = "anoseg.thresholds/1"
 _CHUNK = 1 << 20
 
 
@@ -90,8 +90,8 @@ def completed_results(run: Path) -> list[Path]:
     root = eval_root(run)
     if not root.is_dir():
         return []
-    return sorted(p / "metrics.json" for p in root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / "metrics.json").is_file())
+    return sorted(p / METRICS_FILE for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / METRICS_FILE).is_file())
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def thresholds_for(run: Path, weights: str) -> Thresholds | None:
     found = []
     for path in completed_results(run):
         try:
-            doc = json.loads((path.parent / "thresholds.json").read_text(encoding="utf-8"))
+            doc = json.loads((path.parent / THRESHOLDS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from anoseg import models
+from anoseg.constants import ANOMALY, CHECKPOINT_FORMAT
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
 from anoseg.engine import curves, rundir
 from anoseg.engine.checkpoint import (
-    FORMAT,
     LAST,
     RunSpec,
     epoch_path,
@@ -312,7 +312,7 @@ def _stop_if_not_finite(loss: torch.Tensor, fabric, state: RunState, epoch: int,
 
 def _train_dataset(rows, job: TrainJob) -> torch.utils.data.Dataset:
     """Anomaly recipes: resized arrays from the cache. Road/scene recipes: native-size images with scale/crop."""
-    if job.recipe.task != "anomaly":
+    if job.recipe.task != ANOMALY:
         from anoseg.data.scenes import scene_train_dataset
 
         return scene_train_dataset(rows, job.recipe)
@@ -432,8 +432,8 @@ def save_epoch(trainer: Trainer, job: TrainJob, epoch: int, history: list) -> No
 
 
 def _save(job: TrainJob, model, optimizer, epoch: int, batches: int, history: list, meta: dict) -> None:
-    checkpoint = {"format": FORMAT, "model": job.model, "num_classes": job.recipe.num_classes, "epoch": epoch,
-                  "iteration": epoch * batches, "state_dict": model.state_dict(),
+    checkpoint = {"format": CHECKPOINT_FORMAT, "model": job.model, "num_classes": job.recipe.num_classes,
+                  "epoch": epoch, "iteration": epoch * batches, "state_dict": model.state_dict(),
                   "optimizer": optimizer.state_dict(), "meta": meta, "history": history}
     settings = job.recipe.train
     if epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or epoch == settings.eval_epoch:

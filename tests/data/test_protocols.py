@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anoseg.data.protocols import PROTOCOLS, image_label, iou_mask, pixel_labels, resized_mask, train_target
+from anoseg.constants import PROTOCOLS
+from anoseg.data.protocols import image_label, iou_mask, pixel_labels, resized_mask, train_target
 
 
 def save(path: Path, array: np.ndarray) -> str:

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from anoseg.cli import main
-from anoseg.engine.checkpoint import FORMAT, save_checkpoint
+from anoseg.constants import CHECKPOINT_FORMAT
+from anoseg.engine.checkpoint import save_checkpoint
 from anoseg.engine.predict import predict
 from anoseg.engine.visual import outline
 from anoseg.errors import AnosegError
@@ -75,9 +76,9 @@ def _checkpoint(path: Path, categories: list[str], epoch: int, seed: int) -> Non
     meta = {"dataset": "thin", "task": "anomaly", "generator": "none", "trained_on": "all", "categories": categories,
             "image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
             "protocol": "clean", "seed": 42, "class_names": ["good", "defect"]}
-    save_checkpoint(path, {"format": FORMAT, "model": "lfd", "num_classes": 2, "epoch": epoch, "iteration": epoch,
-                           "state_dict": create_model("lfd").state_dict(), "optimizer": {}, "meta": meta,
-                           "history": []})
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model": "lfd", "num_classes": 2, "epoch": epoch,
+                           "iteration": epoch, "state_dict": create_model("lfd").state_dict(), "optimizer": {},
+                           "meta": meta, "history": []})
 
 
 @pytest.fixture(scope="module")
