@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, help="local checkout of HUST-SLOW/LFD (the authors' code)")
     args = parser.parse_args(argv)
 
+    from anoseg.data.build import build_manifest
     from anoseg.data.dataset import SegmentationDataset, load_cached
     from anoseg.data.manifest import select_rows
-    from anoseg.data.split import build_manifest
 
     parity = _parity_module()
     variants: dict[str, Options | None] = {
