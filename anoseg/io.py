@@ -21,7 +21,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, on error it vanishes.
 
     Example:
-        >>> with atomic_path("out/model.pt") as tmp:
+        >>> with atomic_path("out/model.pt") as tmp:  # doctest: +SKIP
         ...     torch.save(state, tmp)
     """
     path = Path(path)

@@ -74,7 +74,8 @@ def build_manifest(
     Example:
         >>> df, report = build_manifest(dataset="demo", layout="mvtec_ad", data_root=Path("data/demo/mvtec"),
         ...                             categories=None, generated_root=Path("data/demo/generated"), generator="seas")
-        >>> sorted(df.split.unique()), report["counts"]["disk"]["train/generated"]
+        ... # doctest: +SKIP
+        >>> sorted(df.split.unique()), report["counts"]["disk"]["train/generated"]  # doctest: +SKIP
         (['test', 'train'], 30)
     """
     data_root = Path(data_root)

@@ -61,7 +61,8 @@ def load_cached(
 
     Example:
         >>> split = load_cached(manifest[manifest.split == "test"], (256, 256), Path("outputs/demo/seas/cache"))
-        >>> split.images.shape
+        ... # doctest: +SKIP
+        >>> split.images.shape  # doctest: +SKIP
         (45, 256, 256, 3)
     """
     rows = rows.reset_index(drop=True)

@@ -76,7 +76,7 @@ def open_image(path: str | Path, *, exif_transpose: bool = True, what: str = "im
     becomes an ``AnosegError`` naming the file (``what`` it is).
 
     Example:
-        >>> open_image("data/demo/mvtec/disk/test/crack/000.png").mode
+        >>> open_image("data/demo/mvtec/disk/test/crack/000.png").mode  # doctest: +SKIP
         'RGB'
     """
     try:
@@ -128,7 +128,7 @@ def read_image(path: str | Path, *, exif_transpose: bool = True) -> np.ndarray:
     scaled).
 
     Example:
-        >>> read_image("data/demo/mvtec/mesh/train/good/000.png").shape
+        >>> read_image("data/demo/mvtec/mesh/train/good/000.png").shape  # doctest: +SKIP
         (160, 160, 3)
     """
     return to_rgb_array(open_image(path, exif_transpose=exif_transpose))
@@ -139,7 +139,7 @@ def inspect_image(path: str | Path, *, what: str = "image") -> ImageInfo:
     applied); raises ``AnosegError`` naming the file (``what`` it is) if it is missing, truncated or corrupt.
 
     Example:
-        >>> inspect_image("data/demo/mvtec/mesh/train/good/000.png").mode
+        >>> inspect_image("data/demo/mvtec/mesh/train/good/000.png").mode  # doctest: +SKIP
         'L'
     """
     with strict_decoding():

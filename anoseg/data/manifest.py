@@ -64,7 +64,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     directory, with the manifest also inside it, is written relative to the manifest's folder; other roots absolute.
 
     Example:
-        >>> write_manifest(df, "outputs/demo/seas/manifest.csv")
+        >>> write_manifest(df, "outputs/demo/seas/manifest.csv")  # doctest: +SKIP
     """
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
@@ -125,8 +125,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     existed (absolute paths) are read too.
 
     Example:
-        >>> df = read_manifest("outputs/demo/seas/manifest.csv")
-        >>> df[df.split == "test"].label.sum()
+        >>> df = read_manifest("outputs/demo/seas/manifest.csv")  # doctest: +SKIP
+        >>> df[df.split == "test"].label.sum()  # doctest: +SKIP
         np.int64(40)
     """
     path = Path(path)
@@ -198,6 +198,7 @@ def count_table(df: pd.DataFrame) -> pd.DataFrame:
 
     Example:
         >>> count_table(read_manifest("outputs/demo/seas/manifest.csv")).loc["total", "train/generated"]
+        ... # doctest: +SKIP
         np.int64(80)
     """
     columns = ["train/real", "train/generated", "test/real"]

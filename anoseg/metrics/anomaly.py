@@ -517,7 +517,7 @@ def aupro(
     Example:
         >>> maps = np.zeros((1, 4, 4), np.float32); maps[0, 0, :2] = 0.9
         >>> masks = np.zeros((1, 4, 4), bool); masks[0, 0, :2] = True
-        >>> aupro(maps, masks)
+        >>> round(aupro(maps, masks), 12)
         1.0
     """
     scores = np.asarray(score_maps)

@@ -84,6 +84,7 @@ def weights_provenance(model: nn.Module, requested: str | Path | None) -> str:
 
     Example:
         >>> weights_provenance(create_model("lfd", backbone_weights="imagenet"), "imagenet")  # offline, empty cache
+        ... # doctest: +SKIP
         'random (imagenet unavailable)'
     """
     tags = sorted({module.__dict__[_PROVENANCE] for module in model.modules() if _PROVENANCE in module.__dict__})

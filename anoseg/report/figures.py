@@ -94,6 +94,7 @@ def category_figures(
 
     Example:
         >>> category_figures("bottle", [("LFD / SeaS", Path("…/scores/bottle.npz"))], Path("report_figures"))
+        ... # doctest: +SKIP
         ([PosixPath('report_figures/bottle_pr.png'), PosixPath('report_figures/bottle_examples.png')], [])
     """
     warnings, loaded = [], []

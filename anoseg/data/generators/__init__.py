@@ -101,7 +101,8 @@ def generate_pairs(*, method: str, layout: str, data_root: Path, categories: lis
     Example:
         >>> summary = generate_pairs(method="cutpaste", layout="mvtec_ad", data_root=Path("data/demo/mvtec"),
         ...                          categories=["disk"], count=10, out=Path("data/generated/cutpaste"))
-        >>> summary["categories"]["disk"]["written"], summary["categories"]["disk"]["defects"]
+        ... # doctest: +SKIP
+        >>> summary["categories"]["disk"]["written"], summary["categories"]["disk"]["defects"]  # doctest: +SKIP
         (10, {'cutpaste_patch': 5, 'cutpaste_scar': 5})
     """
     if method not in METHODS:

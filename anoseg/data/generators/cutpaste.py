@@ -53,7 +53,7 @@ def cutpaste_patch(image: np.ndarray, rng: np.random.Generator, *, jitter: float
     ``image``. Example:
         >>> img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
         >>> out, mask = cutpaste_patch(img, np.random.default_rng(1))
-        >>> bool((out[~mask] == img[~mask]).all()), 0.02 <= mask.mean() <= 0.15
+        >>> bool((out[~mask] == img[~mask]).all()), bool(0.02 <= mask.mean() <= 0.15)
         (True, True)
     """
     height, width = image.shape[:2]

@@ -40,7 +40,7 @@ def resolve_generated_root(root: Path, generator: str, categories: list[str]) ->
     several generators (``<root>/<generator>/<category>/…``), ``root/<generator>``.
 
     Example:
-        >>> resolve_generated_root(Path("data/demo/generated"), "seas", ["disk"])
+        >>> resolve_generated_root(Path("data/demo/generated"), "seas", ["disk"])  # doctest: +SKIP
         PosixPath('data/demo/generated/seas')
     """
     nested = root / generator

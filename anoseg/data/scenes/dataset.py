@@ -124,7 +124,8 @@ def scene_train_dataset(rows, recipe) -> SceneTrainDataset:
 
     Example:
         >>> dataset = scene_train_dataset(manifest[manifest.split == "train"], load_recipe("kitti_road"))
-        >>> [t.shape for t in dataset[0]]
+        ... # doctest: +SKIP
+        >>> [t.shape for t in dataset[0]]  # doctest: +SKIP
         [torch.Size([3, 384, 1248]), torch.Size([384, 1248])]
     """
     settings = recipe.train

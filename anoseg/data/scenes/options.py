@@ -49,7 +49,7 @@ def scene_options(recipe: Any) -> SceneOptions:
     """The validated options of ``recipe`` (a ``Recipe`` with ``layout``, ``options`` and ``source``).
 
     Example:
-        >>> scene_options(load_recipe("kitti_road")).val_fold
+        >>> scene_options(load_recipe("kitti_road")).val_fold  # doctest: +SKIP
         0
     """
     where = f"recipe {recipe.source or recipe.name}"
