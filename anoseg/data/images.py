@@ -1,4 +1,4 @@
-"""Read and verify images: any file PIL decodes becomes an (H, W, 3) uint8 RGB array (protocol.md §6 #16–#21).
+"""Read and verify images: any file PIL decodes becomes an (H, W, 3) uint8 RGB array (docs/protocol.md §6 #16–#21).
 
 * grayscale (``L``, ``1``, ``LA``) is replicated to three channels, alpha is dropped, palettes are expanded;
 * 16-bit (``I;16*``, ``I``) and float (``F``) images are scaled to 8 bit explicitly (PIL's own conversion clips);

@@ -1,4 +1,4 @@
-"""The manifest: one CSV row per sample, the contract between ``anoseg prepare`` and train/eval (schemas.md).
+"""The manifest: one CSV row per sample, the contract between ``anoseg prepare`` and train/eval (docs/schemas.md).
 
 Columns, in this order: ``MANIFEST_COLUMNS``. Rows are sorted by ``SORT_COLUMNS``. ``mask`` is "" for normal images,
 ``fold`` is "" unless a recipe uses folds, ``generator`` is "" on real rows (so real rows are byte-identical across

@@ -1,4 +1,4 @@
-"""Masks → one boolean array. The only place in anoseg that binarises a mask (protocol.md §6 #10–#15).
+"""Masks → one boolean array. The only place in anoseg that binarises a mask (docs/protocol.md §6 #10–#15).
 
 Every encoding seen in the wild is reduced to one channel of values, then thresholded with ``value > threshold``:
 

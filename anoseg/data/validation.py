@@ -42,7 +42,7 @@ STRICT_HINT = "--lenient skips and reports such files"
 class IssueKind:
     """The policy of one kind of issue: its edge-case number, severity and one-line summary for the console."""
 
-    case: int | None  # edge-case number in protocol.md §6
+    case: int | None  # edge-case number in docs/protocol.md §6
     severity: str  # ERROR: raises in strict mode, skipped otherwise; WARNING: printed and reported; INFO: reported
     summary: str
 

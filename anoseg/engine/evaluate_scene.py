@@ -9,8 +9,8 @@ or, when the run was trained with a fixed ``image_size``, resized to it and the 
   benchmark's bird's-eye-view evaluation is not implemented.
 * scene (Cityscapes, CamVid): arg-max class, one confusion matrix over the split (``anoseg.metrics.scene``).
 
-Writes ``metrics.json`` (schemas.md, fractions), ``metrics.csv`` (percentages; the road table in LFD_RoadSeg's layout)
-and ``overlays/<category>/*.png`` under ``<run>/eval/epoch_NNN/``, complete or not at all (``anoseg.engine.results``).
+Writes ``metrics.json`` (docs/schemas.md, fractions), ``metrics.csv`` (percentages; the road table in LFD_RoadSeg's
+layout) and ``overlays/<category>/*.png`` under ``<run>/eval/epoch_NNN/``, complete or not at all (``anoseg.engine.results``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""KITTI road metrics (devkit ``evaluateRoad.py`` / ``helper.py``, protocol.md §5.1): MaxF, AP, PRE/REC/FPR/FNR.
+"""KITTI road metrics (devkit ``evaluateRoad.py`` / ``helper.py``, docs/protocol.md §5.1): MaxF, AP, PRE/REC/FPR/FNR.
 
 The devkit thresholds the road probability at ``t_k = k/255`` (k = 0 … 255; road iff ``p >= t_k``), counts FN(k) and
 FP(k) over the valid pixels of every image of a category, and derives from the pooled counts:

@@ -1,4 +1,4 @@
-"""Semantic-segmentation metrics for the scene recipes (Cityscapes, CamVid; protocol.md §5.2): mIoU and accuracies.
+"""Semantic-segmentation metrics for the scene recipes (Cityscapes, CamVid; docs/protocol.md §5.2): mIoU and accuracies.
 
 One confusion matrix is accumulated over every evaluated pixel of the split (not per image). Pixels whose target is
 the ignore index — or any value outside ``[0, num_classes)`` — are dropped together with their prediction.

@@ -4,7 +4,7 @@ A DualResNet-style encoder (``planes = 32``) whose 1/8 feature is split in two: 
 (layers 4–6 down to 1/64, then the APPPM pyramid), the other a dilated spatial path kept at 1/8. The two paths
 exchange features twice (``down4``/``down5`` and bilinear ups), and the SAD decoder mixes the spatial detail with
 the context through strip-convolution attention. Reference: CuZaoo/SANet-main ``models/sanet_{S,M,L}.py``;
-facts in ``shared/specs/architectures.md`` §4.
+facts in docs/architectures/sanet.md.
 
 Variants differ only in block counts ``(n1, n2, n3, n4)`` (``n2`` is used by layer2 *and* layer3, as in the
 authors' code) and the spatial-path dilations: S (2,2,2,2), M (3,3,9,3), L (3,3,27,3); dilations

@@ -1,6 +1,6 @@
 """Figures of one category: pixel-level PR curves of every run, and test images with ground truth and heatmaps.
 
-Read from ``scores/<category>.npz`` (schemas.md). The PR legend gives AP as a fraction, the unit of its axes;
+Read from ``scores/<category>.npz`` (docs/schemas.md). The PR legend gives AP as a fraction, the unit of its axes;
 heatmaps share one fixed 0–1 colour scale with a colour bar (red = defect probability near 1). Drawn with
 matplotlib's object API (``Figure``, Agg canvas), so nothing touches pyplot's global state or needs a display.
 """

@@ -1,4 +1,4 @@
-"""Mask binarisation for every encoding (protocol.md §6 #10–#15) and image decoding (#16–#21)."""
+"""Mask binarisation for every encoding (docs/protocol.md §6 #10–#15) and image decoding (#16–#21)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ TOL = 1e-6
 
 
 def sk_f1max(labels: np.ndarray, scores: np.ndarray) -> float:
-    """protocol.md §3.1: F1 over the precision_recall_curve points, non-finite points dropped."""
+    """docs/metrics.md: F1 over the precision_recall_curve points, non-finite points dropped."""
     p, r, _ = precision_recall_curve(labels.ravel(), scores.ravel())
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = 2 * p * r / (p + r)

@@ -50,7 +50,7 @@ def test_uint8_map_is_read_as_value_over_255() -> None:
 
 
 def devkit_reference(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """The devkit's formulation (evalExp + pxEval_maximizeFMeasure), rewritten from protocol.md §5.1 as an oracle."""
+    """The devkit's formulation (evalExp + pxEval_maximizeFMeasure), from docs/protocol.md §5.1, as an oracle."""
     thresh = np.array(range(256)) / 255.0
     edges = np.concatenate(([-np.inf], thresh, [np.inf]))
     total_fn, total_fp, total_pos, total_neg = np.zeros(256), np.zeros(256), 0, 0

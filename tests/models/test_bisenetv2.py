@@ -9,7 +9,7 @@ from anoseg.errors import AnosegError
 from anoseg.models import create_model
 from anoseg.models.bisenetv2 import BiSeNetV2, GatherExpand
 
-# Used parameters of the training graph (main head + 4 aux heads), architectures.md §7.
+# Used parameters of the training graph (main head + 4 aux heads), docs/architectures/bisenetv2.md.
 TRAIN_REFERENCE = {2: 5_190_874, 19: 5_231_487}
 
 

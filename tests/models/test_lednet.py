@@ -73,7 +73,7 @@ def test_encoder_layout_and_parameter_breakdown():
     assert [type(b).__name__ for b in blocks].count("Downsampler") == 3 and len(ssnbt) == 13
     assert [b.left[3].dilation[0] for b in ssnbt[5:]] == [1, 2, 5, 9, 2, 5, 9, 17]
     assert [b.dropout.p for b in ssnbt] == [0.03] * 5 + [0.3] * 8
-    # architectures.md §2: encoder 911,436; SS-nbt 6,400 / 25,088 / 99,328 at 32 / 64 / 128 channels.
+    # docs/architectures/lednet.md: encoder 911,436; SS-nbt 6,400 / 25,088 / 99,328 at 32 / 64 / 128 channels.
     assert _numel(encoder) == 911_436
     assert [_numel(b) for b in (ssnbt[0], ssnbt[3], ssnbt[5])] == [6_400, 25_088, 99_328]
     assert all(m.eps == 1e-3 for m in LEDNet().modules() if isinstance(m, torch.nn.BatchNorm2d))

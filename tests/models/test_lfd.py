@@ -48,7 +48,7 @@ def test_scale_factor_sets_the_context_input_size():
 
 def test_parameter_breakdown_matches_the_reference():
     model = LFD(num_classes=2)
-    # architectures.md §1: semantic 683,072; detail 166,080 incl. channel_adjust; context1+2; fusion; cls_head.
+    # docs/architectures/lfd.md: semantic 683,072; detail 166,080 incl. channel_adjust; context1+2; fusion; cls_head.
     assert _numel(model.context) == 683_072
     assert _numel(model.detail) + _numel(model.channel_adjust) == 166_080
     assert [_numel(unit) for unit in model.aggregation] == [18_304, 18_304]

@@ -17,7 +17,7 @@ from anoseg.models.build import load_matching
 from anoseg.models.registry import model_spec
 from anoseg.models.sanet import APPPM, SANet, convert_author_state_dict
 
-# Used parameters of the authors' training graph (main + aux + boundary heads), 2 classes (architectures.md §4).
+# Used parameters of the authors' training graph (main + aux + boundary heads), 2 classes (docs/architectures/sanet.md).
 TRAIN_REFERENCE = {"sanet_s": 8_375_174, "sanet_m": 12_011_782, "sanet_l": 18_067_974}
 
 

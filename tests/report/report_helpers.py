@@ -30,7 +30,7 @@ def write_metrics(
     protocol: str = "clean",
     epoch: int = 100,
 ) -> Path:
-    """Write one metrics.json the way ``anoseg eval`` does (schemas.md), in ``<run>/eval/epoch_NNN/``; return its
+    """Write one metrics.json the way ``anoseg eval`` does (docs/schemas.md), in ``<run>/eval/epoch_NNN/``; return its
     path."""
     names = [k for k in next(iter(categories.values())) if not k.startswith("n_")]
     mean = {}

@@ -1,6 +1,6 @@
 """prepare → train → eval → report → predict through the CLI for each road/scene recipe, on tiny trees.
 
-Eval runs twice: with the trained model (the file follows schemas.md) and with an oracle model that reads the label
+Eval runs twice: with the trained model (the file follows docs/schemas.md) and with an oracle model that reads the label
 back from the image, which must score perfectly — only if eval decodes the right labels, keeps the right pixels and
 excludes the ignored ones (whose image encodes a wrong class).
 """

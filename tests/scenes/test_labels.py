@@ -1,4 +1,4 @@
-"""Label decoding of KITTI Road, Cityscapes and CamVid (protocol.md §5 tables written out by hand here)."""
+"""Label decoding of KITTI Road, Cityscapes and CamVid (docs/protocol.md §5 tables written out by hand here)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from anoseg.data.scenes.labels import (
 )
 from anoseg.errors import AnosegError
 
-# protocol.md §5.2, column by column
+# docs/protocol.md §5.2, column by column
 CITYSCAPES_TABLE = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
                     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-# protocol.md §5.3, the colour convention's own order (index, name, colour)
+# docs/protocol.md §5.3, the colour convention's own order (index, name, colour)
 CAMVID_COLOUR_TABLE = [("bicyclist", (0, 128, 192)), ("building", (128, 0, 0)), ("car", (64, 0, 128)),
                        ("pole", (192, 192, 128)), ("fence", (64, 64, 128)), ("pedestrian", (64, 64, 0)),
                        ("road", (128, 64, 128)), ("sidewalk", (0, 0, 192)), ("sign_symbol", (192, 128, 128)),

@@ -1,7 +1,7 @@
 """Built-in anomaly generators: defect image/mask pairs made from a category's ``train/good`` images.
 
 These are the classical baselines that the SeaS paper compares generated data against. ``generate_pairs`` writes the
-generated-pair layout that ``anoseg prepare`` reads (protocol.md §1.4)::
+generated-pair layout that ``anoseg prepare`` reads (docs/protocol.md §1.4)::
 
     <out>/<category>/<defect>/image/NNN.png     RGB, the source image's size (or image_size × image_size)
     <out>/<category>/<defect>/mask/NNN.png      L mode, exactly 0 / 255, same name and size as the image

@@ -1,4 +1,4 @@
-"""Dataset layouts: one reader per on-disk layout, turning folders into the samples of a category (protocol.md §1).
+"""Dataset layouts: one reader per on-disk layout, turning folders into the samples of a category (docs/datasets.md).
 
 Every fact about how a dataset is stored lives in this package, one module per dataset family: folder names, mask
 names, which variant a tree is. ``base`` holds what every reader shares (records, listing, stem pairing, the rules

@@ -3,7 +3,7 @@
 Readers never decide what is fatal: they list every sample they can pair and record every problem as an ``Issue``;
 ``anoseg.data.validation`` applies the strict/lenient policy, ``anoseg.data.split`` the 1/3 rule.
 
-Rules shared by every reader (protocol.md §6 #4–#7):
+Rules shared by every reader (docs/protocol.md §6 #4–#7):
 
 * only directories are categories or defect types; names starting with ``.`` are skipped everywhere;
 * image files are matched by extension (``IMAGE_EXTENSIONS``, any case); other files are ignored (and reported);

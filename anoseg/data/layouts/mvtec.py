@@ -1,4 +1,4 @@
-"""MVTec AD and look-alikes (VisA_type, SeaS-reorganised MVTec 3D AD, MPDD); MVTec 3D AD (protocol.md §1.1, §1.3)."""
+"""MVTec AD and look-alikes (VisA_type, SeaS-reorganised MVTec 3D AD, MPDD); MVTec 3D AD (docs/datasets.md)."""
 
 from __future__ import annotations
 

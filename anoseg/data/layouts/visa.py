@@ -1,4 +1,4 @@
-"""VisA: the original archive with ``split_csv`` or the VisA_type defect folders (protocol.md §1.2)."""
+"""VisA: the original archive with ``split_csv`` or the VisA_type defect folders (docs/datasets.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The road/scene recipes' data: KITTI Road, Cityscapes and CamVid (protocol.md §5).
+"""The road/scene recipes' data: KITTI Road, Cityscapes and CamVid (docs/protocol.md §5).
 
     layouts.py   the three on-disk layouts → (image, label) pairs
     labels.py    label encodings → one class map (ignore 255); class names and display palettes

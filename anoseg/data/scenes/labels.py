@@ -1,4 +1,4 @@
-"""Label encodings of the road/scene datasets (protocol.md §5): the only place that decodes them.
+"""Label encodings of the road/scene datasets (docs/protocol.md §5): the only place that decodes them.
 
 Every decoder returns one uint8 class map with ``IGNORE`` (255) for pixels that neither train nor count. The manifest's
 ``label_format`` column names the encoding of a row's label file:

@@ -1,4 +1,4 @@
-"""The on-disk layouts of KITTI Road, Cityscapes and CamVid (protocol.md §5): folders → (image, label) pairs.
+"""The on-disk layouts of KITTI Road, Cityscapes and CamVid (docs/protocol.md §5): folders → (image, label) pairs.
 
 Readers pair files by name, never by position, and record problems as ``Issue``s; ``anoseg.data.scenes.prepare``
 applies the strict/lenient policy, verifies the files and assigns splits. Each pair carries its category (KITTI:
