@@ -58,9 +58,9 @@ def onnx_session(model: nn.Module, example: torch.Tensor) -> tuple[Any, str, flo
     The session comes from ``anoseg.engine.inference.ort_session`` (as many threads as PyTorch).
 
     Example:
-        >>> model = create_model("lfd").eval()
-        >>> session, name, diff = onnx_session(model, torch.randn(1, 3, 256, 256))
-        >>> session.run(None, {name: np.zeros((1, 3, 256, 256), np.float32)})[0].shape
+        >>> model = create_model("lfd").eval()  # doctest: +SKIP
+        >>> session, name, diff = onnx_session(model, torch.randn(1, 3, 256, 256))  # doctest: +SKIP
+        >>> session.run(None, {name: np.zeros((1, 3, 256, 256), np.float32)})[0].shape  # doctest: +SKIP
         (1, 2, 256, 256)
     """
     _, info, session = _export_onnx(model, example, dynamic=False, exporter="auto")
@@ -76,7 +76,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic: bool = Fals
 
     Example:
         >>> data, info = export_onnx(create_model("lfd").eval(), torch.randn(1, 3, 64, 64), dynamic=True)
-        >>> info["exporter"], info["opset"]
+        ... # doctest: +SKIP
+        >>> info["exporter"], info["opset"]  # doctest: +SKIP
         ('dynamo', 18)
     """
     data, info, _ = _export_onnx(model, example, dynamic=dynamic, exporter=exporter)
@@ -111,8 +112,8 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, *, dynamic: bool
     Scripting is not tried: none of the registered models is scriptable, and tracing gives the same graph.
 
     Example:
-        >>> data, info = export_torchscript(create_model("lfd").eval(), torch.randn(1, 3, 64, 64))
-        >>> info["exporter"]
+        >>> data, info = export_torchscript(create_model("lfd").eval(), torch.randn(1, 3, 64, 64))  # doctest: +SKIP
+        >>> info["exporter"]  # doctest: +SKIP
         'torch.jit.trace'
     """
     _require_eval(model)
@@ -143,7 +144,7 @@ def verify(model: nn.Module, run: Callable[[torch.Tensor], np.ndarray], inputs: 
     ``float32_noise`` is null unless the plain tolerance failed and eager's own float32 error had to be measured).
 
     Example:
-        >>> verify(model, lambda x: model(x).numpy(), [torch.randn(1, 3, 64, 64)])["max_abs_diff"]
+        >>> verify(model, lambda x: model(x).numpy(), [torch.randn(1, 3, 64, 64)])["max_abs_diff"]  # doctest: +SKIP
         0.0
     """
     worst = {"max_abs_diff": 0.0, "output_scale": 0.0, "tolerance": 0.0, "float32_noise": None,

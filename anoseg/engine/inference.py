@@ -119,7 +119,8 @@ def dense_logits(run: Runner, image: np.ndarray, mean: Sequence[float], std: Seq
     Example:
         >>> logits = dense_logits(torch_runner(model), np.zeros((375, 1242, 3), np.uint8), IMAGENET_MEAN,
         ...                       IMAGENET_STD)
-        >>> logits.shape
+        ... # doctest: +SKIP
+        >>> logits.shape  # doctest: +SKIP
         (2, 375, 1242)
     """
     height, width = image.shape[:2]

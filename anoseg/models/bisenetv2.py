@@ -7,7 +7,8 @@ predicts at 1/8 before a bilinear ×8 upsampling. Training adds four auxiliary h
 stage 3, stage 4 and stage 5 (before the context block); they cost 1.85 M parameters that inference never runs.
 
 Fidelity to the reference (docs/architectures/bisenetv2.md): used parameters are 3,341,202 / 3,358,627 (eval graph,
-2 / 19 classes) and 5,190,874 / 5,231,487 with the aux heads (train graph); the MACs at 256² are the reference's 3.085 G.
+2 / 19 classes) and 5,190,874 / 5,231,487 with the aux heads (train graph); the MACs at 256² are the reference's
+3.085 G.
 
 Choices where the reference code says nothing or cannot be followed:
 
