@@ -32,12 +32,14 @@ demo: $(STAMP)
 	$(ANOSEG) report --dataset demo
 
 ## Everything (what CI runs).
+PYTEST_ARGS ?=   # e.g. PYTEST_ARGS="-n 2": pytest-xdist, two worker processes
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Unit and small integration tests: everything but the tests marked slow (multi-process and long end-to-end runs).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check anoseg tests bench

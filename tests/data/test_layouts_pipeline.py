@@ -30,6 +30,7 @@ TREES_AND_LAYOUTS = {"mvtec_ad": (_mvtec_ad, "mvtec_ad"), "visa": (_visa_origina
                      "folder_single": (folder_single, "folder")}
 
 
+@pytest.mark.slow  # prepare → train → eval → report for each layout
 @pytest.mark.parametrize("name", list(TREES_AND_LAYOUTS))
 def test_layout_prepare_train_eval_report(tmp_path, name):
     build, layout = TREES_AND_LAYOUTS[name]

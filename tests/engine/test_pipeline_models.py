@@ -20,6 +20,7 @@ def cli(*args: str) -> str:
     return result.output
 
 
+@pytest.mark.slow  # five trainings
 @pytest.mark.parametrize("model", FAMILIES)
 def test_every_family_trains_and_evaluates_on_one_category(demo_env, model):
     common = ["--recipe", str(demo_env.recipe_file), "--output", str(demo_env.output), "--model", model,
@@ -32,6 +33,7 @@ def test_every_family_trains_and_evaluates_on_one_category(demo_env, model):
     assert set(metrics["categories"]) == {"mesh"} and metrics["mean"]["pixel_auroc"] is not None
 
 
+@pytest.mark.slow  # generate → prepare → train → eval → report
 def test_perlin_pairs_go_through_prepare_train_eval_and_report(demo_env, tmp_path):
     recipe = ["--recipe", str(demo_env.recipe_file)]
     output = ["--output", str(tmp_path / "outputs")]
@@ -81,6 +83,7 @@ def test_joint_augmentation_moves_image_and_mask_together():
         assert torch.equal(out_image[0] > 127, out_mask.bool())
 
 
+@pytest.mark.slow  # two DDP processes
 def test_ddp_on_two_cpu_processes_trains_and_saves_once(demo_env, tmp_path):
     """`--devices 2` runs Lightning Fabric's DDP (gloo on CPU); only rank 0 writes and speaks."""
     import shutil

@@ -47,6 +47,7 @@ def oracle(monkeypatch) -> None:
     monkeypatch.setattr(checkpoint_module, "build_model", build)
 
 
+@pytest.mark.slow  # prepare → train → eval → report per recipe
 @pytest.mark.parametrize("case", list(CASES))
 def test_recipe_end_to_end(tmp_path, monkeypatch, case):
     name, build = CASES[case]
