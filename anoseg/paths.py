@@ -5,6 +5,7 @@
     <output>/<dataset>/<generator>/<model>/<category>/     train (last.pt, checkpoints/epoch_NNN.pt)
     <output>/<dataset>/<generator>/<model>/<category>/eval/epoch_NNN/   eval of that epoch's checkpoint: metrics.json,
                                                            metrics.csv, thresholds.json, scores/, overlays/
+    <output>/.../<category>/eval/epoch_NNN-<variant>/      the same, evaluated with other settings (eval_variant)
     <output>/<dataset>/<generator>/<model>/seed_<n>/<category>/   the same, for a seed other than DEFAULT_SEED
     <output>/<dataset>/<generator>/<model>/<category>/export/model.{onnx,ts}   export
     <output>/bench/bench.json                              bench
@@ -16,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE
+from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE, MODEL_RESOLUTION
 
 DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
@@ -59,10 +60,22 @@ def eval_root(run: Path) -> Path:
     return Path(run) / "eval"
 
 
-def eval_dir(run: Path, epoch: int) -> Path:
-    """``<run>/eval/epoch_NNN``: every result of evaluating the checkpoint of ``epoch`` (metrics, thresholds, scores,
-    overlays). The folder appears complete or not at all (``anoseg.engine.results.publish``)."""
-    return eval_root(run) / f"epoch_{epoch:03d}"
+def eval_dir(run: Path, epoch: int, variant: str = "") -> Path:
+    """``<run>/eval/epoch_NNN[-variant]``: every result of evaluating the checkpoint of ``epoch`` (metrics,
+    thresholds, scores, overlays) with one set of evaluation settings. ``variant`` is ``""`` for the recipe's own
+    protocol at model resolution (the result predict, export and report read), else ``eval_variant``'s name, so that
+    evaluating one checkpoint with other settings never replaces the default result. The folder appears complete or
+    not at all (``anoseg.engine.results.publish``)."""
+    return eval_root(run) / (f"epoch_{epoch:03d}" + (f"-{variant}" if variant else ""))
+
+
+def eval_variant(protocol: str, recipe_protocol: str, resolution: str) -> str:
+    """The name of a non-default evaluation setting (``""`` for the default one): the protocol when it is not the
+    recipe's, and ``native`` for native-resolution scoring, joined by ``-`` (e.g. ``lfd-compat-native``)."""
+    parts = [protocol] if protocol != recipe_protocol else []
+    if resolution != MODEL_RESOLUTION:
+        parts.append(resolution)
+    return "-".join(parts)
 
 
 def output_of_run(run: Path) -> Path:

@@ -40,7 +40,7 @@ from anoseg.engine.inference import Runner, probability_maps, torch_runner
 from anoseg.engine.runs import EvalJob, load_run_checkpoint, metrics_record, order_categories, write_percent_csv
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
-from anoseg.paths import data_report_path, dataset_dir, eval_dir, manifest_path
+from anoseg.paths import data_report_path, dataset_dir, eval_dir, eval_variant, manifest_path
 
 LFD_CSV_ROWS = {"auroc_sp": "image_auroc", "f1_sp": "image_f1max", "ap_sp": "image_ap", "auroc_px": "pixel_auroc",
                 "f1_px": "pixel_f1max", "ap_px": "pixel_ap", "iou_px": "iou"}
@@ -79,14 +79,16 @@ class CategoryScores:
 def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
     """Evaluate every category the run covers; write and return the metrics dict (schema ``anoseg.metrics/1``).
 
-    Everything is written to ``<run>/eval/epoch_NNN/`` (``anoseg.paths.eval_dir``) for the checkpoint evaluated, and
+    Everything is written to ``<run>/eval/epoch_NNN[-variant]/`` (``anoseg.paths.eval_dir``: keyed by checkpoint and by
+    protocol and resolution, so other settings never replace the default result), and
     appears there only once complete (``anoseg.engine.results``). Image labels are the folder labels of the manifest
     (a defect folder = anomalous) under every protocol, whatever resizing does to the masks. Warnings are returned in
     ``metrics["warnings"]``, not printed.
     Raises ``AnosegError`` for an unknown protocol, a missing manifest or checkpoint.
     """
     scoring = setup(job)
-    target = eval_dir(job.run, scoring.checkpoint["epoch"])
+    target = eval_dir(job.run, scoring.checkpoint["epoch"],
+                      eval_variant(scoring.protocol, job.recipe.protocol, job.resolution))
     staging = results.staging_dir(target)
     per_category: dict[str, dict] = {}
     done = 0

@@ -5,7 +5,9 @@ checkpoint wrote: ``metrics.json``, ``metrics.csv``, ``thresholds.json``, ``scor
 ``metrics.json`` names the checkpoint (path relative to the run, ``checkpoint_sha256`` of the file and
 ``weights_sha256`` of its weights), so a result is matched to the weights it was computed with, whatever file they are
 read from (``last.pt`` and ``checkpoints/epoch_003.pt`` of the last epoch hold the same weights but differ in bytes:
-only ``last.pt`` keeps the optimiser state).
+only ``last.pt`` keeps the optimiser state). An eval with another protocol than the recipe's or at native resolution
+goes to ``eval/epoch_NNN-<variant>/`` (``anoseg.paths.eval_variant``): it never replaces the default result, which
+alone supplies predict's and export's thresholds and the report's numbers.
 
 An eval writes into a hidden staging folder (``.epoch_NNN.partial-*``) and renames it into place when everything is
 written: an interrupted eval leaves no ``epoch_NNN`` folder that could be read as finished, and readers skip hidden
@@ -18,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -85,13 +88,21 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def completed_results(run: Path) -> list[Path]:
-    """The ``metrics.json`` of every finished eval of a run (``eval/epoch_NNN/``), sorted by folder name."""
+DEFAULT_RESULT = re.compile(r"epoch_\d+")  # eval/epoch_NNN: the recipe's protocol at model resolution
+
+
+def completed_results(run: Path, default_only: bool = False) -> list[Path]:
+    """The ``metrics.json`` of every finished eval of a run (``eval/epoch_NNN[-variant]/``), sorted by folder name.
+
+    ``default_only``: only the results of the default settings (``eval/epoch_NNN/``, the recipe's protocol at model
+    resolution), the ones whose thresholds predict and export use.
+    """
     root = eval_root(run)
     if not root.is_dir():
         return []
     return sorted(p / METRICS_FILE for p in root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / METRICS_FILE).is_file())
+                  if p.is_dir() and not p.name.startswith(".") and (p / METRICS_FILE).is_file()
+                  and (not default_only or DEFAULT_RESULT.fullmatch(p.name)))
 
 
 @dataclass(frozen=True)
@@ -145,9 +156,10 @@ def thresholds_document(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def thresholds_for(run: Path, weights: str) -> Thresholds | None:
-    """The thresholds of the newest finished eval of ``run`` computed with the weights whose hash is ``weights``."""
+    """The thresholds of the newest finished default-settings eval of ``run`` (``eval/epoch_NNN/``) computed with the
+    weights whose hash is ``weights``; an eval at another protocol or resolution never supplies predict's threshold."""
     found = []
-    for path in completed_results(run):
+    for path in completed_results(run, default_only=True):
         try:
             doc = json.loads((path.parent / THRESHOLDS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):

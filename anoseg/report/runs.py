@@ -146,7 +146,8 @@ def _number(value: Any, where: str) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-EVAL_FOLDER = re.compile(r"epoch_\d+")
+EVAL_FOLDER = re.compile(r"epoch_\d+")  # the default settings (recipe's protocol, model resolution)
+EVAL_VARIANT = re.compile(r"epoch_\d+-.+")  # other settings (anoseg.paths.eval_variant): not reported
 
 
 def find_datasets(outputs: Path) -> list[str]:
@@ -181,6 +182,8 @@ def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[s
         relative = path.relative_to(root).parts
         if any(p.startswith(".") for p in relative):
             continue  # an eval still running or interrupted: never a result
+        if len(relative) >= 3 and relative[-3] == "eval" and EVAL_VARIANT.fullmatch(relative[-2]):
+            continue  # another protocol or resolution than the run's default: the report never mixes those in
         if not _is_result(path, root):
             warnings.append(f"skipped {_rel(path, outputs)}: not in a <run>/eval/epoch_NNN folder (an old layout?); "
                             "re-run `anoseg eval`")

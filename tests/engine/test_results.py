@@ -8,6 +8,7 @@ tests check bookkeeping, not learning, so no training is needed).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def test_image_labels_are_folder_labels_whatever_resizing_does_to_the_masks(thin
     # 4 good + 4 defect test images; the nearest-neighbour mask resize of today's main loses 2 of the 4 defects at 64²
     for protocol in ("clean", "lfd-compat"):
         cli(*eval_args(thin, "--category", "all", "--save-scores", "--overlays", "0", "--protocol", protocol))
-        result = eval_dir(thin["run"], 3)
+        result = eval_dir(thin["run"], 3, "" if protocol == "clean" else protocol)
         scores = np.load(result / "scores" / "plate.npz")
         folder = np.array([0 if n.startswith("good/") else 1 for n in scores["names"]], np.uint8)
         assert folder.sum() == 4 and len(folder) == 8
@@ -134,7 +135,7 @@ def test_native_resolution_scores_upsampled_maps_against_the_original_masks(thin
     from sklearn.metrics import roc_auc_score
 
     cli(*eval_args(thin, "--save-scores", "--overlays", "0", "--resolution", "native"))
-    result = eval_dir(thin["run"], 3)
+    result = eval_dir(thin["run"], 3, "native")
     metrics = json.loads((result / "metrics.json").read_text())
     assert metrics["resolution"] == "native"
     plate = metrics["categories"]["plate"]
@@ -150,6 +151,26 @@ def test_native_resolution_scores_upsampled_maps_against_the_original_masks(thin
             masks[i] = np.asarray(Image.open(thin["data"] / "plate" / "ground_truth" / defect / f"{stem}_mask.png")) > 0
     assert plate["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-6)
     cli(*eval_args(thin, "--resolution", "huge"), code=2)
+
+
+def test_other_protocol_or_resolution_never_replaces_the_default_result(thin):
+    """An eval of the same checkpoint with other settings goes beside the default result, never over it."""
+    from anoseg.engine import results
+    from anoseg.engine.checkpoint import load_checkpoint
+
+    cli(*eval_args(thin, "--overlays", "0", "--epoch", "2"))
+    default = eval_dir(thin["run"], 2)
+    before = {name: (default / name).read_bytes() for name in ("metrics.json", "thresholds.json")}
+    cli(*eval_args(thin, "--overlays", "0", "--epoch", "2", "--resolution", "native"))
+    cli(*eval_args(thin, "--overlays", "0", "--epoch", "2", "--protocol", "lfd-compat"))
+    for variant, protocol, resolution in (("native", "clean", "native"), ("lfd-compat", "lfd-compat", "model")):
+        other = json.loads((eval_dir(thin["run"], 2, variant) / "metrics.json").read_text())
+        assert (other["protocol"], other["resolution"]) == (protocol, resolution)
+    assert {name: (default / name).read_bytes() for name in before} == before
+    weights = results.weights_sha256(load_checkpoint(thin["run"] / "checkpoints" / "epoch_002.pt"))
+    assert results.thresholds_for(thin["run"], weights).source == default  # predict/export: the default's threshold
+    for folder in default.parent.glob("epoch_002*"):  # later tests start with epoch 2 not evaluated
+        shutil.rmtree(folder)
 
 
 # ---- item 2: results keyed by checkpoint ---------------------------------------------------------------------------
