@@ -161,3 +161,22 @@ def test_prepare_binds_the_report_to_its_manifest(pipeline):
     folder = pipeline.out / "demo" / "seas"
     report = json.loads((folder / "data_report.json").read_text())
     assert report["manifest_sha256"] == hashlib.sha256((folder / "manifest.csv").read_bytes()).hexdigest()
+
+
+def test_resume_refuses_train_data_changed_since_the_run_started(work):
+    """`prepare` re-run on a changed dataset: --resume would train on other images (and another LR schedule)."""
+    import pandas as pd
+
+    out, run, args = work
+    manifest = out / "demo" / "seas" / "manifest.csv"
+    rows = pd.read_csv(manifest, keep_default_na=False, dtype=str)
+    first = rows.index[(rows["split"] == "train") & (rows["category"] == "disk")][0]
+    rows.drop(index=first).to_csv(manifest, index=False)  # one train image fewer, as after a re-prepare
+    report = out / "demo" / "seas" / "data_report.json"
+    doc = json.loads(report.read_text())
+    doc["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    report.write_text(json.dumps(doc))
+    before = md5_tree(run)
+    line = one_error_line(invoke(*args, "--resume", "--epochs", "3"), 2)
+    assert "n_train_images" in line and "train_data_sha256" in line and "--fresh" in line
+    assert md5_tree(run) == before

@@ -215,9 +215,11 @@ def plan_resume(previous: dict[str, Any], settings: dict[str, Any], epochs: int 
 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     # backbone_weights is not compared: a resumed run's weights come from its checkpoint, whatever is asked
-    keys = ["image_size", "mean", "std", "protocol", "seed", "precision", "devices", "trained_on"]
-    out = [(k, stored[k], current[k]) for k in keys if k in stored and k in current and _norm(stored[k])
-           != _norm(current[k])]
+    # the train data too (n_train_images, train_data_sha256): `prepare` re-run on a changed dataset is another run
+    keys = ["image_size", "mean", "std", "protocol", "seed", "precision", "devices", "trained_on", "n_train_images",
+            "train_data_sha256"]
+    out = [(k, _short(stored[k]), _short(current[k])) for k in keys if k in stored and k in current
+           and _norm(stored[k]) != _norm(current[k])]
     old_train, new_train = stored.get("train", {}), current.get("train", {})
     for key in sorted(set(old_train) | set(new_train)):
         # a setting added since the run was saved counts as its default (the run trained without it)
@@ -225,6 +227,10 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[
         if key not in FREE_SETTINGS and _norm(old) != _norm(new_train.get(key)):
             out.append((key, old, new_train.get(key)))
     return out
+
+
+def _short(value: Any) -> Any:
+    return value[:12] if isinstance(value, str) and len(value) == 64 else value  # a digest: its first 12 digits
 
 
 def _norm(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -412,6 +413,20 @@ def _sgd_implementation(fast: bool, device: torch.device) -> dict[str, bool]:
     return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
+def _rows_digest(rows) -> str:
+    """SHA-256 of the train rows (category, defect, label, image and mask paths relative to the data root): a
+    resumed run refuses data that changed since it started (``anoseg.engine.rundir.plan_resume``). Relative paths
+    keep a moved or copied project resumable."""
+    import hashlib
+
+    lines = []
+    for row in rows.itertuples(index=False):
+        image = os.path.relpath(row.image, row.root) if row.root else row.image
+        mask = os.path.relpath(row.mask, row.root) if row.root and row.mask else row.mask
+        lines.append(f"{row.category}\t{row.defect}\t{row.label}\t{image}\t{mask}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
 def _meta(job: TrainJob, rows) -> dict:
     recipe = job.recipe
     return {
@@ -420,6 +435,7 @@ def _meta(job: TrainJob, rows) -> dict:
         "mean": list(recipe.mean), "std": list(recipe.std), "protocol": recipe.protocol, "seed": job.seed,
         "class_names": list(recipe.class_names), "backbone_weights": str(job.backbone_weights),
         "precision": job.precision, "devices": job.devices, "paper_numerics": job.paper_numerics,
+        "train_data_sha256": _rows_digest(rows),
         "n_train_images": len(rows), "train": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in dataclasses.asdict(recipe.train).items()},
     }
