@@ -34,7 +34,6 @@ from anoseg.jobs import PredictJob
 from anoseg.paths import run_of_checkpoint
 
 #: Folders of a dataset that hold ground-truth masks, not images to score (MVTec/VisA/generic layouts).
-MASK_FOLDERS = {"ground_truth", "gt", "mask", "masks"}
 DEFAULT_ROOT = Path("outputs/predict")
 #: Images per forward pass when not given: beyond 8 a CPU gains no throughput, only memory; a GPU wants more.
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
@@ -74,18 +73,24 @@ class PredictResult:
     out: Path
 
 
-def collect_images(sources: list[Path]) -> list[Path]:
-    """Image files named directly or found (recursively, sorted) in folders; mask folders (``MASK_FOLDERS``) below a
-    given folder are not entered, so a dataset root can be given as is. Raises ``AnosegError`` when a source is
-    missing or nothing is found."""
+def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) in folders. In given folders, mask folders and mask
+    files by the layouts' naming rules (``anoseg.data.layouts.is_mask_folder`` / ``is_mask_file``: ``ground_truth/``,
+    ``label/``, ``*_mask``, ``*_GT``, ``*_label`` ...) are not taken as images, so a dataset root can be given as is;
+    the mask files passed over are appended to ``masks``. Raises ``AnosegError`` when a source is missing or nothing
+    is found."""
+    from anoseg.data.layouts import is_mask_file, is_mask_folder
+
     found: list[Path] = []
     for source in sources:
         if source.is_dir():
             for folder, subfolders, names in os.walk(source):
-                subfolders[:] = sorted(d for d in subfolders if d.lower() not in MASK_FOLDERS
-                                       and not d.startswith("."))
-                found += [Path(folder) / n for n in sorted(names)
+                subfolders[:] = sorted(d for d in subfolders if not is_mask_folder(d) and not d.startswith("."))
+                images = [Path(folder) / n for n in sorted(names)
                           if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.startswith(".")]
+                found += [p for p in images if not is_mask_file(p)]
+                if masks is not None:
+                    masks += [p for p in images if is_mask_file(p)]
         elif source.is_file():
             found.append(source)
         else:
@@ -186,10 +191,13 @@ def prepare(job: PredictJob) -> Prediction:
         raise AnosegError(f"--batch-size must be at least 1, not {job.batch_size}")
     run, meta = load_predictor(job.checkpoint, job.model_file, job.device)
     sources = list(job.sources)
-    files = collect_images(sources)
+    masks: list[Path] = []
+    files = collect_images(sources, masks)
     names = output_names(files, sources)
     out = _output_folder(job.out, job.overwrite, files)
     notes: list[str] = []
+    if masks:
+        notes.append(f"skipped {len(masks)} file(s) as masks (named as a dataset's masks), e.g. {masks[0]}")
     threshold, why = job.threshold, ""
     if meta.get("task", ANOMALY) != ANOMALY:
         if job.threshold is not None or job.category is not None:

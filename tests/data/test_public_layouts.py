@@ -137,6 +137,32 @@ def test_folder_layout_mask_conventions_and_image_level_defects(tmp_path):
     assert [good_split(i) for i in range(10)].count("test") == 2
 
 
+def test_folder_layout_mask_file_in_good_is_not_a_good_image(tmp_path):
+    root = trees.folder(tmp_path / "mine")
+    good = sorted(p for p in (root / "pcb" / "good").iterdir())
+    n_good = len(good)
+    write_image(good[0].with_name(good[0].stem + "_mask.png"), mode="L")  # an annotation tool's all-black mask
+    df, report = build(root, "folder", strict=False)
+    rows = rows_of(df, category="pcb", defect="good")
+    assert len(rows) == n_good and not any(Path(r["image"]).stem.endswith("_mask") for r in rows)
+    assert report["issues"]["ignored_file"]["count"] >= 1
+
+
+def test_predict_never_scores_mask_files_or_mask_folders(tmp_path):
+    from anoseg.engine.predict import collect_images
+
+    images = [write_image(tmp_path / "ds" / "pcb" / "good" / "000.png"),
+              write_image(tmp_path / "ds" / "pcb" / "scratch" / "001.png")]
+    masks = [write_image(tmp_path / "ds" / "pcb" / "scratch" / "001_mask.png"),  # folder layout
+             write_image(tmp_path / "ds" / "ksdd2" / "00001_GT.png"),  # KolektorSDD2
+             write_image(tmp_path / "ds" / "kos01" / "Part0_label.bmp")]  # KolektorSDD
+    images.append(write_image(tmp_path / "ds" / "kos01" / "Part0.jpg"))
+    write_image(tmp_path / "ds" / "bmad" / "test" / "Ungood" / "label" / "x.png")  # BMAD's mask folder
+    skipped: list[Path] = []
+    assert sorted(collect_images([tmp_path / "ds"], skipped)) == sorted(images)
+    assert sorted(skipped) == sorted(masks)
+
+
 def test_folder_layout_image_without_its_mask_is_an_error(tmp_path):
     root = trees.folder(tmp_path / "mine")
     (root / "pcb" / "scratch" / "s1_mask.png").unlink()

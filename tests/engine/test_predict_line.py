@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from anoseg.engine.checkpoint import FORMAT, save_checkpoint
+from anoseg.constants import CHECKPOINT_FORMAT
+from anoseg.engine.checkpoint import save_checkpoint
 from anoseg.engine.predict import predict
 from anoseg.engine.visual import heatmap, outline
 from anoseg.models import create_model
@@ -24,7 +25,8 @@ def line(tmp_path_factory) -> dict:
     meta = {"dataset": "t", "task": "anomaly", "generator": "none", "trained_on": "all", "categories": ["a"],
             "image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
             "protocol": "clean", "seed": 0, "class_names": ["good", "defect"]}
-    save_checkpoint(root / "run" / "last.pt", {"format": FORMAT, "model": "lfd", "num_classes": 2, "epoch": 1,
+    save_checkpoint(root / "run" / "last.pt", {"format": CHECKPOINT_FORMAT, "model": "lfd", "num_classes": 2,
+                                               "epoch": 1,
                                                "iteration": 1, "state_dict": create_model("lfd").state_dict(),
                                                "optimizer": {}, "meta": meta, "history": []})
     rng = np.random.default_rng(0)

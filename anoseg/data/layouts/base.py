@@ -29,6 +29,23 @@ GOOD = "good"
 #: Sample roles: where a sample comes from decides its split (``anoseg.data.split``).
 TRAIN_GOOD, TEST_GOOD, DEFECT, GENERATED = "train_good", "test_good", "defect", "generated"
 MASK_SUFFIX = "_mask"  # MVTec AD: ground_truth/<d>/NNN_mask.png
+GT_SUFFIX = "_GT"  # KolektorSDD2: NNNNN_GT.png beside NNNNN.png
+LABEL_SUFFIX = "_label"  # KolektorSDD: PartN_label.bmp beside PartN.jpg
+#: Folder names that hold masks, never images (MVTec ground_truth/, BMAD label/, the folder layout's masks/ ...).
+MASK_FOLDERS = frozenset({"ground_truth", "gt", "mask", "masks", "label", "labels"})
+
+
+def is_mask_file(path: str | Path) -> bool:
+    """Whether a file is named as a mask by one of the layouts' rules (stem ending ``_mask``, ``_GT`` or ``_label``,
+    any case), so that commands reading image folders (predict, the folder layout's good/) never take it as an
+    image."""
+    stem = Path(path).stem.lower()
+    return any(stem.endswith(suffix.lower()) for suffix in (MASK_SUFFIX, GT_SUFFIX, LABEL_SUFFIX))
+
+
+def is_mask_folder(name: str) -> bool:
+    """Whether a folder name (any case) is one the layouts keep masks in (``MASK_FOLDERS``)."""
+    return name.lower() in MASK_FOLDERS
 
 
 @dataclass(frozen=True)

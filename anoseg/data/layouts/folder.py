@@ -42,6 +42,7 @@ from anoseg.data.layouts.base import (
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
+    is_mask_file,
     list_dirs,
     list_images,
     pair_by_stem,
@@ -159,6 +160,9 @@ class FolderLayout:
     def _good(self, scan: CategoryScan, folder: Path, listed: set[str] | None) -> None:
         _report_nested(scan, folder)
         images = list_images(folder, scan)
+        for mask in [p for p in images if is_mask_file(p)]:  # a mask beside a good image is not a good image
+            scan.issue("ignored_file", mask, f"{mask.name} is named as a mask; not read as a good image")
+        images = [p for p in images if not is_mask_file(p)]
         if listed is None:
             groups = {role: [p for i, p in enumerate(images) if (good_split(i) == "test") == (role == TEST_GOOD)]
                       for role in (TRAIN_GOOD, TEST_GOOD)}

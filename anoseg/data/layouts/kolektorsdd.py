@@ -13,6 +13,7 @@ from pathlib import Path
 from anoseg.data.layouts.base import (
     DEFECT,
     GOOD,
+    LABEL_SUFFIX,
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
@@ -26,7 +27,6 @@ from anoseg.errors import AnosegError
 
 CATEGORY = "kolektorsdd"
 DEFECT_NAME = "defect"
-LABEL_SUFFIX = "_label"
 
 
 class KolektorSDD:

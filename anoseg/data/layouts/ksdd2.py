@@ -14,6 +14,7 @@ from pathlib import Path
 from anoseg.data.layouts.base import (
     DEFECT,
     GOOD,
+    GT_SUFFIX,
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
@@ -24,7 +25,6 @@ from anoseg.errors import AnosegError
 
 CATEGORY = "ksdd2"
 DEFECT_NAME = "defect"
-GT_SUFFIX = "_GT"
 SPLITS = {"train": TRAIN_GOOD, "test": TEST_GOOD}
 
 
