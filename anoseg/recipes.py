@@ -40,7 +40,7 @@ class TrainSettings:
     weight_decay: Annotated[float, Ge(0)] = 1e-4
     ohem_thresh: Fraction = 0.7
     ohem_min_kept: Count = 100_000
-    class_weights: tuple[float, ...] | None = (1.0, 4.0)
+    class_weights: tuple[PositiveFloat, ...] | None = (1.0, 4.0)  # a zero weight: that class never learns
     unified: bool = True  # one model over every category (the paper's default)
     augment: tuple[str, ...] = ()  # any of: hflip, vflip, affine, color, scale (road/scene)
     workers: Count = 2
@@ -61,7 +61,7 @@ class Recipe:
     categories: tuple[str, ...] = ()
     image_size: tuple[PositiveInt, PositiveInt] | None = (256, 256)  # None = native resolution (road/scene)
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD  # divided by
     num_classes: Annotated[int, Ge(2)] = 2
     class_names: tuple[str, ...] = ("good", "defect")
     ignore_index: Count = 255
@@ -181,6 +181,8 @@ def _validate(values: dict[str, Any], path: Path) -> Recipe:
         problems.append("image_size is required for anomaly recipes")
     if recipe.train.class_weights is not None and len(recipe.train.class_weights) != recipe.num_classes:
         problems.append(f"train.class_weights needs {recipe.num_classes} values")
+    if recipe.train.min_lr > recipe.train.lr:  # the cosine would rise from lr to min_lr
+        problems.append(f"train.min_lr ({recipe.train.min_lr}) must not exceed train.lr ({recipe.train.lr})")
     if len(recipe.class_names) != recipe.num_classes:
         problems.append(f"class_names has {len(recipe.class_names)} names for {recipe.num_classes} classes")
     if problems:

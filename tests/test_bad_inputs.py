@@ -121,6 +121,11 @@ CASES = [
     ("recipe-data-root-int", ["prepare", "--recipe", "{recipe}", "--output", "{out}"], bad_recipe("data_root: 3"), 2,
      "data_root"),
     ("recipe-batch-size-0", [*TRAIN, "--fresh"], bad_recipe("  batch_size: 0"), 2, "train.batch_size"),
+    ("recipe-class-weights-0-fresh", [*TRAIN, "--fresh"], bad_recipe("  lr: 0.01\n  class_weights: [0.0, 0.0]"), 2,
+     "train.class_weights"),
+    ("recipe-min-lr-above-lr-fresh", [*TRAIN, "--fresh"], bad_recipe("  lr: 0.01\n  min_lr: 5.0"), 2, "train.min_lr"),
+    ("recipe-std-0-fresh", [*TRAIN, "--fresh"],
+     bad_recipe("image_size: [64, 64]\nnormalize: {mean: [0.5, 0.5, 0.5], std: [0, 0, 0]}"), 2, "std"),
     ("recipe-unknown", ["prepare", "--recipe", "nope", "--output", "{out}"], None, 2, "unknown recipe"),
     # prepare
     ("prepare-mask-threshold-negative", ["prepare", "--recipe", "{recipe}", "--output", "{out}", "--mask-threshold",
