@@ -132,9 +132,12 @@ def _load(recipe: str, **overrides):
     return load_recipe(recipe).override(**overrides)
 
 
-def _csv(value: str | None) -> tuple[str, ...] | None:
-    """A comma list option: its non-empty items, or None when not given (or empty)."""
+def _csv(value: str | None, option: str | None = None) -> tuple[str, ...] | None:
+    """A comma list option: its non-empty items, or None when not given. Given but empty (``--category ,``) is an
+    ``AnosegError`` naming ``option`` (never read as "not given": that would select everything)."""
     items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+    if option is not None and value is not None and not items:
+        raise AnosegError(f"{option}: empty list {value!r}; give one or more comma-separated names")
     return items or None
 
 
@@ -203,7 +206,8 @@ def prepare(ctx, recipe, data_root, generated, generator, category, output, seed
     if layout and ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
         recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
     rec = _load(recipe, data_root=data_root, generator=generator, layout=layout)
-    run_prepare(PrepareJob(rec, output=output, generated=generated, categories=_csv(category), strict=not lenient,
+    run_prepare(PrepareJob(rec, output=output, generated=generated, categories=_csv(category, "--category"),
+                           strict=not lenient,
                            mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated, dry_run=dry_run))
 
 
@@ -269,7 +273,8 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
     rec = _load(recipe, generator=generator, image_size=tuple(image_size) if image_size else None,
                 train__epochs=epochs, train__batch_size=batch_size, train__lr=lr, train__workers=workers,
                 train__augment=tuple(_csv(augment)) if augment else None)
-    run_train(TrainRunsJob(rec, model_name, categories=_csv(category), output=output, seed=seed, device=device,
+    run_train(TrainRunsJob(rec, model_name, categories=_csv(category, "--category"), output=output, seed=seed,
+                           device=device,
                            devices=devices, precision=precision, backbone_weights=backbone_weights,
                            download_weights=download_weights, resume=resume, fresh=fresh, epochs=epochs,
                            paper_numerics=paper_numerics, compile=compile_model, logger=logger))
@@ -299,7 +304,8 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
     from anoseg.jobs import EvalRunsJob
     from anoseg.stages import run_eval
 
-    run_eval(EvalRunsJob(_load(recipe, generator=generator), model_name, categories=_csv(category), output=output,
+    run_eval(EvalRunsJob(_load(recipe, generator=generator), model_name, categories=_csv(category, "--category"),
+                         output=output,
                          seed=seed, device=device, epoch=epoch, protocol=protocol, save_scores=save_scores,
                          overlays=overlays, resolution=resolution, aupro=aupro))
 
@@ -373,7 +379,8 @@ def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) 
     from anoseg.jobs import BenchJob
     from anoseg.stages import run_bench
 
-    run_bench(BenchJob(models=_csv(model_names), size=tuple(size), device=device, runs=runs, warmup=warmup, onnx=onnx,
+    run_bench(BenchJob(models=_csv(model_names, "--model"), size=tuple(size), device=device, runs=runs, warmup=warmup,
+                       onnx=onnx,
                        compile_model=compile_model, output=output))
 
 
@@ -395,7 +402,8 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
     from anoseg.jobs import GenerateJob
     from anoseg.stages import run_generate
 
-    run_generate(GenerateJob(_load(recipe, data_root=data_root), method, categories=_csv(category), count=count,
+    run_generate(GenerateJob(_load(recipe, data_root=data_root), method, categories=_csv(category, "--category"),
+                             count=count,
                              out=out, seed=seed, textures=textures, overwrite=overwrite))
 
 
@@ -456,8 +464,10 @@ def sweep(sweep_file, recipe, models, generators, categories, seeds, assignments
     from anoseg.jobs import SweepJob
     from anoseg.stages import run_sweep
 
-    run_sweep(SweepJob(sweep_file=sweep_file, recipe=recipe, models=_csv(models), generators=_csv(generators),
-                       categories=_csv(categories), seeds=_csv(seeds), assignments=tuple(assignments), name=name,
+    run_sweep(SweepJob(sweep_file=sweep_file, recipe=recipe, models=_csv(models, "--models"),
+                       generators=_csv(generators, "--generators"),
+                       categories=_csv(categories, "--categories"), seeds=_csv(seeds, "--seeds"),
+                       assignments=tuple(assignments), name=name,
                        output=output, device=device, jobs=jobs, executor=executor, partition=partition,
                        gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, timeout_min=timeout_min, dry_run=dry_run,
                        report=not no_report))

@@ -102,6 +102,9 @@ CASES = [
     ("train-unknown-category-fresh", [*TRAIN[:6], "nope", *TRAIN[7:], "--fresh"], None, 2, "nope"),
     ("train-unknown-option", [*TRAIN, "--epoch", "3"], None, 2, "--epoch"),
     ("train-diverging-lr-fresh", [*TRAIN, "--lr", "1e6", "--fresh"], None, 2, "lower --lr"),
+    ("train-category-empty-list-fresh", [*TRAIN[:6], ",", *TRAIN[7:], "--fresh"], None, 2, "--category: empty list"),
+    ("train-text-backbone-weights-fresh", [*TRAIN[:-4], "--backbone-weights", "{tmp}/notes.txt", "--device", "cpu",
+                                           "--fresh"], a_file("notes.txt"), 2, "not a PyTorch state-dict file"),
     ("train-resume-and-fresh", [*TRAIN, "--resume", "--fresh"], None, 2, "--fresh"),
     ("train-existing-run", TRAIN, None, 2, "--resume"),
     ("train-resume-finished", [*TRAIN, "--resume"], None, 2, "already finished"),
@@ -137,6 +140,7 @@ CASES = [
     ("prepare-absent-generated", ["prepare", "--recipe", "{recipe}", "--output", "{out}", "--generated",
                                   "{tmp}/absent"], None, 2, "absent"),
     # eval
+    ("eval-category-empty-list", [*EVAL[:6], ",", *EVAL[7:]], None, 2, "--category: empty list"),
     ("eval-overlays-negative", [*EVAL, "--overlays", "-1"], None, 2, "--overlays"),
     ("eval-epoch-0", [*EVAL, "--epoch", "0"], None, 2, "--epoch"),
     ("eval-device-tpu", [*EVAL, "--device", "tpu"], None, 2, "--device"),

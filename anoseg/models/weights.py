@@ -118,8 +118,15 @@ def read_state_dict(path: str | Path) -> StateDict:
         raise AnosegError(f"backbone weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise AnosegError(f"cannot read weights from {path}: {exc}") from None
+    except Exception as exc:  # torch raises many types for a bad file, often with a bare byte value ("...: 101")
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        # torch.save writes a zip archive (older versions: a pickle, starting 0x80); anything else is no weights file
+        if magic != b"PK\x03\x04" and not magic.startswith(b"\x80"):
+            raise AnosegError(f"{path} is not a PyTorch state-dict file (not written by torch.save); give a .pt/.pth "
+                              "file of backbone weights") from None
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
+        raise AnosegError(f"cannot read weights from {path} (damaged or foreign file): {reason}") from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
