@@ -78,3 +78,15 @@ def test_failed_prepare_leaves_the_existing_manifest_untouched(tmp_path):
     one_line_error(run(*args), str(broken))
     assert manifest.read_bytes() == before
     assert not list(manifest.parent.glob(".*tmp*"))  # no temporary leftovers
+
+
+def test_python_dash_m_anoseg_runs_the_cli():
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-m", "anoseg", "--help"], capture_output=True, text=True, env=env,
+                            cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: anoseg ") and "predict" in result.stdout
