@@ -269,7 +269,7 @@ def test_bad_inputs_raise_anoseg_error(run_dir, tmp_path):
     with pytest.raises(AnosegError, match="sidecar"):
         export_model(run_dir / "last.pt", out=tmp_path / "model.json")
     (tmp_path / "not_a_checkpoint.pt").write_bytes(b"junk")
-    with pytest.raises(AnosegError, match="cannot read checkpoint"):
+    with pytest.raises(AnosegError, match="is not a checkpoint file"):
         export_model(tmp_path / "not_a_checkpoint.pt")
     assert not (run_dir / "export").exists()  # nothing written by a failed export
 

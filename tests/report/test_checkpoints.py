@@ -97,7 +97,7 @@ def test_pr_legend_in_axis_unit_and_heatmaps_on_a_fixed_scale(tmp_path: Path) ->
     write_scores(path, seed=0, quality=0.3)
     scores = load_scores("LFD / SeaS", path)
     # scores here run from 0 to 1.3: a per-run scale would put red at 1.3, the fixed one at 1
-    fig = _pr_figure("bottle", [scores], 10**6)
+    fig = _pr_figure("bottle", [scores])
     ap = average_precision_score(scores.gt_masks.ravel(), scores.pixel_scores.ravel())
     assert fig.axes[0].get_xlim() == (0, 1)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [f"LFD / SeaS (AP {ap:.3f})"]
