@@ -108,6 +108,7 @@ def build_manifest(
     roots = {False: os.path.abspath(data_root),
              True: os.path.abspath(gen_reader.root) if gen_reader is not None else ""}
     df = manifest_frame(_row(v, dataset, generator, roots[v.sample.role == GENERATED]) for v in verified)
+    check_test_split(df, selected, data_root, report)
     result = {
         "schema": DATA_REPORT_SCHEMA,
         "dataset": dataset,
@@ -143,6 +144,19 @@ def build_manifest(
 
 # ---------------------------------------------------------------------------------------------------------------
 # categories and generated root
+
+
+def check_test_split(df: pd.DataFrame, categories: list[str], data_root: Path, report: DataReport) -> None:
+    """Report (``untested_category``) each category whose test split has no image, or no anomalous image: eval
+    would skip it (no metric is defined) and it would silently be missing from the results."""
+    for category in categories:
+        test = df[(df["category"] == category) & (df["split"] == "test")] if len(df) else df
+        if test.empty:
+            report.add(Issue("untested_category", str(Path(data_root) / category),
+                             f"{category}: no test image (eval cannot score it)"))
+        elif not (test["label"] == 1).any():
+            report.add(Issue("untested_category", str(Path(data_root) / category),
+                             f"{category}: no anomalous test image (eval cannot score it)"))
 
 
 def _select_categories(found: list[str], requested: list[str] | None, expected: list[str] | None, root: Path,

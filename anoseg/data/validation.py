@@ -108,6 +108,8 @@ ISSUE_KINDS: dict[str, IssueKind] = {
     # scene data (road, street scenes): a label map per image instead of a defect mask
     "lane_ground_truth": IssueKind(None, INFO, "KITTI um_lane ground truth file(s) ignored (road only)"),
     "image_without_label": IssueKind(None, ERROR, "image(s) without a label file, dropped"),
+    "untested_category": IssueKind(None, WARNING, "categorie(s) with no test image, or no anomalous one: eval "
+                                                  "cannot score them"),
     "label_without_image": IssueKind(None, WARNING, "label file(s) without an image, ignored"),
     "ambiguous_label": IssueKind(None, ERROR, "image(s) with two candidate label files, dropped"),
     "unreadable_label": IssueKind(None, ERROR, "unreadable or truncated label file(s), image dropped"),

@@ -163,6 +163,21 @@ def test_predict_never_scores_mask_files_or_mask_folders(tmp_path):
     assert sorted(skipped) == sorted(masks)
 
 
+def test_folder_layout_categories_eval_cannot_score_are_named(tmp_path):
+    root = trees.folder(tmp_path / "mine")
+    for i in range(4):
+        write_image(root / "plain" / "good" / f"{i}.png")  # good images only: no anomalous test image
+    _, report = build(root, "folder", strict=False)
+    issue = report["issues"]["untested_category"]
+    assert issue["count"] == 1 and "plain" in " ".join(e["message"] for e in issue["examples"])
+    assert any("plain" in w for w in report["warnings"])
+    pcb = sorted(p.name for p in (root / "pcb" / "good").iterdir())
+    (root / "test.csv").write_text(f"image\npcb/good/{pcb[0]}\n")  # connector and plain: no test image at all
+    _, report = build(root, "folder", strict=False)
+    messages = " ".join(e["message"] for e in report["issues"]["untested_category"]["examples"])
+    assert "connector: no test image" in messages and "plain: no test image" in messages
+
+
 def test_folder_layout_image_without_its_mask_is_an_error(tmp_path):
     root = trees.folder(tmp_path / "mine")
     (root / "pcb" / "scratch" / "s1_mask.png").unlink()
