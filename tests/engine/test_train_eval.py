@@ -158,7 +158,8 @@ def test_lfd_compat_protocol_is_recorded(demo_env, trained):
     metrics = evaluate(EvalJob(recipe=load_recipe(demo_env.recipe_file), model="lfd", generator="seas",
                                output=demo_env.output, device="cpu", protocol="lfd-compat", overlays=0))
     assert metrics["protocol"] == "lfd-compat"
-    assert json.loads((eval_dir(trained, 2) / "metrics.json").read_text())["protocol"] == "lfd-compat"
+    # beside the recipe's (clean) result, never over it
+    assert json.loads((eval_dir(trained, 2, "lfd-compat") / "metrics.json").read_text())["protocol"] == "lfd-compat"
 
 
 def test_predict_writes_masks_with_the_threshold_eval_found(demo_env, trained, tmp_path):
