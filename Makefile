@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(ANOSEG) report --dataset demo
 
 ## Everything (what CI runs).
-PYTEST_ARGS ?=   # e.g. PYTEST_ARGS="-n 2": pytest-xdist, two worker processes
+PYTEST_ARGS ?= -n 2  # pytest-xdist: two worker processes (the suite is CPU-bound; this machine has 2 cores); PYTEST_ARGS= for serial
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
