@@ -16,7 +16,6 @@ import torch.nn as nn
 import torchvision
 
 from anoseg.errors import AnosegError
-from anoseg.log import console
 from anoseg.models import weights as _weights
 from anoseg.models.registry import WeightSpec, backbone_spec, model_spec
 from anoseg.models.weights import StateDict
@@ -127,8 +126,9 @@ def load_matching(model: nn.Module, path: str | Path, *, convert: Callable[[Stat
     if not matched:
         raise AnosegError(f"weights from {path} share no tensor (by name and shape) with {label}")
     model.load_state_dict(matched, strict=False)
+    # Recorded, not printed (only the stages print): the checkpoint's weights provenance carries the partial load.
     note = f"; class-dependent head layers kept random ({len(skipped)} tensors)" if skipped else ""
-    console.print(f"{label}: loaded {len(matched)} of {len(own)} tensors from {path}{note}", highlight=False)
+    _weights._record(model, f"{_weights._file_record(path)} ({len(matched)} of {len(own)} tensors{note})")
     return len(matched)
 
 

@@ -214,6 +214,12 @@ def test_authors_checkpoint_keys_are_mapped_and_loaded(tmp_path):
     ours = model.state_dict()
     for key, our_key in AUTHOR_KEYS.items():
         assert torch.equal(ours[our_key], state[f"model.{key}"]), key
+    # the partial load is recorded in the provenance (the checkpoint's), not printed from the models floor
+    from anoseg.models.weights import weights_provenance
+
+    record = weights_provenance(model, path)
+    assert record.startswith(f"file {path.resolve()} sha256:")
+    assert f"({len(AUTHOR_KEYS)} of {len(ours)} tensors; class-dependent head layers kept random" in record
 
 
 def test_imagenet_warns_once_and_stays_random(monkeypatch, capsys):
