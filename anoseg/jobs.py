@@ -56,10 +56,9 @@ class InitJob:
 
 
 @dataclass(frozen=True)
-class TrainRunsJob:
-    """``anoseg train``: one training run per entry of ``categories`` (``all`` = the unified model; None = the
-    recipe's mode). ``epochs``: the recipe's already carries ``--epochs``; with ``resume`` it also lets a run go
-    on to more epochs than it was started with (None = each run's own)."""
+class RunsJob:
+    """What names the run folders of ``model`` (one per entry of ``categories``; None = the recipe's mode) and
+    where they run: shared by ``train`` and ``eval``."""
 
     recipe: Recipe
     model: str
@@ -67,6 +66,14 @@ class TrainRunsJob:
     output: Path = OUTPUTS
     seed: int = DEFAULT_SEED
     device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainRunsJob(RunsJob):
+    """``anoseg train``: one training run per entry of ``categories`` (``all`` = the unified model; None = the
+    recipe's mode). ``epochs``: the recipe's already carries ``--epochs``; with ``resume`` it also lets a run go
+    on to more epochs than it was started with (None = each run's own)."""
+
     devices: int = 1
     precision: str = "32-true"
     backbone_weights: str = "imagenet"
@@ -80,15 +87,9 @@ class TrainRunsJob:
 
 
 @dataclass(frozen=True)
-class EvalRunsJob:
+class EvalRunsJob(RunsJob):
     """``anoseg eval``: evaluate the run(s) of ``model`` named by ``categories`` (None = the recipe's mode)."""
 
-    recipe: Recipe
-    model: str
-    categories: tuple[str, ...] | None = None
-    output: Path = OUTPUTS
-    seed: int = DEFAULT_SEED
-    device: str = "auto"
     epoch: int | None = None  # None: the recipe's eval_epoch, else the last
     protocol: str | None = None  # None: the recipe's
     save_scores: bool = False

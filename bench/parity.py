@@ -269,14 +269,16 @@ train:
 """
 
 
-def run_anoseg(recipe, output: Path, category: str, seed: int, protocol: str) -> dict[str, float]:
-    """Train anoseg's LFD on one category with one seed (the recipe's defaults) and evaluate the last epoch."""
+def run_anoseg(recipe, output: Path, category: str, seed: int, protocol: str, **train_options: object
+               ) -> dict[str, float]:
+    """Train anoseg's LFD on one category with one seed (the recipe's defaults; ``train_options`` go to its
+    ``TrainJob``, e.g. ``precision``) and evaluate the last epoch."""
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.engine.train import TrainJob, train
 
     common = {"recipe": recipe, "model": "lfd", "category": category, "generator": "seas", "output": output,
               "device": "cpu", "seed": seed}  # each seed has its own run folder: train and eval both need it
-    train(TrainJob(**common, backbone_weights="none", fresh=True))
+    train(TrainJob(**common, backbone_weights="none", fresh=True, **train_options))
     metrics = evaluate(EvalJob(**common, protocol=protocol, overlays=0))
     return {m: 100.0 * metrics["categories"][category][m] for m in METRICS}
 
@@ -377,15 +379,17 @@ def run_seeds(args: argparse.Namespace) -> dict:
     base = yaml.safe_load(ANOSEG_RECIPE.format(data_root=data_root, generated_root=generated_root.parent,
                                                categories=", ".join(categories), size=args.size, epochs=args.epochs))
     base["train"].update(args.set)
-    setups = {}  # anoseg side → (recipe, outputs root)
+    setups = {}  # anoseg side → (recipe, outputs root, TrainJob options)
     for label, changes in [(args.label, {}), *args.variant]:
+        options = {key.removeprefix("job."): value for key, value in changes.items() if key.startswith("job.")}
+        changes = {key: value for key, value in changes.items() if not key.startswith("job.")}
         recipe_file = work / f"parity_bench_{label}.yaml"
         recipe_file.write_text(yaml.safe_dump({**base, "train": {**base["train"], **changes}}))
         recipe = load_recipe(recipe_file)  # validated like any recipe: a wrong key or value stops here
         output = work / "outputs" / label
         run_prepare(PrepareJob(recipe, output=output, generated=generated_root,
                                categories=tuple(categories) if categories else None))
-        setups[label] = (recipe, output)
+        setups[label] = (recipe, output, options)
     ref = reference_lfd(args.reference) if args.reference else None
     sides = list(setups) + (["authors"] if ref else [])
     results = {side: {c: {m: [] for m in METRICS} for c in categories} for side in sides}
@@ -395,7 +399,8 @@ def run_seeds(args: argparse.Namespace) -> dict:
             for side in sides:  # interleaved, so machine load affects both sides alike
                 started = time.perf_counter()
                 if side in setups:
-                    scores = run_anoseg(*setups[side], category, seed, args.protocol)
+                    recipe, output, options = setups[side]
+                    scores = run_anoseg(recipe, output, category, seed, args.protocol, **options)
                 else:
                     scores = run_reference(ref, data_root, generated_root, work / "reference" / f"{seed}-{category}",
                                            category, seed, args.size, args.epochs)
@@ -414,10 +419,13 @@ def run_seeds(args: argparse.Namespace) -> dict:
 
 
 def train_setting(text: str) -> tuple[str, object]:
-    """``train.KEY=VALUE`` → (KEY, VALUE parsed as YAML: ``50`` is an int, ``[hflip,vflip]`` a list)."""
+    """``train.KEY=VALUE`` → (KEY, VALUE parsed as YAML: ``50`` is an int, ``[hflip,vflip]`` a list).
+    ``job.KEY=VALUE`` (a ``TrainJob`` field such as ``job.precision=bf16-mixed``) keeps its ``job.`` prefix."""
     key, sep, value = text.partition("=")
+    if key.startswith("job.") and sep and key.removeprefix("job."):
+        return key, yaml.safe_load(value)
     if not sep or not key.startswith("train.") or not key.removeprefix("train."):
-        raise argparse.ArgumentTypeError(f"expected train.KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected train.KEY=VALUE or job.KEY=VALUE, got {text!r}")
     return key.removeprefix("train."), yaml.safe_load(value)
 
 
@@ -455,6 +463,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier --json files together")
     args = parser.parse_args(argv)
     args.set = dict(args.set)
+    if any(key.startswith("job.") for key in args.set):
+        parser.error("--set takes train.KEY=VALUE; job.KEY=VALUE belongs in a --variant")
     if (args.data_root is None) != (args.generated is None):
         parser.error("--data-root and --generated go together")
     if args.record_trace:

@@ -41,6 +41,27 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> list[str]:
+    """An empty torch hub cache, no permission to download, and a network that records (and refuses) every attempt:
+    the list of URLs tried."""
+    import torch
+
+    from anoseg.models.weights import DOWNLOAD_ENV
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.delenv(DOWNLOAD_ENV, raising=False)
+    monkeypatch.setattr("anoseg.log._said", set())
+    attempts: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        attempts.append(url)
+        raise OSError("offline")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return attempts
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Pipeline:
     root = tmp_path_factory.mktemp("pipeline")

@@ -37,8 +37,10 @@ from anoseg.paths import run_of_checkpoint
 DEFAULT_ROOT = Path("outputs/predict")
 #: Images per forward pass when not given: beyond 8 a CPU gains no throughput, only memory; a GPU wants more.
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
-#: zlib level of overlay PNGs: a picture to look at, encoded fast (masks keep PIL's default, they compress well).
-OVERLAY_PNG_LEVEL = 1
+#: Overlays are pictures to look at: JPEG (quality 90, no chroma subsampling, so the 1-pixel outline stays sharp)
+#: encodes ~15× faster than even the fastest PNG level and is 3× smaller; masks, which machines read, stay PNG.
+OVERLAY_SUFFIX = "_overlay.jpg"
+OVERLAY_JPEG = {"format": "JPEG", "quality": 90, "subsampling": 0}
 #: Inputs below this count are decoded in the main process: starting worker processes would cost more.
 MIN_IMAGES_FOR_WORKERS = 16
 
@@ -217,7 +219,7 @@ def prepare(job: PredictJob) -> Prediction:
 def predict(sources: list[Path], **options: Any) -> list[dict]:
     """``prepare`` then ``write_predictions`` a ``PredictJob(sources, **options)``; the rows of ``predictions.csv``.
 
-    Writes ``<name>_mask.png`` (0/255) and ``<name>_overlay.png`` per image and ``predictions.csv``. ``<name>``
+    Writes ``<name>_mask.png`` (0/255) and ``<name>_overlay.jpg`` per image and ``predictions.csv``. ``<name>``
     mirrors each input's path relative to the common root of the inputs (``output_names``). Outputs go to ``out`` —
     refused when it is not empty, unless ``overwrite`` and it holds an earlier predict run — or, by default, to a new
     folder ``outputs/predict/<date-time>``. Road/scene checkpoints write ``<name>_road.png`` / ``<name>_classes.png``
@@ -373,19 +375,24 @@ def _write_anomaly(staging: Path, out: Path, path: Path, name: Path, original: n
     row = {"image": str(path), "score": float(anomaly.max()), "defect_fraction": float(mask.mean()),
            "threshold": threshold, "mask": str(out / mask_file)}
     if overlays:
-        overlay_file = f"{name}_overlay.png"
-        picture = Image.fromarray(overlay_strip(original, full, outline_mask=mask))
-        write_with(staging / overlay_file,
-                   lambda tmp: picture.save(tmp, format="PNG", compress_level=OVERLAY_PNG_LEVEL))
+        overlay_file = f"{name}{OVERLAY_SUFFIX}"
+        _write_overlay(staging / overlay_file, overlay_strip(original, full, outline_mask=mask))
         row["overlay"] = str(out / overlay_file)
     return row
+
+
+def _write_overlay(path: Path, picture: np.ndarray) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(picture)
+    write_with(path, lambda tmp: image.save(tmp, **OVERLAY_JPEG))
 
 
 def _write_dense(staging: Path, out: Path, path: Path, name: Path, image: np.ndarray, logits: np.ndarray,
                  class_names: list[str], overlays: bool) -> dict:
     """Road/scene outputs of one image. Two classes (road): ``<name>_road.png``, the road probability × 255 as
     8-bit gray (the KITTI devkit's submission encoding). More classes: ``<name>_classes.png``, a palette PNG whose
-    pixel values are the class ids and whose colours are the dataset's. Plus ``<name>_overlay.png``."""
+    pixel values are the class ids and whose colours are the dataset's. Plus ``<name>_overlay.jpg``."""
     from PIL import Image
 
     from anoseg.data.scenes.labels import class_palette, colourize
@@ -398,7 +405,7 @@ def _write_dense(staging: Path, out: Path, path: Path, name: Path, image: np.nda
         encoded = np.clip(probability * 255.0 + 0.5, 0, 255).astype(np.uint8)
         write_with(staging / target, Image.fromarray(encoded).save)
         if overlays:
-            write_with(staging / f"{name}_overlay.png", Image.fromarray(overlay_strip(image, probability)).save)
+            _write_overlay(staging / f"{name}{OVERLAY_SUFFIX}", overlay_strip(image, probability))
         return {"image": str(path), "road_fraction": float((probability >= 0.5).mean()), "mask": str(out / target)}
     palette = class_palette(class_names)
     classes = logits.argmax(axis=0).astype(np.uint8)
@@ -408,7 +415,7 @@ def _write_dense(staging: Path, out: Path, path: Path, name: Path, image: np.nda
     write_with(staging / target, picture.save)
     if overlays:
         coloured = blend(image, colourize(classes, palette))
-        write_with(staging / f"{name}_overlay.png", Image.fromarray(strip([image, coloured])).save)
+        _write_overlay(staging / f"{name}{OVERLAY_SUFFIX}", strip([image, coloured]))
     counts = np.bincount(classes.reshape(-1), minlength=len(class_names))
     top = int(counts.argmax())
     return {"image": str(path), "dominant_class": class_names[top],

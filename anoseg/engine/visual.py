@@ -37,8 +37,17 @@ def _jet_table() -> np.ndarray:
 
 
 def blend(image: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Alpha-blend two uint8 RGB images."""
-    return (image.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha).astype(np.uint8)
+    """Alpha-blend two uint8 RGB images: ``(1 - alpha)·image + alpha·colour``, rounded down.
+
+    In 16-bit integers with ``alpha`` in 1/256 steps: a picture to look at, blended at a fraction of the cost of
+    two float32 copies of the image (predict draws one per image).
+    """
+    weight = np.uint16(round(alpha * 256))
+    out = image.astype(np.uint16)
+    out *= np.uint16(256) - weight
+    out += colour.astype(np.uint16) * weight
+    out >>= 8
+    return out.astype(np.uint8)
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 0, 0)) -> np.ndarray:

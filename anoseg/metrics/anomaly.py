@@ -42,11 +42,13 @@ from anoseg.constants import METRICS, PIXEL_AUPRO  # METRICS: the seven reported
 AUPRO_FPR_LIMIT = 0.3
 
 _SIGN = 1 << 31  # sign bit of a float32's bit pattern
-_NAN_KEYS = np.uint32(0x7F800000 << 1 | 1)  # keys above this hold a NaN (inf's key with the label bit set)
 _CHUNK = 1 << 17  # elements per chunk of keys (512 KB): stays in L2 while it is worked on
 _IOU_TOP = 4  # first partition of an image keeps 4× its defect pixels (IoU >= 1/4 settles it), then 8× more
 _IOU_GROW = 8
-_THREAD_MIN = 1 << 22  # pixels from which the IoUs run in a second thread (below, the thread costs more than it saves)
+_THREAD_MIN = 1 << 22  # pixels from which the work runs in two threads (below, a thread costs more than it saves)
+_SAMPLE = 1 << 16  # scores sampled to choose the value splitting the keys in two halves
+_INF_BITS = 0x7F800000  # bits of +inf: larger patterns are NaNs
+_NAN_KEYS = np.uint32(_INF_BITS << 1 | 1)  # keys above this hold a NaN (inf's key with the label bit set)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -267,30 +269,57 @@ def _tally_keys(keys: np.ndarray, n_pos: int, fpr_limit: float | None = None, ch
     if seen != n_pos:
         raise AssertionError(f"{seen} label bits set, {n_pos} expected")
     bits, neg_at_or_below, tied, rank = bits[:groups], neg_at_or_below[:groups], tied[:groups], rank[:groups]
-    n_neg = n - n_pos
-    edge = None
-    m = _edge_rank(n_neg, fpr_limit)
-    if m is not None:  # the m-th smallest negative: no negative sits between positives of one score, so the positives
-        # sorted before it are those of the groups with at most m negatives before them
-        g = int(np.searchsorted(neg_at_or_below, m, "right"))
-        where = m + (int(rank[g]) if g < groups else n_pos)
-        key = keys[where]  # a negative: label bit clear, key = v << 1
-        g = int(np.searchsorted(bits, key >> np.uint32(1), "left"))
-        pos_below = int(rank[g]) if g < groups else n_pos
-        # keys < v << 1: negatives and positives < v; keys <= v << 1: negatives <= v and positives < v
-        edge = ((key >> np.uint32(1)).view(np.float32).item(), int(np.searchsorted(keys, key, "left")) - pos_below,
-                int(np.searchsorted(keys, key, "right")) - pos_below)
     neg_below = neg_at_or_below - tied
     del tied
-    return _Tally(
+    tally = _Tally(
         values=bits.view(np.float32),
         n_equal=np.diff(rank, append=n_pos),
         tp=n_pos - rank,
         neg_below=neg_below,
         neg_at_or_below=neg_at_or_below,
         n_pos=n_pos,
+        n_neg=n - n_pos,
+    )
+    tally.edge = _edge_from_keys(keys, tally, fpr_limit)
+    return tally
+
+
+def _edge_from_keys(keys: np.ndarray, t: _Tally, fpr_limit: float | None) -> tuple[Any, int, int] | None:
+    """``_Tally.edge`` from the whole sorted keys and their counts (None when not asked or no negative)."""
+    m = _edge_rank(t.n_neg, fpr_limit)
+    if m is None:
+        return None
+    # the m-th smallest negative: no negative sits between positives of one score, so the positives sorted before it
+    # are those of the groups with at most m negatives before them
+    bits, rank, groups = t.values.view(np.uint32), t.n_pos - t.tp, t.values.size
+    g = int(np.searchsorted(t.neg_at_or_below, m, "right"))
+    key = keys[m + (int(rank[g]) if g < groups else t.n_pos)]  # a negative: label bit clear, key = v << 1
+    g = int(np.searchsorted(bits, key >> np.uint32(1), "left"))
+    pos_below = int(rank[g]) if g < groups else t.n_pos
+    # keys < v << 1: negatives and positives < v; keys <= v << 1: negatives <= v and positives < v
+    return ((key >> np.uint32(1)).view(np.float32).item(), int(np.searchsorted(keys, key, "left")) - pos_below,
+            int(np.searchsorted(keys, key, "right")) - pos_below)
+
+
+def _joined(low: _Tally, high: _Tally) -> _Tally:
+    """The tally of two sets of scores where every score of ``low`` is below every score of ``high``."""
+    n_pos, n_neg = low.n_pos + high.n_pos, low.n_neg + high.n_neg
+    index = np.int32 if n_pos + n_neg < 2**31 else np.int64
+
+    def join(a: np.ndarray, b: np.ndarray, add_a: int = 0, add_b: int = 0) -> np.ndarray:
+        out = np.concatenate([a, b]).astype(index, copy=False)
+        out[: a.size] += add_a
+        out[a.size :] += add_b
+        return out
+
+    return _Tally(
+        values=np.concatenate([low.values, high.values]),
+        n_equal=join(low.n_equal, high.n_equal),
+        tp=join(low.tp, high.tp, add_a=high.n_pos),  # every positive of high is above low's scores
+        neg_below=join(low.neg_below, high.neg_below, add_b=low.n_neg),
+        neg_at_or_below=join(low.neg_at_or_below, high.neg_at_or_below, add_b=low.n_neg),
+        n_pos=n_pos,
         n_neg=n_neg,
-        edge=edge,
     )
 
 
@@ -551,14 +580,82 @@ def _image_ious(flat: np.ndarray, iou_flat: np.ndarray) -> list[float]:
     return [_best_iou_flat(flat[i], iou_flat[i]) for i in np.flatnonzero(iou_flat.any(axis=1))]  # type: ignore[misc]
 
 
+def _split_key(scores: np.ndarray) -> int | None:
+    """A key ``v << 1`` (``v`` the bits of a score) with about half of the keys of float32 ``scores`` below it, from
+    a sample; both labels of one score fall on the same side. None if the sample has no such split (one value holds
+    the middle and an end), a negative score, an infinity or a NaN: then the keys are not split."""
+    flat = scores.reshape(-1)
+    sample = np.sort(flat[:: max(1, flat.size // _SAMPLE)].view(np.uint32))
+    if not sample.size or sample[-1] >= _INF_BITS:
+        return None
+    mid = sample.size // 2
+    first, after = np.searchsorted(sample, sample[mid], "left"), np.searchsorted(sample, sample[mid], "right")
+    cut = first if (first > 0 and mid - first <= after - mid) or after == sample.size else after
+    return int(sample[cut]) << 1 if 0 < cut < sample.size else None
+
+
+class _KeyBuilder:
+    """The pooled keys ``bits(score) << 1 | label``, appended image by image.
+
+    With a ``split`` key, keys below it fill the array from the front and the others from the back, so at the end
+    ``keys[:low]`` and ``keys[low:]`` are two value ranges that sort (and count) independently, in two threads.
+    """
+
+    def __init__(self, n: int, split: int | None) -> None:
+        self.keys = np.empty(n, np.uint32)
+        self.split = None if split is None else np.uint32(split)
+        self.low, self.high, self.low_positives = 0, n, 0
+        size = min(_CHUNK, n) if split is not None else 0
+        self._chunk, self._below, self._both = np.empty(size, np.uint32), np.empty(size, bool), np.empty(size, bool)
+
+    def add(self, scores: np.ndarray, labels: np.ndarray) -> int | None:
+        """Append flat float32 ``scores`` with bool ``labels``; their largest bit pattern, or None (a sign bit is set:
+        the keys are unusable)."""
+        top = 0
+        for start in range(0, scores.size, _CHUNK):  # chunks: every pass over them runs in the cache
+            x, y = scores[start : start + _CHUNK], labels[start : start + _CHUNK]
+            m = x.size
+            out = self.keys[self.low : self.low + m] if self.split is None else self._chunk[:m]
+            chunk_top = _fill_keys(x, y, out)
+            if chunk_top is None:
+                return None
+            top = max(top, chunk_top)
+            if self.split is None:
+                self.low += m
+                continue
+            below = np.less(out, self.split, out=self._below[:m])
+            k = int(np.count_nonzero(below))
+            np.compress(below, out, out=self.keys[self.low : self.low + k])
+            self.low_positives += int(np.count_nonzero(np.logical_and(below, y, out=self._both[:m])))
+            np.compress(np.logical_not(below, out=below), out, out=self.keys[self.high - (m - k) : self.high])
+            self.low, self.high = self.low + k, self.high - (m - k)
+        return top
+
+    def tally(self, n_pos: int, fpr_limit: float | None, pool: Any) -> _Tally:
+        """Sort the keys and count them; the two value ranges in two threads when split and a ``pool`` is given."""
+        keys = self.keys
+        if self.split is None or pool is None:
+            keys.sort()
+            return _tally_keys(keys, n_pos, fpr_limit)
+        low, high = keys[: self.low], keys[self.low :]
+        sorting = pool.submit(low.sort)  # numpy sorts without the GIL
+        high.sort()
+        sorting.result()
+        counting = pool.submit(_tally_keys, low, self.low_positives)
+        upper = _tally_keys(high, n_pos - self.low_positives)
+        joined = _joined(counting.result(), upper)
+        joined.edge = _edge_from_keys(keys, joined, fpr_limit)
+        return joined
+
+
 def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, iou: bool, regions: bool,
           fpr_limit: float = AUPRO_FPR_LIMIT) -> _Scan:
     """Every per-image step, then one sort of the pooled pixels.
 
-    Per image, read once while it is in the cache: its max (image score), its row of keys for the pooled sort, its
-    regions' weights when ``regions``. The per-image oracle IoUs (when ``iou``) only read the inputs, so on a large
-    category a second thread computes them while this one builds and sorts the keys (numpy releases the GIL in its
-    loops; the sort alone takes longer than all the IoUs).
+    Per image, read once while it is in the cache: its max (image score), its keys for the pooled sort, its
+    regions' weights when ``regions``. On a large category the work runs in two threads (numpy releases the GIL in
+    its loops): the per-image oracle IoUs (when ``iou``, they only read the inputs) while this thread builds the keys,
+    then the two value ranges of the keys (split at a sampled median) are sorted and counted side by side.
     """
     _check_dtype(scores)
     if regions and not 0 < fpr_limit <= 1:
@@ -567,23 +664,25 @@ def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, 
     per_image = (n_images, scores.shape[1] * scores.shape[2])  # explicit: reshape(0, -1) cannot infer -1
     flat, pixel_flat, iou_flat = (a.reshape(per_image) for a in (scores, pixel_labels, iou_labels))
     pool = future = None
-    if iou and scores.size >= _THREAD_MIN:
+    if scores.size >= _THREAD_MIN:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="anoseg-iou")
-        future = pool.submit(_image_ious, flat, iou_flat)
+        pool = ThreadPoolExecutor(2, thread_name_prefix="anoseg-metrics")
+        if iou:
+            future = pool.submit(_image_ious, flat, iou_flat)
     try:
-        keys = np.empty(scores.size, np.uint32) if scores.dtype == np.float32 else None
-        key_rows = keys.reshape(per_image) if keys is not None else None
+        keys = None
+        if scores.dtype == np.float32:
+            keys = _KeyBuilder(scores.size, _split_key(scores) if pool is not None else None)
         image_scores = np.empty(n_images, scores.dtype)
         pos_scores: list[np.ndarray] = [np.empty(0, scores.dtype)]
         pos_weights: list[np.ndarray] = [np.empty(0)]
         n_regions = n_pos = 0
         for i in range(n_images):
             x = flat[i]
-            top = _fill_keys(x, pixel_flat[i], key_rows[i]) if key_rows is not None else None
+            top = keys.add(x, pixel_flat[i]) if keys is not None else None
             if top is None:
-                keys = key_rows = None  # a negative score (or not float32): the generic path sorts by value
+                keys = None  # a negative score (or not float32): the generic path sorts by value
                 image_scores[i] = x.max() if x.size else 0
             else:
                 image_scores[i] = np.uint32(top).view(np.float32)
@@ -595,9 +694,8 @@ def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, 
                 n_regions += count
         limit = fpr_limit if regions else None
         if keys is not None:
-            keys.sort()
-            tally = _tally_keys(keys, n_pos, limit)
-            del keys, key_rows  # the sorted copy is done with: free it before the metrics' temporaries
+            tally = keys.tally(n_pos, limit, pool)
+            del keys  # the sorted copy is done with: free it before the metrics' temporaries
         else:
             tally = _tally_split(scores.ravel(), pixel_labels.ravel(), limit)
         if n_images and np.isnan(image_scores).any():

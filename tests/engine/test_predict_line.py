@@ -56,13 +56,13 @@ def test_batches_workers_and_writer_pool_equal_one_image_at_a_time(line):
         assert np.array_equal(mask, many_masks[key])
     assert 0 < sum((m > 0).sum() for m in one_masks.values()) < sum(m.size for m in one_masks.values())
     assert len(pd.read_csv(line["root"] / "many" / "skipped.csv")) == 1
-    assert len(list((line["root"] / "many").rglob("*_overlay.png"))) == 7
+    assert len(list((line["root"] / "many").rglob("*_overlay.jpg"))) == 7
 
 
 def test_no_overlays_writes_masks_only(line):
     table, masks = _run(line, "masks_only", batch_size=4, overlays=False)
     assert len(masks) == 7 and "overlay" not in table.columns
-    assert not list((line["root"] / "masks_only").rglob("*_overlay.png"))
+    assert not list((line["root"] / "masks_only").rglob("*_overlay.jpg"))
 
 
 def test_heatmap_and_outline_equal_matplotlib_and_scipy():

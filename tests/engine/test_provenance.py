@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from anoseg.cli import main
 from anoseg.engine.checkpoint import load_checkpoint
-from anoseg.models.weights import DOWNLOAD_ENV
 
 RECIPE = """\
 name: tiny
@@ -68,22 +66,12 @@ def cli(*args: str):
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
+def project(tmp_path, monkeypatch, offline):
     """A fresh project as the working directory, an empty torch hub cache and a network that records attempts."""
     root = make_project(tmp_path / "proj")
     monkeypatch.chdir(root)
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    monkeypatch.delenv(DOWNLOAD_ENV, raising=False)
-    monkeypatch.setattr("anoseg.log._said", set())
-    attempts: list[str] = []
-
-    def no_network(url, *args, **kwargs):
-        attempts.append(url)
-        raise OSError("offline")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     saved = os.umask(0o022)
-    yield root, attempts
+    yield root, offline
     os.umask(saved)
 
 

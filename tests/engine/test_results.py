@@ -307,11 +307,12 @@ def test_predict_on_a_dataset_root_skips_mask_folders_and_outlines_the_mask(thin
     cli("predict", "--checkpoint", thin["run"] / "last.pt", row["image"], "--out", tmp_path / "q", "--device", "cpu",
         "--threshold", threshold)
     mask = np.asarray(Image.open(tmp_path / "q" / f"{Path(row['image']).stem}_mask.png")) > 0
-    overlay = np.asarray(Image.open(tmp_path / "q" / f"{Path(row['image']).stem}_overlay.png"))
-    heat = overlay[:, SIZE + 10: 2 * SIZE + 10]  # image | heatmap | colour bar
-    white = (heat == 255).all(axis=2)
+    overlay = Image.open(tmp_path / "q" / f"{Path(row['image']).stem}_overlay.jpg")
+    assert overlay.format == "JPEG"
+    heat = np.asarray(overlay)[:, SIZE + 10: 2 * SIZE + 10].astype(int)  # image | heatmap | colour bar
+    white = (heat >= 215).all(axis=2)  # JPEG: near-white, not exactly 255
     assert 0 < mask.mean() < 1
-    assert white[outline(mask)].all() and not white[mask & ~outline(mask)].any()
+    assert white[outline(mask)].mean() > 0.9 and not white[mask & ~outline(mask)].any()
 
 
 def test_overlay_strip_outline_and_fixed_colour_bar():

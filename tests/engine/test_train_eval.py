@@ -178,7 +178,7 @@ def test_predict_writes_masks_with_the_threshold_eval_found(demo_env, trained, t
     for image in images:
         mask = Image.open(tmp_path / f"{image.stem}_mask.png")
         assert mask.size == Image.open(image).size and set(np.unique(np.asarray(mask))) <= {0, 255}
-        assert (tmp_path / f"{image.stem}_overlay.png").is_file()
+        assert (tmp_path / f"{image.stem}_overlay.jpg").is_file()
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "predictions.csv")

@@ -414,3 +414,52 @@ def test_best_iou_poor_maps_grow_the_partition() -> None:
         if seed % 2:
             scores = np.round(scores * 6) / 6
         assert best_iou(scores.astype(np.float32), mask) == pytest.approx(brute_iou(scores.astype(np.float32), mask))
+
+
+@pytest.mark.parametrize("chunk", [3, 64, 1 << 17])
+def test_keys_split_in_two_value_ranges_count_like_one_sort(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Large categories split the keys at a score and sort/count the two ranges in two threads: the counts (and the
+    AUPRO edge) equal the generic path's for every split, including a split at a heavily tied score and splits
+    that leave one side empty."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from anoseg.metrics import anomaly as impl
+
+    monkeypatch.setattr(impl, "_CHUNK", chunk)
+    with ThreadPoolExecutor(2) as pool:
+        for seed in range(24):
+            rng = np.random.default_rng(700 + seed)
+            n = int(rng.integers(2, 2000))
+            labels = rng.random(n) < rng.uniform(0.02, 0.6)
+            labels[:2] = [True, False]
+            scores = rng.random(n) + labels * rng.uniform(0, 1)
+            if seed % 3:
+                scores = np.floor(scores * (1 + seed % 7)) / (1 + seed % 7)  # long tie runs across classes
+            scores = scores.astype(np.float32)
+            expected = impl._tally_split(scores, labels, 0.3)
+            for v in (scores[0], scores[1], np.median(scores), 0.0, scores.max(), np.float32(5)):
+                keys = impl._KeyBuilder(n, int(np.float32(v).view(np.uint32)) << 1)
+                for part in np.array_split(np.arange(n), 3):  # appended in pieces, like images
+                    assert keys.add(scores[part], labels[part]) is not None
+                assert keys.low == keys.high
+                got = keys.tally(int(labels.sum()), 0.3, pool)
+                for field in ("values", "n_equal", "tp", "neg_below", "neg_at_or_below"):
+                    np.testing.assert_array_equal(getattr(got, field), getattr(expected, field),
+                                                  err_msg=f"{seed} {v} {field}")
+                assert got.edge == expected.edge
+
+
+def test_split_key_halves_the_sample_and_never_cuts_a_tie() -> None:
+    from anoseg.metrics import anomaly as impl
+
+    rng = np.random.default_rng(3)
+    scores = rng.random(100_000).astype(np.float32)
+    split = impl._split_key(scores)
+    below = np.count_nonzero((scores.view(np.uint32).astype(np.int64) << 1) < split)
+    assert abs(below - 50_000) < 2_000
+    tied = np.zeros(1000, np.float32)
+    tied[700:] = 0.5  # 70% zeros: the split falls at 0.5, all zeros below it
+    assert impl._split_key(tied) == int(np.float32(0.5).view(np.uint32)) << 1
+    assert impl._split_key(np.zeros(10, np.float32)) is None  # one value: nothing to split
+    assert impl._split_key(np.array([0.1, np.inf, 0.3], np.float32)) is None
+    assert impl._split_key(np.array([0.1, -0.2, 0.3], np.float32)) is None

@@ -18,22 +18,6 @@ from anoseg.models.weights import (
 )
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """An empty torch hub cache, no permission to download, and a network that records every attempt."""
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    monkeypatch.delenv(DOWNLOAD_ENV, raising=False)
-    monkeypatch.setattr("anoseg.log._said", set())
-    attempts: list[str] = []
-
-    def no_network(url, *args, **kwargs):
-        attempts.append(url)
-        raise OSError("offline")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return attempts
-
-
 def test_imagenet_offline_records_random_init_and_attempts_no_download(offline, capfd):
     torch.manual_seed(0)
     model = create_model("lfd", backbone_weights="imagenet")

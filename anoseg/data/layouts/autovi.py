@@ -15,26 +15,20 @@ from anoseg.data.layouts.base import (
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
+    CategoryTree,
     good_folder,
     list_dirs,
     list_images,
 )
-from anoseg.data.layouts.mvtec import mvtec_categories
 
 GROUND_TRUTH = "ground_truth"
 MASK_STEM = "0000"
 
 
-class AutoVI:
+class AutoVI(CategoryTree):
     """Reader of the AutoVI tree (anomalib's ``AutoVI``)."""
 
     name = "autovi"
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def categories(self) -> list[str]:
-        return mvtec_categories(self.root)
 
     def scan(self, category: str) -> CategoryScan:
         scan = CategoryScan(category, "autovi")

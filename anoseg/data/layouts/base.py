@@ -134,6 +134,22 @@ class Layout(Protocol):
         ...
 
 
+class CategoryTree:
+    """Base of the readers whose root holds one folder per category: a sub-folder of the root is a category when it
+    holds one of ``MARKERS`` (stray folders such as ``docs/`` are skipped). Subclasses set ``name`` and ``scan``."""
+
+    name: str
+    MARKERS: tuple[str, ...] = ("train", "test", "ground_truth")
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def categories(self) -> list[str]:
+        """Category names found under the root, sorted."""
+        return [name for name in list_dirs(self.root)
+                if any((self.root / name / sub).is_dir() for sub in self.MARKERS)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # folder listing and pairing
 

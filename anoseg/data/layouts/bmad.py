@@ -8,14 +8,13 @@ used, nor the all-zero masks of ``test/good/label``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from anoseg.data.layouts.base import (
     DEFECT,
     GOOD,
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
+    CategoryTree,
     defect_folder,
     good_folder,
     list_dirs,
@@ -24,17 +23,11 @@ from anoseg.data.layouts.base import (
 IMG, LABEL = "img", "label"
 
 
-class BMAD:
+class BMAD(CategoryTree):
     """Reader of a BMAD category tree (anomalib's ``BMAD``)."""
 
     name = "bmad"
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def categories(self) -> list[str]:
-        return [name for name in list_dirs(self.root)
-                if any((self.root / name / sub).is_dir() for sub in ("train", "test"))]
+    MARKERS = ("train", "test")
 
     def scan(self, category: str) -> CategoryScan:
         scan = CategoryScan(category, "bmad")

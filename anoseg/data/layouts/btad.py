@@ -7,25 +7,26 @@ Normal images are in ``ok`` folders, anomalies in ``test/ko`` (one defect type, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from anoseg.data.layouts.base import DEFECT, TEST_GOOD, TRAIN_GOOD, CategoryScan, defect_folder, good_folder, list_dirs
+from anoseg.data.layouts.base import (
+    DEFECT,
+    TEST_GOOD,
+    TRAIN_GOOD,
+    CategoryScan,
+    CategoryTree,
+    defect_folder,
+    good_folder,
+    list_dirs,
+)
 
 OK = "ok"  # BTAD's name for normal images
 GROUND_TRUTH = "ground_truth"
 
 
-class BTAD:
+class BTAD(CategoryTree):
     """Reader of the BTAD tree (anomalib's ``BTech``)."""
 
     name = "btad"
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def categories(self) -> list[str]:
-        return [name for name in list_dirs(self.root)
-                if any((self.root / name / sub).is_dir() for sub in ("train", "test", GROUND_TRUTH))]
+    MARKERS = ("train", "test", GROUND_TRUTH)
 
     def scan(self, category: str) -> CategoryScan:
         scan = CategoryScan(category, "btad")

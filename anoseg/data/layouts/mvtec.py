@@ -10,6 +10,7 @@ from anoseg.data.layouts.base import (
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
+    CategoryTree,
     defect_folder,
     good_folder,
     list_dirs,
@@ -17,23 +18,18 @@ from anoseg.data.layouts.base import (
 
 
 def mvtec_categories(root: Path) -> list[str]:
-    """Sorted category folders of an MVTec-style root."""
-    # a category is a folder holding train/, test/ or ground_truth/ (skips stray folders such as docs/)
-    return [name for name in list_dirs(root)
-            if any((root / name / sub).is_dir() for sub in ("train", "test", "ground_truth"))]
+    """Sorted category folders of an MVTec-style root: those holding train/, test/ or ground_truth/."""
+    return CategoryTree(root).categories()
 
 
-class MVTecAD:
+class MVTecAD(CategoryTree):
     """``<cat>/{train/good, test/<d>, ground_truth/<d>}``; masks ``NNN_mask`` (MVTec AD) or ``NNN`` (VisA_type)."""
 
     name = "mvtec_ad"
 
     def __init__(self, root: Path, variant: str = "mvtec_ad") -> None:
-        self.root = Path(root)
+        super().__init__(root)
         self.variant = variant
-
-    def categories(self) -> list[str]:
-        return mvtec_categories(self.root)
 
     def scan(self, category: str) -> CategoryScan:
         scan = CategoryScan(category, self.variant)
@@ -50,18 +46,12 @@ class MVTecAD:
         return scan
 
 
-class MVTec3DAD:
+class MVTec3DAD(CategoryTree):
     """Original ``<cat>/{train/good/rgb, test/<d>/{rgb, gt}}`` or, detected per category by the absence of ``rgb/``
     folders, the SeaS-reorganised copy read like MVTec AD with same-name masks (§6 #30). ``validation/`` and ``xyz/``
     are not used."""
 
     name = "mvtec_3d_ad"
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def categories(self) -> list[str]:
-        return mvtec_categories(self.root)
 
     def is_original(self, category: str) -> bool:
         base = self.root / category

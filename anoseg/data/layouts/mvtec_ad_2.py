@@ -9,14 +9,13 @@ category its own size); the recipe squashes them to 256×256 as for the other se
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from anoseg.data.layouts.base import (
     DEFECT,
     GOOD,
     TEST_GOOD,
     TRAIN_GOOD,
     CategoryScan,
+    CategoryTree,
     defect_folder,
     good_folder,
     list_dirs,
@@ -28,17 +27,11 @@ GROUND_TRUTH = "ground_truth"
 UNUSED = ("validation", "test_private", "test_private_mixed")
 
 
-class MVTecAD2:
+class MVTecAD2(CategoryTree):
     """Reader of the MVTec AD 2 tree (anomalib's ``MVTecAD2`` with ``test_type="public"``)."""
 
     name = "mvtec_ad_2"
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def categories(self) -> list[str]:
-        return [name for name in list_dirs(self.root)
-                if any((self.root / name / sub).is_dir() for sub in ("train", TEST_PUBLIC))]
+    MARKERS = ("train", TEST_PUBLIC)
 
     def scan(self, category: str) -> CategoryScan:
         scan = CategoryScan(category, "mvtec_ad_2")
