@@ -22,8 +22,10 @@ equal score. In that one sorted copy the k-th positive at position j has exactly
 it; the negatives equal to ``v`` are the short run just before the first positive of ``v``. There is no search of
 the positives in 80M negatives, no boolean split into two copies, and the extra memory is one uint32 per pixel. The
 oracle IoU of each image partitions the image's own scores (top ``k`` only, ``k`` a few times the defect size) instead
-of sorting them, and the image's pixels are read once, while they sit in the cache, for all per-image work. Other
-dtypes or negative scores take a generic path (sort the positives and negatives apart, ``searchsorted``).
+of sorting them, and the image's pixels are read once, while they sit in the cache, for all per-image work. On large
+categories two threads share the work: the keys of half the images, the IoUs, and the sort and counting pass in
+two halves split by an in-place median partition (:func:`_sorted_tally`). Other dtypes or negative scores take a
+generic path (sort the positives and negatives apart, ``searchsorted``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ _CHUNK = 1 << 17  # elements per chunk of keys (512 KB): stays in L2 while it is
 _IOU_TOP = 4  # first partition of an image keeps 4× its defect pixels (IoU >= 1/4 settles it), then 8× more
 _IOU_GROW = 8
 _THREAD_MIN = 1 << 22  # pixels from which the work runs in two threads (below, a thread costs more than it saves)
-_SAMPLE = 1 << 16  # scores sampled to choose the value splitting the keys in two halves
 _INF_BITS = 0x7F800000  # bits of +inf: larger patterns are NaNs
 _NAN_KEYS = np.uint32(_INF_BITS << 1 | 1)  # keys above this hold a NaN (inf's key with the label bit set)
 
@@ -580,82 +581,65 @@ def _image_ious(flat: np.ndarray, iou_flat: np.ndarray) -> list[float]:
     return [_best_iou_flat(flat[i], iou_flat[i]) for i in np.flatnonzero(iou_flat.any(axis=1))]  # type: ignore[misc]
 
 
-def _split_key(scores: np.ndarray) -> int | None:
-    """A key ``v << 1`` (``v`` the bits of a score) with about half of the keys of float32 ``scores`` below it, from
-    a sample; both labels of one score fall on the same side. None if the sample has no such split (one value holds
-    the middle and an end), a negative score, an infinity or a NaN: then the keys are not split."""
-    flat = scores.reshape(-1)
-    sample = np.sort(flat[:: max(1, flat.size // _SAMPLE)].view(np.uint32))
-    if not sample.size or sample[-1] >= _INF_BITS:
-        return None
-    mid = sample.size // 2
-    first, after = np.searchsorted(sample, sample[mid], "left"), np.searchsorted(sample, sample[mid], "right")
-    cut = first if (first > 0 and mid - first <= after - mid) or after == sample.size else after
-    return int(sample[cut]) << 1 if 0 < cut < sample.size else None
+def _count_label_bits(keys: np.ndarray) -> int:
+    """Number of keys with the label bit set (positives), counted chunk by chunk (no full-size temporary)."""
+    bit = np.empty(min(_CHUNK, keys.size), np.uint32)
+    count = 0
+    for start in range(0, keys.size, _CHUNK):
+        c = keys[start : start + _CHUNK]
+        count += int(np.count_nonzero(np.bitwise_and(c, 1, out=bit[: c.size])))
+    return count
 
 
-class _KeyBuilder:
-    """The pooled keys ``bits(score) << 1 | label``, appended image by image.
+def _sorted_tally(keys: np.ndarray, n_pos: int, fpr_limit: float | None, pool: Any) -> _Tally:
+    """Sort the keys in place and count them; with a thread ``pool``, in two threads.
 
-    With a ``split`` key, keys below it fill the array from the front and the others from the back, so at the end
-    ``keys[:low]`` and ``keys[low:]`` are two value ranges that sort (and count) independently, in two threads.
+    Two threads: an in-place partition at the median key (a selection, ~1/7 of a sort) leaves two halves where
+    every key of the lower is <= every key of the upper, so sorting each half in its own thread sorts the whole
+    array (numpy sorts without the GIL). The counting pass then splits at the first key of the median's score, so
+    both labels of one score fall in one half, and each half is counted in its own thread.
     """
+    if pool is None or keys.size < 2:
+        keys.sort()
+        return _tally_keys(keys, n_pos, fpr_limit)
+    mid = keys.size // 2
+    keys.partition(mid)
+    lower = pool.submit(keys[:mid].sort)
+    keys[mid:].sort()
+    lower.result()
+    cut = int(np.searchsorted(keys, keys[mid] & ~np.uint32(1), "left"))  # key v << 1: the first of score v
+    low, high = keys[:cut], keys[cut:]
+    counted = pool.submit(lambda: _tally_keys(low, _count_label_bits(low)))
+    upper = _tally_keys(high, _count_label_bits(high))
+    joined = _joined(counted.result(), upper)
+    if joined.n_pos != n_pos:
+        raise AssertionError(f"{joined.n_pos} label bits set, {n_pos} expected")
+    joined.edge = _edge_from_keys(keys, joined, fpr_limit)
+    return joined
 
-    def __init__(self, n: int, split: int | None) -> None:
-        self.keys = np.empty(n, np.uint32)
-        self.split = None if split is None else np.uint32(split)
-        self.low, self.high, self.low_positives = 0, n, 0
-        size = min(_CHUNK, n) if split is not None else 0
-        self._chunk, self._below, self._both = np.empty(size, np.uint32), np.empty(size, bool), np.empty(size, bool)
 
-    def add(self, scores: np.ndarray, labels: np.ndarray) -> int | None:
-        """Append flat float32 ``scores`` with bool ``labels``; their largest bit pattern, or None (a sign bit is set:
-        the keys are unusable)."""
-        top = 0
-        for start in range(0, scores.size, _CHUNK):  # chunks: every pass over them runs in the cache
-            x, y = scores[start : start + _CHUNK], labels[start : start + _CHUNK]
-            m = x.size
-            out = self.keys[self.low : self.low + m] if self.split is None else self._chunk[:m]
-            chunk_top = _fill_keys(x, y, out)
-            if chunk_top is None:
-                return None
-            top = max(top, chunk_top)
-            if self.split is None:
-                self.low += m
-                continue
-            below = np.less(out, self.split, out=self._below[:m])
-            k = int(np.count_nonzero(below))
-            np.compress(below, out, out=self.keys[self.low : self.low + k])
-            self.low_positives += int(np.count_nonzero(np.logical_and(below, y, out=self._both[:m])))
-            np.compress(np.logical_not(below, out=below), out, out=self.keys[self.high - (m - k) : self.high])
-            self.low, self.high = self.low + k, self.high - (m - k)
-        return top
-
-    def tally(self, n_pos: int, fpr_limit: float | None, pool: Any) -> _Tally:
-        """Sort the keys and count them; the two value ranges in two threads when split and a ``pool`` is given."""
-        keys = self.keys
-        if self.split is None or pool is None:
-            keys.sort()
-            return _tally_keys(keys, n_pos, fpr_limit)
-        low, high = keys[: self.low], keys[self.low :]
-        sorting = pool.submit(low.sort)  # numpy sorts without the GIL
-        high.sort()
-        sorting.result()
-        counting = pool.submit(_tally_keys, low, self.low_positives)
-        upper = _tally_keys(high, n_pos - self.low_positives)
-        joined = _joined(counting.result(), upper)
-        joined.edge = _edge_from_keys(keys, joined, fpr_limit)
-        return joined
+def _fill_rows(flat: np.ndarray, labels: np.ndarray, key_rows: np.ndarray, image_scores: np.ndarray,
+               rows: range) -> int | None:
+    """Keys and image scores (max) of the images ``rows``, each read once while it is in the cache; their number of
+    positive pixels, or None when a score has its sign bit set (the keys are then unusable)."""
+    n_pos = 0
+    for i in rows:
+        top = _fill_keys(flat[i], labels[i], key_rows[i])
+        if top is None:
+            return None
+        image_scores[i] = np.uint32(top).view(np.float32)
+        n_pos += int(np.count_nonzero(labels[i]))
+    return n_pos
 
 
 def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, iou: bool, regions: bool,
           fpr_limit: float = AUPRO_FPR_LIMIT) -> _Scan:
     """Every per-image step, then one sort of the pooled pixels.
 
-    Per image, read once while it is in the cache: its max (image score), its keys for the pooled sort, its
-    regions' weights when ``regions``. On a large category the work runs in two threads (numpy releases the GIL in
-    its loops): the per-image oracle IoUs (when ``iou``, they only read the inputs) while this thread builds the keys,
-    then the two value ranges of the keys (split at a sampled median) are sorted and counted side by side.
+    Per image, read once while it is in the cache: its max (image score) and its keys for the pooled sort. On a
+    large category the work runs in two threads (numpy releases the GIL in its loops): the per-image oracle IoUs
+    (they only read the inputs) and half of the images' keys beside the other half, then the sort and the counting
+    pass in two halves (:func:`_sorted_tally`).
     """
     _check_dtype(scores)
     if regions and not 0 < fpr_limit <= 1:
@@ -671,44 +655,50 @@ def _scan(scores: np.ndarray, pixel_labels: np.ndarray, iou_labels: np.ndarray, 
         if iou:
             future = pool.submit(_image_ious, flat, iou_flat)
     try:
-        keys = None
+        keys = n_pos = None
         if scores.dtype == np.float32:
-            keys = _KeyBuilder(scores.size, _split_key(scores) if pool is not None else None)
-        image_scores = np.empty(n_images, scores.dtype)
-        pos_scores: list[np.ndarray] = [np.empty(0, scores.dtype)]
-        pos_weights: list[np.ndarray] = [np.empty(0)]
-        n_regions = n_pos = 0
-        for i in range(n_images):
-            x = flat[i]
-            top = keys.add(x, pixel_flat[i]) if keys is not None else None
-            if top is None:
-                keys = None  # a negative score (or not float32): the generic path sorts by value
-                image_scores[i] = x.max() if x.size else 0
+            keys = np.empty(scores.size, np.uint32)
+            key_rows, image_scores = keys.reshape(per_image), np.empty(n_images, np.float32)
+            half = n_images // 2 if pool is not None else n_images
+            other = pool.submit(_fill_rows, flat, pixel_flat, key_rows, image_scores, range(half, n_images)) \
+                if pool is not None else None
+            counts = [_fill_rows(flat, pixel_flat, key_rows, image_scores, range(half)),
+                      other.result() if other is not None else 0]
+            if None in counts:
+                keys = key_rows = None  # a negative score: the generic path sorts by value
             else:
-                image_scores[i] = np.uint32(top).view(np.float32)
-            n_pos += int(np.count_nonzero(pixel_flat[i]))
-            if regions and pixel_flat[i].any():
-                weights, count = _region_weights(pixel_labels[i])
-                pos_scores.append(x[pixel_flat[i]])
-                pos_weights.append(weights)
-                n_regions += count
+                n_pos = sum(counts)
+        if keys is None:
+            image_scores = flat.max(axis=1) if per_image[1] else np.zeros(n_images, scores.dtype)
+            n_pos = int(np.count_nonzero(pixel_labels))
         limit = fpr_limit if regions else None
         if keys is not None:
-            tally = keys.tally(n_pos, limit, pool)
-            del keys  # the sorted copy is done with: free it before the metrics' temporaries
+            tally = _sorted_tally(keys, n_pos, limit, pool)
+            del keys, key_rows  # the sorted copy is done with: free it before the metrics' temporaries
         else:
             tally = _tally_split(scores.ravel(), pixel_labels.ravel(), limit)
         if n_images and np.isnan(image_scores).any():
             raise ValueError("scores contain NaN")
-        area = None
-        if regions:
-            area = _aupro_from_tally(tally, np.concatenate(pos_scores), np.concatenate(pos_weights), n_regions,
-                                     fpr_limit)
+        area = _category_aupro(flat, pixel_labels, pixel_flat, tally, fpr_limit) if regions else None
         ious = future.result() if future is not None else (_image_ious(flat, iou_flat) if iou else [])
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return _Scan(image_scores, ious, tally, area)
+
+
+def _category_aupro(flat: np.ndarray, pixel_labels: np.ndarray, pixel_flat: np.ndarray, tally: _Tally,
+                    fpr_limit: float) -> float | None:
+    """AUPRO from the pooled counts and each defective image's regions (:func:`aupro`)."""
+    pos_scores: list[np.ndarray] = [np.empty(0, flat.dtype)]
+    pos_weights: list[np.ndarray] = [np.empty(0)]
+    n_regions = 0
+    for i in np.flatnonzero(pixel_flat.any(axis=1)):
+        weights, count = _region_weights(pixel_labels[i])
+        pos_scores.append(flat[i][pixel_flat[i]])
+        pos_weights.append(weights)
+        n_regions += count
+    return _aupro_from_tally(tally, np.concatenate(pos_scores), np.concatenate(pos_weights), n_regions, fpr_limit)
 
 
 def anomaly_metrics(

@@ -417,49 +417,32 @@ def test_best_iou_poor_maps_grow_the_partition() -> None:
 
 
 @pytest.mark.parametrize("chunk", [3, 64, 1 << 17])
-def test_keys_split_in_two_value_ranges_count_like_one_sort(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
-    """Large categories split the keys at a score and sort/count the two ranges in two threads: the counts (and the
-    AUPRO edge) equal the generic path's for every split, including a split at a heavily tied score and splits
-    that leave one side empty."""
+def test_sort_and_count_in_two_threads_equal_one_sort(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Large categories partition the keys at the median, sort the halves and count them in two threads: the counts
+    (and the AUPRO edge) equal the generic path's, also when the median score is heavily tied (its keys must not
+    be counted in both halves), when one score fills most of the array, and for tiny inputs."""
     from concurrent.futures import ThreadPoolExecutor
 
     from anoseg.metrics import anomaly as impl
 
     monkeypatch.setattr(impl, "_CHUNK", chunk)
     with ThreadPoolExecutor(2) as pool:
-        for seed in range(24):
+        for seed in range(30):
             rng = np.random.default_rng(700 + seed)
-            n = int(rng.integers(2, 2000))
+            n = int(rng.integers(2, 2000)) if seed else 2
             labels = rng.random(n) < rng.uniform(0.02, 0.6)
             labels[:2] = [True, False]
             scores = rng.random(n) + labels * rng.uniform(0, 1)
             if seed % 3:
                 scores = np.floor(scores * (1 + seed % 7)) / (1 + seed % 7)  # long tie runs across classes
+            if seed % 5 == 4:
+                scores[rng.random(n) < 0.8] = 0.5  # one score holds the median and most keys
             scores = scores.astype(np.float32)
+            keys = np.empty(n, np.uint32)
+            assert impl._fill_keys(scores, labels, keys) is not None
+            got = impl._sorted_tally(keys, int(labels.sum()), 0.3, pool)
             expected = impl._tally_split(scores, labels, 0.3)
-            for v in (scores[0], scores[1], np.median(scores), 0.0, scores.max(), np.float32(5)):
-                keys = impl._KeyBuilder(n, int(np.float32(v).view(np.uint32)) << 1)
-                for part in np.array_split(np.arange(n), 3):  # appended in pieces, like images
-                    assert keys.add(scores[part], labels[part]) is not None
-                assert keys.low == keys.high
-                got = keys.tally(int(labels.sum()), 0.3, pool)
-                for field in ("values", "n_equal", "tp", "neg_below", "neg_at_or_below"):
-                    np.testing.assert_array_equal(getattr(got, field), getattr(expected, field),
-                                                  err_msg=f"{seed} {v} {field}")
-                assert got.edge == expected.edge
-
-
-def test_split_key_halves_the_sample_and_never_cuts_a_tie() -> None:
-    from anoseg.metrics import anomaly as impl
-
-    rng = np.random.default_rng(3)
-    scores = rng.random(100_000).astype(np.float32)
-    split = impl._split_key(scores)
-    below = np.count_nonzero((scores.view(np.uint32).astype(np.int64) << 1) < split)
-    assert abs(below - 50_000) < 2_000
-    tied = np.zeros(1000, np.float32)
-    tied[700:] = 0.5  # 70% zeros: the split falls at 0.5, all zeros below it
-    assert impl._split_key(tied) == int(np.float32(0.5).view(np.uint32)) << 1
-    assert impl._split_key(np.zeros(10, np.float32)) is None  # one value: nothing to split
-    assert impl._split_key(np.array([0.1, np.inf, 0.3], np.float32)) is None
-    assert impl._split_key(np.array([0.1, -0.2, 0.3], np.float32)) is None
+            for field in ("values", "n_equal", "tp", "neg_below", "neg_at_or_below"):
+                np.testing.assert_array_equal(getattr(got, field), getattr(expected, field), err_msg=f"{seed} {field}")
+            assert got.edge == expected.edge
+            assert np.all(np.diff(keys.astype(np.int64)) >= 0)  # sorted in place, as one sort would
