@@ -70,12 +70,15 @@ def torch_runner(model: Any, device: Any = "cpu") -> Runner:
     return run
 
 
-def ort_session(model: bytes | str | Path, threads: int | None = None) -> Any:
+def ort_session(model: bytes | str | Path, threads: int | None = None, spin: bool = True) -> Any:
     """An ONNX Runtime CPU ``InferenceSession`` for an ONNX file or its bytes: the one session factory of anoseg.
 
     ``threads`` (default: as many as PyTorch uses, ``torch.get_num_threads()``, so timings compare fairly) bounds
     the intra-op thread pool; ONNX Runtime's own log is silenced (a failing run raises, its C++ log line would only
-    repeat the message). Raises whatever onnxruntime raises for a bad model (callers turn it into one line).
+    repeat the message). ``spin=False`` stops idle intra-op threads from busy-waiting for the next run: what a
+    pipeline wants whose decoding and writing share the cores with the network (ONNX Runtime spins by default,
+    which suits back-to-back runs alone on a machine). Raises whatever onnxruntime raises for a bad model (callers
+    turn it into one line).
     """
     import onnxruntime
 
@@ -86,6 +89,8 @@ def ort_session(model: bytes | str | Path, threads: int | None = None) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 4
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -80,8 +80,11 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
+@functools.lru_cache(maxsize=16)
 def colour_bar(height: int, width: int = BAR_WIDTH) -> np.ndarray:
-    """A vertical JET colour bar (height, width + labels, 3) uint8 for the fixed scale 1 (top) … 0 (bottom)."""
+    """A vertical JET colour bar (height, width + labels, 3) uint8 for the fixed scale 1 (top) … 0 (bottom).
+
+    Cached per size (a read-only array: callers copy it into their strips), as predict draws one per image."""
     from PIL import Image, ImageDraw
 
     values = np.linspace(1.0, 0.0, height)[:, None].repeat(width, axis=1)
@@ -92,7 +95,9 @@ def colour_bar(height: int, width: int = BAR_WIDTH) -> np.ndarray:
     if height >= 24:  # labels only where they fit
         draw.text((width + 3, 0), "1", fill=(0, 0, 0))
         draw.text((width + 3, height - 11), "0", fill=(0, 0, 0))
-    return np.asarray(picture)
+    bar = np.array(picture)
+    bar.flags.writeable = False
+    return bar
 
 
 def overlay_strip(image: np.ndarray, scores: np.ndarray, mask: np.ndarray | None = None,
