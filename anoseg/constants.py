@@ -73,5 +73,8 @@ EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 EXPORTERS = ("auto", "dynamo", "legacy")
 #: ``sweep --executor`` (submitit).
 EXECUTORS = ("local", "debug", "slurm")
-#: Lightning's precision names (lightning.fabric's ``_PRECISION_INPUT_STR``), spelled out to keep imports light.
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+#: ``train --precision auto``: bf16 autocast where the hardware runs bf16 natively, fp32 elsewhere (docs/training.md).
+PRECISION_AUTO = "auto"
+#: ``auto`` and Lightning's precision names (lightning.fabric's ``_PRECISION_INPUT_STR``), spelled out to keep
+#: imports light.
+PRECISIONS = (PRECISION_AUTO, "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")

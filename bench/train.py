@@ -11,8 +11,10 @@ rounds). Variants:
 - one option at a time over the baseline: ``one loader`` (one loader for the run, workers persist),
   ``channels-last``, ``foreach SGD`` (multi-tensor step), ``bf16 autocast`` (where the CPU has bf16 instructions),
   ``compile`` (``torch.compile``, only with ``--compile``: its compile time is inside the run's time).
-- ``anoseg default``: what ``anoseg train`` does by default (``anoseg.engine.train``: one loader, channels-last,
-  foreach SGD; fp32).
+- ``anoseg fp32``: anoseg's defaults in fp32 (``anoseg.engine.train``: one loader, channels-last, foreach SGD), what
+  ``anoseg train`` does on a CPU without native bf16 or with ``--precision 32-true``.
+- ``anoseg default``: what ``anoseg train`` does by default on a CPU with native bf16 (``--precision auto``): the
+  same with bf16 autocast.
 - ``authors``: with ``--reference PATH`` (a checkout of HUST-SLOW/LFD), their own ``LFD._train`` on the same
   files, imported as ``bench/parity.py`` does (CPU, random init); it decodes and resizes every PNG every epoch.
 
@@ -56,8 +58,10 @@ class Options:
 
 
 def bf16_supported() -> bool:
-    """Whether this CPU runs bf16 matmuls natively (AVX-512 BF16 or AMX), so autocast can pay off."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX): where ``train --precision auto`` picks bf16."""
+    from anoseg.engine.train import native_bf16
+
+    return native_bf16(torch.device("cpu"))
 
 
 def train_anoseg(dataset, options: Options, epochs: int, workers: int, seed: int = 0) -> int:
@@ -146,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         variants["bf16 autocast"] = Options(bf16=True)
     if args.compile:
         variants["compile"] = Options(compile=True)
-    variants["anoseg default"] = Options(one_loader=True, channels_last=True, foreach=True)
+    variants["anoseg fp32"] = Options(one_loader=True, channels_last=True, foreach=True)
+    if bf16_supported():
+        variants["anoseg default"] = Options(one_loader=True, channels_last=True, foreach=True, bf16=True)
     ref = parity.reference_lfd(args.reference) if args.reference else None
     if ref is not None:
         variants["authors"] = None

@@ -130,3 +130,33 @@ def test_tensorboard_logger_without_the_package_is_one_clear_error(tmp_path, mon
     with pytest.raises(AnosegError, match="pip install tensorboard"):
         curves.train_loggers(tmp_path, "tensorboard")
     assert json.dumps([type(lg).__name__ for lg in curves.train_loggers(tmp_path, "csv")]) == '["CSVLogger"]'
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_device_has_it_and_never_under_paper_numerics(monkeypatch, native):
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert train_module.resolve_precision("auto", cpu) == ("bf16-mixed" if native else "32-true")
+    assert train_module.resolve_precision("auto", cpu, paper_numerics=True) == "32-true"
+    assert train_module.resolve_precision("32-true", cpu) == "32-true"  # an explicit choice is kept
+    assert train_module.resolve_precision("bf16-mixed", cpu, paper_numerics=True) == "bf16-mixed"
+    assert train_module.resolve_precision("auto", torch.device("cuda")) == ("bf16-mixed" if native else "16-mixed")
+
+
+def test_a_run_records_the_precision_auto_chose_and_a_resumed_run_keeps_its_own(demo_env, tmp_path, monkeypatch):
+    output = tmp_path / "out"
+    (output / "demo" / "seas").mkdir(parents=True)
+    for name in ("manifest.csv", "data_report.json"):
+        (output / "demo" / "seas" / name).write_bytes((demo_env.output / "demo" / "seas" / name).read_bytes())
+    recipe = load_recipe(demo_env.recipe_file).override(image_size=(64, 64), train__epochs=1)
+    common = {"recipe": recipe, "model": "lfd", "category": "mesh", "generator": "seas", "output": output,
+              "device": "cpu", "seed": 42, "backbone_weights": "none"}
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
+    run = train(TrainJob(**common))  # precision "auto" by default
+    assert load_checkpoint(run / LAST)["meta"]["precision"] == "32-true"
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)  # e.g. the run moved to an AMX machine
+    train(TrainJob(**common, resume=True, resume_epochs=2))
+    resumed = load_checkpoint(run / LAST)
+    assert resumed["epoch"] == 2 and resumed["meta"]["precision"] == "32-true"
+    fresh = train(TrainJob(**common, fresh=True))
+    assert load_checkpoint(fresh / LAST)["meta"]["precision"] == "bf16-mixed"
