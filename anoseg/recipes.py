@@ -109,7 +109,6 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         >>> load_recipe("demo").override(train__epochs=2).train.epochs
         2
     """
-    import yaml
 
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -117,15 +116,26 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         if not found:
             raise AnosegError(f"unknown recipe {str(name_or_path)!r}; choose one of: {', '.join(list_recipes())}")
         path = found[0]
+    return _from_dict(read_yaml_mapping(path, "recipe"), path)
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The mapping of settings in the YAML file ``path`` (empty file: ``{}``).
+
+    Raises ``AnosegError`` in one line naming ``what`` (``"recipe"``, ``"sweep"``) when the file is missing, is not
+    valid YAML, or holds something other than a mapping.
+    """
+    import yaml
+
     if not path.is_file():
-        raise AnosegError(f"recipe file not found: {path}")
+        raise AnosegError(f"{what} file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise AnosegError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise AnosegError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise AnosegError(f"recipe {path} must be a mapping of settings")
-    return _from_dict(raw, path)
+        raise AnosegError(f"{what} {path} must be a mapping of settings")
+    return raw
 
 
 def _from_dict(raw: dict[str, Any], path: Path) -> Recipe:

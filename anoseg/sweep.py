@@ -150,16 +150,9 @@ def cell_commands(cell: Cell, spec: SweepSpec, *, resume: bool = False, device: 
 
 def load_sweep_file(path: Path) -> dict[str, Any]:
     """Read a sweep YAML (keys: ``SWEEP_KEYS``) into a dict; one-line errors for a missing file or bad keys."""
-    import yaml
+    from anoseg.recipes import read_yaml_mapping
 
-    if not path.is_file():
-        raise AnosegError(f"sweep file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise AnosegError(f"sweep {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise AnosegError(f"sweep {path} must be a mapping")
+    raw = read_yaml_mapping(path, "sweep")
     unknown = sorted(set(raw) - SWEEP_KEYS)
     if unknown:
         raise AnosegError(f"sweep {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SWEEP_KEYS))}")
