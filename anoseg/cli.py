@@ -238,7 +238,8 @@ def _train_options(func):
                      help="Number of devices (DDP when > 1)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
                      help="Lightning precision. auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX, "
-                     "AVX-512 BF16), else 32-true; 32-true under --paper-numerics; a resumed run keeps its own."),
+                     "AVX-512 BF16), 16-mixed on other GPUs, else 32-true; 32-true under --paper-numerics; a resumed "
+                     "run keeps its own."),
         click.option("--backbone-weights", default="imagenet", show_default=True,
                      help="imagenet (torchvision's, if in the local torch cache), none, or a state-dict file."),
         click.option("--download-weights", is_flag=True,
@@ -248,8 +249,8 @@ def _train_options(func):
         click.option("--workers", type=click.IntRange(min=0),
                      help="Data-loader worker processes. Default: the recipe's (2)."),
         click.option("--paper-numerics", is_flag=True,
-                     help="The authors' numerics step for step: NCHW tensors and per-parameter SGD (default: "
-                     "channels-last and multi-tensor SGD, faster; use with --precision 32-true)."),
+                     help="The authors' numerics step for step: fp32, NCHW tensors and per-parameter SGD (default: "
+                     "channels-last, multi-tensor SGD and bf16 where native, faster)."),
         click.option("--compile", "compile_model", is_flag=True,
                      help="torch.compile the model: pays back on long runs only (compiling takes minutes on CPU)."),
         click.option("--logger", type=click.Choice(("csv", "tensorboard")), default="csv", show_default=True,

@@ -216,8 +216,8 @@ def plan_resume(previous: dict[str, Any], settings: dict[str, Any], epochs: int 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     # backbone_weights is not compared: a resumed run's weights come from its checkpoint, whatever is asked
     # the train data too (n_train_images, train_data_sha256): `prepare` re-run on a changed dataset is another run
-    keys = ["image_size", "mean", "std", "protocol", "seed", "precision", "devices", "trained_on", "n_train_images",
-            "train_data_sha256"]
+    keys = ["image_size", "mean", "std", "protocol", "seed", "precision", "paper_numerics", "devices", "trained_on",
+            "n_train_images", "train_data_sha256"]
     out = [(k, _short(stored[k]), _short(current[k])) for k in keys if k in stored and k in current
            and _norm(stored[k]) != _norm(current[k])]
     old_train, new_train = stored.get("train", {}), current.get("train", {})

@@ -69,11 +69,18 @@ def native_bf16(device: torch.device) -> bool:
 def resolve_precision(precision: str, device: torch.device, paper_numerics: bool = False) -> str:
     """The Lightning precision of a new run: ``auto`` → ``bf16-mixed`` where the device runs bf16 natively (LFD
     trains ~1.35× faster on an AMX CPU at the same accuracy over seeds, docs/training.md), ``16-mixed`` on CUDA
-    without bf16, else ``32-true``; always ``32-true`` with ``paper_numerics``. Other names are returned as given."""
+    without bf16, else ``32-true``; always ``32-true`` with ``paper_numerics``. Other names are returned as given.
+
+    Raises ``AnosegError`` for another precision than ``32-true`` with ``paper_numerics`` (the authors trained in
+    fp32: the pair would record numerics that are neither).
+    """
+    if paper_numerics:
+        if precision not in (PRECISION_AUTO, "32-true"):
+            raise AnosegError(f"--paper-numerics trains in fp32 as the authors did; drop --precision {precision} or "
+                              "use --precision 32-true")
+        return "32-true"
     if precision != PRECISION_AUTO:
         return precision
-    if paper_numerics:
-        return "32-true"
     if native_bf16(device):
         return "bf16-mixed"
     return "16-mixed" if device.type == "cuda" else "32-true"
@@ -109,6 +116,8 @@ def train(job: TrainJob) -> Path:
     device = resolve_device(job.device, job.devices)  # a wrong or absent device fails before anything is touched
     if not job.resume:  # a resumed run keeps the precision it was trained with (_prepare_run_dir)
         job = dataclasses.replace(job, precision=resolve_precision(job.precision, device, job.paper_numerics))
+    else:
+        resolve_precision(job.precision, device, job.paper_numerics)  # refuses --paper-numerics with bf16/fp16
     manifest = read_manifest(manifest_path(job.output, job.recipe.name, job.generator))
     rows = select_rows(manifest, "train", job.category)
     worker = rundir.is_worker_process()  # DDP ranks > 0 re-run the command: rank 0 alone manages the folder

@@ -14,6 +14,7 @@ import anoseg.engine.train as train_module
 from anoseg.engine import curves
 from anoseg.engine.checkpoint import LAST, load_checkpoint
 from anoseg.engine.train import EpochSampler, TrainJob, train
+from anoseg.errors import AnosegError
 from anoseg.recipes import TrainSettings, load_recipe
 
 
@@ -139,7 +140,9 @@ def test_auto_precision_is_bf16_only_where_the_device_has_it_and_never_under_pap
     assert train_module.resolve_precision("auto", cpu) == ("bf16-mixed" if native else "32-true")
     assert train_module.resolve_precision("auto", cpu, paper_numerics=True) == "32-true"
     assert train_module.resolve_precision("32-true", cpu) == "32-true"  # an explicit choice is kept
-    assert train_module.resolve_precision("bf16-mixed", cpu, paper_numerics=True) == "bf16-mixed"
+    assert train_module.resolve_precision("32-true", cpu, paper_numerics=True) == "32-true"
+    with pytest.raises(AnosegError, match="--paper-numerics trains in fp32"):
+        train_module.resolve_precision("bf16-mixed", cpu, paper_numerics=True)
     assert train_module.resolve_precision("auto", torch.device("cuda")) == ("bf16-mixed" if native else "16-mixed")
 
 
@@ -158,5 +161,11 @@ def test_a_run_records_the_precision_auto_chose_and_a_resumed_run_keeps_its_own(
     train(TrainJob(**common, resume=True, resume_epochs=2))
     resumed = load_checkpoint(run / LAST)
     assert resumed["epoch"] == 2 and resumed["meta"]["precision"] == "32-true"
+    # the authors' numerics cannot take over half-way, nor come with bf16
+    with pytest.raises(AnosegError, match="paper_numerics False → True"):
+        train(TrainJob(**common, resume=True, resume_epochs=3, paper_numerics=True))
+    with pytest.raises(AnosegError, match="--paper-numerics trains in fp32"):
+        train(TrainJob(**common, resume=True, resume_epochs=3, paper_numerics=True, precision="bf16-mixed"))
+    assert load_checkpoint(run / LAST)["epoch"] == 2
     fresh = train(TrainJob(**common, fresh=True))
     assert load_checkpoint(fresh / LAST)["meta"]["precision"] == "bf16-mixed"
