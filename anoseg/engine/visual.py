@@ -16,14 +16,18 @@ OUTLINE_COLOUR = (255, 255, 255)  # white shows on every JET colour
 
 
 def heatmap(scores: np.ndarray) -> np.ndarray:
-    """Scores in [0, 1] (H, W) → JET colours (H, W, 3) uint8.
+    """Scores in [0, 1] (H, W) → JET colours (H, W, 3) uint8 (a view of an (H, W, 4) buffer).
 
     Indexes matplotlib's 256-entry JET table the way its colormap call does (``floor(256·s)``, 1.0 → the last
-    entry), through a uint8 copy of the table: the same colours, without a float64 RGBA image in between.
+    entry, NaN → the first), through a copy of the table packed as one uint32 per colour: one 4-byte gather per
+    pixel instead of a float64 RGBA image (predict draws one per image).
     """
-    index = (np.clip(scores, 0.0, 1.0) * _JET_SIZE).astype(np.intp)
-    np.clip(index, 0, _JET_SIZE - 1, out=index)  # 1.0 → the last entry (NaN → the first)
-    return _jet_table()[index]
+    scores = np.asarray(scores)
+    index = np.multiply(scores, _JET_SIZE, dtype=np.result_type(scores.dtype, np.float32))  # float32 stays float32
+    np.fmax(index, 0, out=index)  # fmax: NaN → 0
+    np.minimum(index, _JET_SIZE - 1, out=index)  # 1.0 → the last entry
+    packed = np.take(_jet_packed(), index.astype(np.uint8))
+    return packed.view(np.uint8).reshape(*scores.shape, 4)[..., :3]
 
 
 _JET_SIZE = 256
@@ -34,6 +38,14 @@ def _jet_table() -> np.ndarray:
     from matplotlib import colormaps
 
     return (colormaps["jet"](np.arange(_JET_SIZE))[:, :3] * 255).astype(np.uint8)
+
+
+@functools.cache
+def _jet_packed() -> np.ndarray:
+    """The JET table as (256,) uint32: each colour's R, G, B and a zero byte, in memory order."""
+    table = np.zeros((_JET_SIZE, 4), np.uint8)
+    table[:, :3] = _jet_table()
+    return table.view(np.uint32).ravel()
 
 
 def blend(image: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:
