@@ -114,10 +114,9 @@ def train(job: TrainJob) -> Path:
     if job.resume and job.fresh:
         raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
     device = resolve_device(job.device, job.devices)  # a wrong or absent device fails before anything is touched
+    precision = resolve_precision(job.precision, device, job.paper_numerics)  # refuses --paper-numerics + bf16
     if not job.resume:  # a resumed run keeps the precision it was trained with (_prepare_run_dir)
-        job = dataclasses.replace(job, precision=resolve_precision(job.precision, device, job.paper_numerics))
-    else:
-        resolve_precision(job.precision, device, job.paper_numerics)  # refuses --paper-numerics with bf16/fp16
+        job = dataclasses.replace(job, precision=precision)
     manifest = read_manifest(manifest_path(job.output, job.recipe.name, job.generator))
     rows = select_rows(manifest, "train", job.category)
     worker = rundir.is_worker_process()  # DDP ranks > 0 re-run the command: rank 0 alone manages the folder

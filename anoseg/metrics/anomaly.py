@@ -48,8 +48,7 @@ _CHUNK = 1 << 17  # elements per chunk of keys (512 KB): stays in L2 while it is
 _IOU_TOP = 4  # first partition of an image keeps 4× its defect pixels (IoU >= 1/4 settles it), then 8× more
 _IOU_GROW = 8
 _THREAD_MIN = 1 << 22  # pixels from which the work runs in two threads (below, a thread costs more than it saves)
-_INF_BITS = 0x7F800000  # bits of +inf: larger patterns are NaNs
-_NAN_KEYS = np.uint32(_INF_BITS << 1 | 1)  # keys above this hold a NaN (inf's key with the label bit set)
+_NAN_KEYS = np.uint32(0x7F800000 << 1 | 1)  # keys above this hold a NaN (inf's key with the label bit set)
 
 
 # --------------------------------------------------------------------------------------------------------------------
