@@ -41,14 +41,14 @@ class OhemCrossEntropy(nn.Module):
         self.register_buffer("class_weights", weight, persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
+        logits = _at_least_float32(logits)
         valid = target != self.ignore_index
         safe_target = torch.where(valid, target, torch.zeros_like(target))
-        pixel_loss = F.cross_entropy(logits, safe_target, weight=self.class_weights, reduction="none")
+        pixel_loss = F.cross_entropy(logits, safe_target, weight=_like(self.class_weights, logits), reduction="none")
         with torch.no_grad():
             prob = torch.softmax(logits, 1).gather(1, safe_target.unsqueeze(1)).squeeze(1)
             valid_prob = prob[valid]
-            threshold = torch.tensor(self.thresh, device=prob.device)
+            threshold = torch.tensor(self.thresh, dtype=prob.dtype, device=prob.device)
             if valid_prob.numel() > 0:
                 kth = min(self.min_kept, valid_prob.numel() - 1)
                 threshold = torch.maximum(threshold, valid_prob.kthvalue(kth + 1).values)
@@ -56,6 +56,16 @@ class OhemCrossEntropy(nn.Module):
         if not kept.any():
             return pixel_loss.sum() * 0.0
         return pixel_loss[kept].mean()
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Logits of a bf16/fp16 autocast upcast to float32 for the loss; float32 and float64 (the parity test) kept."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def _like(weights: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
+    """The class weights in the logits' dtype (cross-entropy needs both alike)."""
+    return None if weights is None else weights.to(logits.dtype)
 
 
 def boundary_target(target: torch.Tensor, ignore_index: int = 255, width: int = 2) -> torch.Tensor:
@@ -109,7 +119,8 @@ class SegmentationLoss(nn.Module):
             raise ValueError(f"{self.model_name} returned auxiliary outputs its registry record has no loss for")
         for a in aux:
             if spec.aux == "ce":
-                term = F.cross_entropy(a.float(), target, weight=self.ohem.class_weights, ignore_index=ignore)
+                a = _at_least_float32(a)
+                term = F.cross_entropy(a, target, weight=_like(self.ohem.class_weights, a), ignore_index=ignore)
             else:
                 term = self.ohem(a, target)
             loss = loss + spec.aux_weight * term

@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import csv
 import importlib
+import itertools
 import json
 import math
 import os
@@ -120,8 +121,12 @@ def tensor_checksums(state: dict) -> dict[str, list[float]]:
 # The authors' code, imported from a local checkout, on CPU
 
 
-def reference_lfd(path: Path) -> types.SimpleNamespace:
-    """Import the authors' ``models._LFD`` (and its dataset module) from ``path`` with the CPU adaptations."""
+def reference_lfd(path: Path, dtype: str = "float32") -> types.SimpleNamespace:
+    """Import the authors' ``models._LFD`` (and its dataset module) from ``path`` with the CPU adaptations.
+
+    With ``dtype="float64"`` their ``.cuda()`` calls (on the model, the loss's class weights and every batch) move
+    floating-point tensors to float64 instead: their training, unchanged, in double precision (the step-parity trace).
+    """
     import torch
     import torch.nn as nn
     import torchvision
@@ -138,8 +143,12 @@ def reference_lfd(path: Path) -> types.SimpleNamespace:
             return fps, tps, thresholds
 
         ranking._binary_clf_curve = binary_clf_curve
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    nn.Module.cuda = lambda self, *a, **k: self
+    if dtype == "float64":
+        torch.Tensor.cuda = lambda self, *a, **k: self.double() if self.is_floating_point() else self
+        nn.Module.cuda = lambda self, *a, **k: self.double()
+    else:
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        nn.Module.cuda = lambda self, *a, **k: self
     sys.path.insert(0, str(path))
     core = importlib.import_module("models.net.LFD_core")
     core.resnet18 = lambda *a, **k: torchvision.models.resnet18(weights=None)  # random init: no weights offline
@@ -162,11 +171,16 @@ def reference_config(original: Path, generated: Path, out: Path, size: int, epoc
     }
 
 
-def record_trace(reference: Path, out: Path) -> dict:
-    """Run the authors' ``LFD._train`` on the trace set and write the trace JSON (see the module docstring)."""
+def record_trace(reference: Path, out: Path, dtype: str = "float64") -> dict:
+    """Run the authors' ``LFD._train`` on the trace set in ``dtype`` and write the trace JSON (module docstring).
+
+    float64 (the default) makes the trace independent of the CPU that records it: float32 kernels of another
+    instruction set or thread count sum in another order, and 6 SGD steps amplify that to ~1e-4 relative
+    (docs/parity.md, "Float noise against real differences"); in float64 the same noise stays near 1e-12.
+    """
     import torch
 
-    ref = reference_lfd(reference)
+    ref = reference_lfd(reference, dtype)
     batches, losses, lrs, initial = [], [], [], {}
 
     class RecordingLoss(ref.lfd.FSOhemCELoss):
@@ -213,7 +227,8 @@ def record_trace(reference: Path, out: Path) -> dict:
                            map_location="cpu")
     trace = {
         "source": "HUST-SLOW/LFD LFD._train (models/_LFD.py), CPU, random init, recorded by bench/parity.py",
-        "torch": torch.__version__, "seed": TRACE_SEED, "size": TRACE_SIZE, "epochs": TRACE_EPOCHS,
+        "dtype": dtype, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "seed": TRACE_SEED, "size": TRACE_SIZE, "epochs": TRACE_EPOCHS,
         "counts": TRACE_COUNTS, "batch_size": 8, "batches": batches, "loss": losses, "lr": lrs,
         "initial": initial, "final": tensor_checksums(final),
     }
@@ -221,6 +236,200 @@ def record_trace(reference: Path, out: Path) -> dict:
     out.write_text(json.dumps(trace, indent=1) + "\n")
     return trace
 
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Replaying the trace with anoseg's own train(), and the margin between float noise and real differences
+
+TRACE_RECIPE = """\
+name: parity
+layout: mvtec_ad
+data_root: {original}
+generated_root: {root}
+generator: generated
+categories: [{category}]
+image_size: [{size}, {size}]
+train:
+  epochs: {epochs}
+  eval_epoch: null
+  checkpoint_every: {epochs}
+  batch_size: {batch_size}
+  workers: 0
+{extra}"""
+
+#: Real differences planted in anoseg's training, each the smallest of its kind: the step-parity test must fail on
+#: every one (docs/parity.md). Recipe plants change a setting; the others change one rule of the loop.
+PLANTS = {
+    "drop_last_partial_batch": {},
+    "class_weights_1_3": {"class_weights": [1.0, 3.0]},
+    "ohem_min_kept_minus_1": {"ohem_min_kept": 99_999},
+    "lr_schedule_one_step_ahead": {},
+}
+
+
+def replay_trace(trace: dict, root: Path, precision: str = "64-true", plant: str | None = None) -> dict:
+    """Train with anoseg's real ``train()`` on the trace set, only the batch *order* replayed from ``trace``.
+
+    The batch partition, schedule length, loss, optimiser, initialisation and preprocessing are anoseg's own: each
+    epoch's trace order is cut into the batch sizes anoseg's own loader gives. ``plant`` (a key of ``PLANTS``)
+    introduces one real difference. Returns ``{"loss", "lr", "sizes", "initial", "final"}`` (per-iteration lists,
+    anoseg's batch sizes per epoch, and the initial and final state dicts).
+    """
+    from unittest import mock
+
+    import torch
+
+    import anoseg.engine.train as train_module
+    import anoseg.losses
+    import anoseg.models
+    from anoseg.engine.checkpoint import LAST, load_checkpoint
+    from anoseg.engine.train import TrainJob, train
+    from anoseg.jobs import PrepareJob
+    from anoseg.recipes import load_recipe
+    from anoseg.stages import run_prepare
+
+    original, _ = write_trace_dataset(root / "data")
+    settings = PLANTS[plant] if plant else {}
+    extra = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in settings.items())
+    recipe_file = root / "parity.yaml"
+    recipe_file.write_text(TRACE_RECIPE.format(original=original, root=root / "data", category=TRACE_CATEGORY,
+                                               size=trace["size"], epochs=trace["epochs"],
+                                               batch_size=trace["batch_size"], extra=extra))
+    recipe = load_recipe(recipe_file)
+    output = root / "outputs"
+    run_prepare(PrepareJob(recipe, output=output))
+    record: dict = {"loss": [], "lr": [], "initial": None, "sizes": []}
+    per_epoch = len(trace["batches"]) // trace["epochs"]
+    real_loader, scheduled = train_module._loader, train_module.scheduled_lr
+    forward = anoseg.losses.SegmentationLoss.forward
+    create, keeps = anoseg.models.create_model, train_module.keeps_partial_batch
+
+    class ReplayBatches:
+        """Each epoch's trace order, cut into anoseg's own batch sizes for that epoch (set by ``set_epoch``)."""
+
+        def __init__(self, dataset, sizes: list[list[int]]):
+            self.index = {trace_name(path): i for i, path in enumerate(dataset.split.rows["image"])}
+            self.sizes, self.epoch = sizes, 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return len(self.sizes[self.epoch])
+
+        def __iter__(self):
+            batches = trace["batches"][self.epoch * per_epoch:(self.epoch + 1) * per_epoch]
+            order = [self.index[name] for batch in batches for name in batch]
+            starts = np.cumsum([0, *self.sizes[self.epoch]])
+            return iter([order[a:b] for a, b in itertools.pairwise(starts)])
+
+    def replay_loader(dataset, job, epoch, fabric):
+        real = real_loader(dataset, job, epoch, fabric)
+        for e in range(trace["epochs"]):  # anoseg's own partition of every epoch
+            train_module._set_epoch(real, e)
+            record["sizes"].append([len(t) for _, t in real])
+        replay = ReplayBatches(dataset, record["sizes"])
+        replay.set_epoch(epoch)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=replay, num_workers=0)
+
+    def recording_lr(iteration, *args, **kwargs):
+        if plant == "lr_schedule_one_step_ahead":
+            iteration += 1
+        record["lr"].append(scheduled(iteration, *args, **kwargs))
+        return record["lr"][-1]
+
+    def recording_forward(self, outputs, target):
+        loss = forward(self, outputs, target)
+        record["loss"].append(loss.item())
+        return loss
+
+    def recording_create(*args, **kwargs):
+        model = create(*args, **kwargs)
+        record["initial"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return model
+
+    def keeps_planted(model, world_size=1):
+        return False if plant == "drop_last_partial_batch" else keeps(model, world_size)
+
+    with mock.patch.object(train_module, "_loader", replay_loader), \
+            mock.patch.object(train_module, "scheduled_lr", recording_lr), \
+            mock.patch.object(train_module, "keeps_partial_batch", keeps_planted), \
+            mock.patch.object(anoseg.losses.SegmentationLoss, "forward", recording_forward), \
+            mock.patch.object(anoseg.models, "create_model", recording_create):
+        run = train(TrainJob(recipe=recipe, model="lfd", category=TRACE_CATEGORY, generator="generated",
+                             output=output, device="cpu", seed=trace["seed"], backbone_weights="none",
+                             paper_numerics=True, precision=precision))
+    record["final"] = load_checkpoint(run / LAST)["state_dict"]
+    return record
+
+
+def checksum_deviation(state: dict, expected: dict) -> float:
+    """The largest relative deviation of ``state``'s per-tensor [sum, sum of squares] from ``expected``'s.
+
+    Tensors are matched by position (anoseg's and the authors' modules are named differently); a sum is compared on
+    the scale sqrt(n · sum of squares) that bounds it, a sum of squares relative to itself. ``inf`` when the
+    tensor counts differ.
+    """
+    ours = [v.double() for v in state.values() if v.is_floating_point()]
+    if len(ours) != len(expected):
+        return math.inf
+    worst = 0.0
+    for value, (ref_sum, ref_sq) in zip(ours, expected.values(), strict=True):
+        scale = max(ref_sq, 1e-300) ** 0.5 * value.numel() ** 0.5
+        worst = max(worst, abs(float(value.sum()) - ref_sum) / scale,
+                    abs(float((value ** 2).sum()) - ref_sq) / max(ref_sq, 1e-300))
+    return worst
+
+
+def trace_deviation(record: dict, trace: dict) -> dict[str, float]:
+    """How far a replay is from the trace: the largest relative loss difference over the iterations (``inf`` when
+    the iteration counts differ) and ``checksum_deviation`` of the final weights."""
+    if len(record["loss"]) != len(trace["loss"]):
+        loss = math.inf
+    else:
+        loss = max(abs(a - b) / abs(b) for a, b in zip(record["loss"], trace["loss"], strict=True))
+    return {"loss": loss, "weights": checksum_deviation(record["final"], trace["final"])}
+
+
+#: CPU settings under which the float noise is measured: ATen/oneDNN kernels of another instruction set, and thread
+#: counts (they change the reduction order).
+MARGIN_SETTINGS = {
+    "default, 1 thread": {"OMP_NUM_THREADS": "1"},
+    "default, 2 threads": {"OMP_NUM_THREADS": "2"},
+    "avx2, 1 thread": {"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2, 2 threads": {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512, 2 threads": {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+}
+
+
+def _replay_deviation(trace_file: Path, precision: str, plant: str | None) -> dict[str, float]:
+    """One replay in this process: its deviation from the trace (run in a subprocess by ``margin``)."""
+    trace = json.loads(trace_file.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        return trace_deviation(replay_trace(trace, Path(tmp), precision, plant), trace)
+
+
+def margin(trace_file: Path, precision: str) -> str:
+    """Replay ``trace_file`` under every ``MARGIN_SETTINGS`` entry and with every plant; a markdown table."""
+    import subprocess
+
+    def run(env: dict[str, str], plant: str | None) -> dict[str, float]:
+        code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import parity; "
+                f"print(json.dumps(parity._replay_deviation(parity.Path({str(trace_file)!r}), {precision!r}, "
+                f"{plant!r})))")
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    lines = [f"replays of {trace_file.name} in {precision}", "",
+             "| run | loss: max rel. diff | weights: max rel. diff |", "|---|---|---|"]
+    for label, env in MARGIN_SETTINGS.items():
+        d = run(env, None)
+        lines.append(f"| float noise: {label} | {d['loss']:.2e} | {d['weights']:.2e} |")
+    for plant in PLANTS:
+        d = run(MARGIN_SETTINGS["default, 2 threads"], plant)
+        lines.append(f"| planted: {plant} | {d['loss']:.2e} | {d['weights']:.2e} |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -447,6 +656,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, help="local checkout of HUST-SLOW/LFD (the authors' code)")
     parser.add_argument("--record-trace", type=Path, help="write the step-parity trace JSON here and stop")
+    parser.add_argument("--trace-dtype", choices=["float64", "float32"], default="float64",
+                        help="precision of the recorded trace (float64: independent of the recording CPU)")
+    parser.add_argument("--margin", type=Path, metavar="TRACE.json",
+                        help="replay this trace under several CPU settings and with each planted difference; print "
+                             "the deviations (docs/parity.md) and stop")
+    parser.add_argument("--margin-precision", default="64-true", choices=["64-true", "32-true"],
+                        help="anoseg's precision for --margin replays")
     parser.add_argument("--data-root", type=Path, help="MVTec-layout data (default: anoseg's demo data, resized)")
     parser.add_argument("--generated", type=Path, help="SeaS-layout pairs <generated>/<category>/<defect>/...")
     parser.add_argument("--categories", help="comma-separated (default: every category)")
@@ -470,8 +686,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.record_trace:
         if args.reference is None:
             parser.error("--record-trace needs --reference")
-        trace = record_trace(args.reference, args.record_trace)
+        trace = record_trace(args.reference, args.record_trace, args.trace_dtype)
         print(f"wrote {args.record_trace}: {len(trace['loss'])} iterations, losses {trace['loss']}")
+        return
+    if args.margin:
+        print(margin(args.margin, args.margin_precision))
         return
     if args.merge:
         runs = [run for file in args.merge for run in json.loads(file.read_text())["runs"]]

@@ -146,7 +146,11 @@ def build_augmentation(names: Sequence[str]) -> Callable | None:
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N, 3, H, W) → float, scaled to [0, 1] and normalised per channel (on the batch's device)."""
-    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    """uint8 (N, 3, H, W) → float32, scaled to [0, 1] and normalised per channel (on the batch's device).
+
+    Always float32 arithmetic, whatever the default dtype (Fabric's ``64-true`` sets it to float64): the same inputs
+    as inference's ``normalise`` and the authors' ``ToTensor`` + ``Normalize``.
+    """
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     return (images.float() / 255.0 - mean_t) / std_t

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,14 +71,17 @@ def resolve_precision(precision: str, device: torch.device, paper_numerics: bool
     trains ~1.35× faster on an AMX CPU at the same accuracy over seeds, docs/training.md), ``16-mixed`` on CUDA
     without bf16, else ``32-true``; always ``32-true`` with ``paper_numerics``. Other names are returned as given.
 
-    Raises ``AnosegError`` for another precision than ``32-true`` with ``paper_numerics`` (the authors trained in
-    fp32: the pair would record numerics that are neither).
+    ``64-true`` is also accepted with ``paper_numerics``: the authors' maths in float64, whose summation-order noise
+    (~1e-12) no longer depends on the CPU's instruction set or thread count (the step-parity test, docs/parity.md).
+
+    Raises ``AnosegError`` for a reduced precision with ``paper_numerics`` (the authors trained in fp32: the pair
+    would record numerics that are neither).
     """
     if paper_numerics:
-        if precision not in (PRECISION_AUTO, "32-true"):
+        if precision not in (PRECISION_AUTO, "32-true", "64-true"):
             raise AnosegError(f"--paper-numerics trains in fp32 as the authors did; drop --precision {precision} or "
                               "use --precision 32-true")
-        return "32-true"
+        return "64-true" if precision == "64-true" else "32-true"
     if precision != PRECISION_AUTO:
         return precision
     if native_bf16(device):
@@ -152,7 +155,7 @@ def fit(state: RunState, rows) -> Path:
     progress = _progress(trainer.fabric.global_rank == 0)
     task = progress.add_task("train", total=trainer.total, completed=state.start_epoch * trainer.batches, status="")
     try:
-        with progress:
+        with progress, _default_dtype(torch.float64 if job.precision == "64-true" else None):
             for epoch in range(state.start_epoch, settings.epochs):
                 state.history.append(train_one_epoch(trainer, job, state, epoch,
                                                      lambda **kw: progress.update(task, advance=1, **kw)))
@@ -162,6 +165,21 @@ def fit(state: RunState, rows) -> Path:
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {state.kept()}") from None
     return job.run
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype | None):
+    """Train under this default dtype (None: leave it). Fabric's ``64-true`` casts the model's outputs back to the
+    default dtype: under float32 the loss of a float64 run would see rounded logits."""
+    if dtype is None:
+        yield
+        return
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def setup(state: RunState, rows) -> Trainer:
