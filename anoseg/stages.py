@@ -71,7 +71,7 @@ def run_prepare(job: PrepareJob) -> Path | None:
                 dataset=recipe.name, layout=recipe.layout, data_root=recipe.data_root,
                 categories=categories, expected_categories=list(recipe.categories) or None, generated_root=generated,
                 generator=recipe.generator, strict=strict and not dry_run, mask_threshold=mask_threshold,
-                drop_empty_generated=drop_empty_generated, image_size=recipe.image_size,
+                drop_empty_generated=drop_empty_generated, image_size=recipe.image_size, split=recipe.split,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
     if dry_run:
         if recipe.task == ANOMALY:

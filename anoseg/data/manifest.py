@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from anoseg.constants import ALL_CATEGORIES
+from anoseg.constants import ALL_CATEGORIES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_open
 
@@ -37,7 +37,7 @@ SORT_COLUMNS = ("split", "category", "source", "defect", "image")
 INT_COLUMNS = ("label", "index_in_defect", "n_in_defect")
 # Trailing columns some layouts add: road/scene manifests record how their label files are decoded.
 OPTIONAL_COLUMNS = ("label_format",)
-SPLITS = ("train", "test")
+SPLITS = (SPLIT_TRAIN, SPLIT_TEST, SPLIT_VAL)
 SOURCES = ("real", "generated")
 
 
@@ -177,7 +177,7 @@ def _check_files(df: pd.DataFrame, path: Path) -> None:
 
 
 def select_rows(manifest: pd.DataFrame, split: str, category: str) -> pd.DataFrame:
-    """The manifest rows of one split (``train``/``test``), for one category or for ``all`` (every category).
+    """The manifest rows of one split (``train``/``test``/``val``), for one category or for ``all`` (every category).
 
     Raises ``AnosegError`` when the category is not in the manifest or the selection is empty.
     """
@@ -194,7 +194,8 @@ def select_rows(manifest: pd.DataFrame, split: str, category: str) -> pd.DataFra
 
 def count_table(df: pd.DataFrame) -> pd.DataFrame:
     """Sample counts per category (rows, plus ``total``) × split/source (columns ``train/real``, ``train/generated``,
-    ``test/real``; ``test/generated`` only if such rows exist). For the CLI's table after ``prepare``.
+    ``test/real``; ``test/generated``, ``val/real`` and ``val/generated`` only if such rows exist). For the CLI's
+    table after ``prepare``.
 
     Example:
         >>> count_table(read_manifest("outputs/demo/seas/manifest.csv")).loc["total", "train/generated"]
@@ -203,8 +204,7 @@ def count_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     columns = ["train/real", "train/generated", "test/real"]
     key = df["split"].astype(str) + "/" + df["source"].astype(str)
-    if (key == "test/generated").any():
-        columns.append("test/generated")
+    columns += [c for c in ("test/generated", f"{SPLIT_VAL}/real", f"{SPLIT_VAL}/generated") if (key == c).any()]
     table = pd.crosstab(df["category"], key) if len(df) else pd.DataFrame()
     table = table.reindex(columns=columns, fill_value=0).astype("int64")
     table.loc["total"] = table.sum(axis=0)
