@@ -77,6 +77,8 @@ SWEEP_SCHEMA = "anoseg.sweep/1"
 # ---- command-line choices that several modules check --------------------------------------------------------------
 #: ``report --format``.
 REPORT_FORMATS = ("markdown", "csv", "json")
+#: ``report --by``: extra breakdowns of the results (``defect``: per defect type, metrics.json ``by_defect``).
+REPORT_BY = ("defect",)
 #: ``export --format`` → the model file's suffix.
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 #: ``export --exporter``: ``auto`` tries torch's dynamo exporter, then the legacy one.

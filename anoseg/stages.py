@@ -255,7 +255,7 @@ def run_report(job: ReportJob) -> list[Report]:
     for name, target in report_targets(job.output, job.dataset, job.out):
         with console.status(f"building the {name} report" + (" and its figures" if job.figures else "")):
             result = build_report(job.output, name, target, fmt=job.fmt, figures=job.figures,
-                                  extra_metrics=job.extra_metrics, ci=job.ci)
+                                  extra_metrics=job.extra_metrics, ci=job.ci, by=job.by)
         print_report(result, console)
         for path in result.paths:
             console.print(f"wrote {path}")

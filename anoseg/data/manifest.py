@@ -115,6 +115,18 @@ def prepared_mask_threshold(report_path: str | Path) -> int | None:
     return None if value is None else int(value)
 
 
+def prepared_split(report_path: str | Path) -> dict[str, Any] | None:
+    """The split settings ``prepare`` used (``data_report.json``'s ``split``: ``val``, ``real_fraction``,
+    ``protocol``), or None for a report written before anoseg recorded them (the papers' protocol)."""
+    path = Path(report_path)
+    if not path.is_file():
+        return None
+    split = json.loads(path.read_text(encoding="utf-8")).get("split")
+    if not isinstance(split, dict):
+        return None
+    return {key: split.get(key) for key in ("val", "real_fraction", "protocol")}
+
+
 def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame:
     """Read a manifest written by ``write_manifest``; a missing or foreign file is an ``AnosegError``.
 
