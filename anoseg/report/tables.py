@@ -389,7 +389,7 @@ def _split_text(split: dict[str, Any] | None) -> str:
     else:
         parts.append(f"the first ⌊{fraction:g}·n⌋ real defects of each type train (split.real_fraction, at most "
                      "⌊n/3⌋)")
-    return "; ".join(parts) + "; test: the protocol's 2/3"
+    return ", ".join(parts) + ", test: the protocol's 2/3"
 
 
 def split_line(files: list) -> str | None:
@@ -405,7 +405,7 @@ def split_line(files: list) -> str | None:
             runs.append(label)
     if len(texts) == 1:
         return f"Split: {next(iter(texts))}."
-    return "Split: " + "; ".join(f"{text} for {', '.join(runs)}" for text, runs in texts.items()) + "."
+    return "Split: " + "; ".join(f"{', '.join(runs)}: {text}" for text, runs in texts.items()) + "."
 
 
 def _runs_by_rows(data: pd.DataFrame, order: list[str], title: str, row_name: str) -> Table:

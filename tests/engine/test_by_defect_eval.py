@@ -129,7 +129,7 @@ def test_val_split_pipeline_by_defect_report(tmp_path):
     result = invoke("report", "--output", out, "--dataset", "demo", "--by", "defect", "--no-figures",
                     "--format", "csv", "--out", tmp_path / "r.md")
     assert "by defect type" in result.output and "disk / " + types[0] in result.output
-    assert "Split: validation part split.val = 0.3" in result.output
+    assert "Split: validation part split.val = 0.3" in result.output.replace("\n", " ")
     markdown = (tmp_path / "r.md").read_text()
     assert "## Per-defect-type results" in markdown and "Split: validation part split.val = 0.3" in markdown
     table = pd.read_csv(tmp_path / "r_by_defect_image_auroc.csv", index_col=0)
