@@ -167,7 +167,7 @@ def test_real_fraction_and_val_together(tree):
     df, report = build(root, gen, SplitSettings(val=0.5, real_fraction=0.2))
     crack = report["defects"]["bottle"]["crack"]  # n = 12: 2 train-side (train + val), 2 unused, 8 test
     assert crack["train"] + crack["val"] == 2 and crack["unused"] == 2 and crack["test"] == 8
-    rows = df[(df["category"] == "bottle") & (df["defect"] == "crack")]
+    rows = df[(df["category"] == "bottle") & (df["defect"] == "crack") & (df["source"] == "real")]
     assert sorted(rows.loc[rows["split"] != SPLIT_TEST, "index_in_defect"]) == [0, 1]
     assert (rows["split"] == SPLIT_VAL).sum() == crack["val"]
     json.dumps(report, allow_nan=False)
