@@ -12,15 +12,7 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le, Lt
 
-from anoseg.constants import (
-    ANOMALY,
-    CLEAN,
-    NO_GENERATOR,
-    PROTOCOL_REAL_FRACTION,
-    PROTOCOLS,
-    SIZE_MULTIPLE,
-    TASKS,
-)
+from anoseg.constants import ANOMALY, CLEAN, NO_GENERATOR, PROTOCOL_REAL_FRACTION, PROTOCOLS, SIZE_MULTIPLE, TASKS
 from anoseg.errors import AnosegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
