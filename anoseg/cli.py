@@ -21,6 +21,7 @@ from anoseg.constants import (
     PIXEL_AUPRO,
     PRECISIONS,
     PROTOCOLS,
+    REPORT_BY,
     REPORT_FORMATS,
     RESOLUTIONS,
     SIZE_MULTIPLE,
@@ -355,13 +356,15 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
 @click.option("--ci", is_flag=True,
               help="Add a table of the image-level metrics with their 95% bootstrap interval over test images "
                    "(from `eval --save-scores`).")
-def report(output, dataset, out, fmt, no_figures, aupro, ci) -> None:
+@click.option("--by", type=click.Choice(REPORT_BY), default=None,
+              help="Add a breakdown: `defect` = per defect type (image AUROC/AP, pixel AP, IoU; from `eval`).")
+def report(output, dataset, out, fmt, no_figures, aupro, ci, by) -> None:
     """The papers' tables (segmenter × generator) and figures from every metrics.json under the outputs."""
     from anoseg.jobs import ReportJob
     from anoseg.stages import run_report
 
     run_report(ReportJob(output=output, dataset=dataset, out=out, fmt=fmt, figures=not no_figures,
-                         extra_metrics=(PIXEL_AUPRO,) if aupro else (), ci=ci))
+                         extra_metrics=(PIXEL_AUPRO,) if aupro else (), ci=ci, by=by))
 
 
 @main.command()

@@ -24,6 +24,13 @@ CLEAN, LFD_COMPAT = "clean", "lfd-compat"
 #: Mask protocols (docs/protocol.md): ``clean`` = any non-zero mask pixel is a defect; ``lfd-compat`` = only 255.
 PROTOCOLS = (CLEAN, LFD_COMPAT)
 
+# ---- splits (docs/protocol.md §2.1) ---------------------------------------------------------------------------------
+#: The manifest's ``split`` values: ``val`` rows are held out of the training side (recipe ``split.val``), never
+#: trained on and never tested on.
+SPLIT_TRAIN, SPLIT_TEST, SPLIT_VAL = "train", "test", "val"
+#: The protocol's share of each defect type's real images that may train (⌊n/3⌋); the default ``split.real_fraction``.
+PROTOCOL_REAL_FRACTION = 1 / 3
+
 # ---- metrics ------------------------------------------------------------------------------------------------------
 #: The seven metrics ``anoseg eval`` reports per anomaly category, in the order of the metrics.json schema.
 METRICS: tuple[str, ...] = (
@@ -35,6 +42,9 @@ METRICS: tuple[str, ...] = (
     "pixel_f1max",
     "iou",
 )
+#: The metrics ``anoseg eval`` computes per defect type (that type's test images against the good ones; metrics.json
+#: ``by_defect``) and ``report --by defect`` tabulates.
+DEFECT_METRICS: tuple[str, ...] = ("image_auroc", "image_ap", "pixel_ap", "iou")
 #: The optional eighth metric (``eval --aupro``), off the papers' default columns.
 PIXEL_AUPRO = "pixel_aupro"
 MODEL_RESOLUTION, NATIVE_RESOLUTION = "model", "native"
@@ -67,6 +77,8 @@ SWEEP_SCHEMA = "anoseg.sweep/1"
 # ---- command-line choices that several modules check --------------------------------------------------------------
 #: ``report --format``.
 REPORT_FORMATS = ("markdown", "csv", "json")
+#: ``report --by``: extra breakdowns of the results (``defect``: per defect type, metrics.json ``by_defect``).
+REPORT_BY = ("defect",)
 #: ``export --format`` → the model file's suffix.
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 #: ``export --exporter``: ``auto`` tries torch's dynamo exporter, then the legacy one.

@@ -109,6 +109,7 @@ class ReportJob:
     figures: bool = True
     extra_metrics: tuple[str, ...] = ()  # optional columns, e.g. ("pixel_aupro",)
     ci: bool = False  # a table of image-level metrics with bootstrap intervals (from eval --save-scores)
+    by: str | None = None  # a breakdown (REPORT_BY): "defect" = tables per defect type
 
 
 @dataclass(frozen=True)

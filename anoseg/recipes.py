@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt, Le, Lt
 
-from anoseg.constants import ANOMALY, CLEAN, NO_GENERATOR, PROTOCOLS, SIZE_MULTIPLE, TASKS
+from anoseg.constants import ANOMALY, CLEAN, NO_GENERATOR, PROTOCOL_REAL_FRACTION, PROTOCOLS, SIZE_MULTIPLE, TASKS
 from anoseg.errors import AnosegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +49,26 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class SplitSettings:
+    """How ``prepare`` splits anomaly data (``anoseg.data.split``; docs/protocol.md §2.1). The defaults are the
+    papers' protocol exactly: no validation part, the first ⌊n/3⌋ real defects of each type train.
+
+    ``val``: the fraction of the training side (``train/good``, the real training defects, the generated pairs) held
+    out as the ``val`` split, chosen per file by a hash of its path. ``real_fraction``: how many of each defect
+    type's real images may train, as a fraction of the type's n (0 = generated pairs only); the test part is the
+    protocol's other 2/3 for every value, so above 1/3 it is capped at ⌊n/3⌋.
+    """
+
+    val: Annotated[float, Ge(0), Lt(1)] = 0.0
+    real_fraction: Fraction = PROTOCOL_REAL_FRACTION
+
+    @property
+    def is_protocol(self) -> bool:
+        """Whether this is the papers' split (no validation part, ⌊n/3⌋ real training defects)."""
+        return self.val == 0 and self.real_fraction == PROTOCOL_REAL_FRACTION
+
+
+@dataclass(frozen=True)
 class Recipe:
     """Everything a stage needs to know about a dataset family."""
 
@@ -68,6 +88,7 @@ class Recipe:
     protocol: str = CLEAN
     options: dict[str, Any] = field(default_factory=dict)  # layout-specific settings (e.g. KITTI folds)
     train: TrainSettings = field(default_factory=TrainSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)  # anomaly data: validation part, real defects used
     source: Path | None = None  # the YAML file this came from
 
     def override(self, **values: Any) -> Recipe:
@@ -150,16 +171,23 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Recipe:
         if not isinstance(normalize, dict) or set(normalize) != {"mean", "std"}:
             raise AnosegError(f"recipe {path}: normalize must be a mapping with mean and std")
         raw.update(mean=normalize["mean"], std=normalize["std"])
-    known = {f.name for f in dataclasses.fields(Recipe)} - {"train", "source"}
+    split_raw = raw.pop("split", None)
+    if split_raw is None:
+        split_raw = {}
+    if not isinstance(split_raw, dict):
+        raise AnosegError(f"recipe {path}: split must be a mapping of settings (e.g. split: {{val: 0.2}})")
+    known = {f.name for f in dataclasses.fields(Recipe)} - {"train", "split", "source"}
     known_train = {f.name for f in dataclasses.fields(TrainSettings)}
-    unknown = sorted(set(raw) - known) + [f"train.{k}" for k in sorted(set(train_raw) - known_train)]
+    known_split = {f.name for f in dataclasses.fields(SplitSettings)}
+    unknown = (sorted(set(raw) - known) + [f"train.{k}" for k in sorted(set(train_raw) - known_train)]
+               + [f"split.{k}" for k in sorted(set(split_raw) - known_split)])
     if unknown:
         raise AnosegError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
     if isinstance(raw.get("image_size"), int) and not isinstance(raw["image_size"], bool):
         raw["image_size"] = [raw["image_size"]] * 2  # `image_size: 256` means 256×256
     if isinstance(train_raw.get("crop_size"), int) and not isinstance(train_raw["crop_size"], bool):
         train_raw["crop_size"] = [train_raw["crop_size"]] * 2
-    recipe = _validate({**raw, "train": train_raw}, path)
+    recipe = _validate({**raw, "train": train_raw, "split": split_raw}, path)
     return dataclasses.replace(recipe, source=path)
 
 
@@ -187,6 +215,8 @@ def _validate(values: dict[str, Any], path: Path) -> Recipe:
         problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, not {recipe.protocol!r}")
     if recipe.image_size is not None and any(side % SIZE_MULTIPLE for side in recipe.image_size):
         problems.append(f"image_size sides must be multiples of {SIZE_MULTIPLE}, not {list(recipe.image_size)}")
+    if recipe.task != ANOMALY and not recipe.split.is_protocol:
+        problems.append("split (val, real_fraction) applies to anomaly recipes only")
     if recipe.task == ANOMALY and recipe.image_size is None:
         problems.append("image_size is required for anomaly recipes")
     if recipe.train.class_weights is not None and len(recipe.train.class_weights) != recipe.num_classes:

@@ -71,7 +71,7 @@ def run_prepare(job: PrepareJob) -> Path | None:
                 dataset=recipe.name, layout=recipe.layout, data_root=recipe.data_root,
                 categories=categories, expected_categories=list(recipe.categories) or None, generated_root=generated,
                 generator=recipe.generator, strict=strict and not dry_run, mask_threshold=mask_threshold,
-                drop_empty_generated=drop_empty_generated, image_size=recipe.image_size,
+                drop_empty_generated=drop_empty_generated, image_size=recipe.image_size, split=recipe.split,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
     if dry_run:
         if recipe.task == ANOMALY:
@@ -255,7 +255,7 @@ def run_report(job: ReportJob) -> list[Report]:
     for name, target in report_targets(job.output, job.dataset, job.out):
         with console.status(f"building the {name} report" + (" and its figures" if job.figures else "")):
             result = build_report(job.output, name, target, fmt=job.fmt, figures=job.figures,
-                                  extra_metrics=job.extra_metrics, ci=job.ci)
+                                  extra_metrics=job.extra_metrics, ci=job.ci, by=job.by)
         print_report(result, console)
         for path in result.paths:
             console.print(f"wrote {path}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from anoseg.constants import DATA_REPORT_SCHEMA, NO_GENERATOR
+from anoseg.constants import DATA_REPORT_SCHEMA, NO_GENERATOR, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
 from anoseg.data.layouts import (
     DEFECT,
     GENERATED,
@@ -27,7 +27,7 @@ from anoseg.data.layouts import (
     resolve_generated_root,
 )
 from anoseg.data.manifest import manifest_frame
-from anoseg.data.split import n_train, sample_split
+from anoseg.data.split import n_real_train, sample_split
 from anoseg.data.validation import (
     DataReport,
     Verified,
@@ -39,6 +39,7 @@ from anoseg.data.validation import (
 )
 from anoseg.errors import AnosegError
 from anoseg.log import warn
+from anoseg.recipes import SplitSettings
 
 #: The protocol's network input (H, W): masks are checked at this size unless ``build_manifest`` is told otherwise.
 DEFAULT_IMAGE_SIZE = (256, 256)
@@ -59,6 +60,7 @@ def build_manifest(
     expected_categories: list[str] | None = None,
     verbose: bool = False,
     image_size: tuple[int, int] | None = DEFAULT_IMAGE_SIZE,
+    split: SplitSettings | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read, pair, verify and split a dataset (plus a generator's pairs) into manifest rows and a data report.
 
@@ -69,7 +71,9 @@ def build_manifest(
     affected files are dropped and reported. Nothing is written to disk. ``report["warnings"]`` holds one line per
     warning kind for the console (printed here too with ``verbose``). ``image_size`` = (H, W) the network will see:
     every mask is resized to it with the training rule (``masks.resize_mask``) and those whose defect area fraction
-    changes by more than half are reported (``mask_area_changed``); None skips that check.
+    changes by more than half are reported (``mask_area_changed``); None skips that check. ``split``: the recipe's
+    validation part and real-defect fraction (``anoseg.data.split``; None = the papers' protocol); real defects it
+    leaves out of both sides get no row and are counted as ``unused`` in the report.
 
     Example:
         >>> df, report = build_manifest(dataset="demo", layout="mvtec_ad", data_root=Path("data/demo/mvtec"),
@@ -105,9 +109,18 @@ def build_manifest(
     verified = [v for v in checked if not (drop_empty_generated and v.sample.role == GENERATED and v.empty_mask)]
     check_duplicates(verified, report)
 
+    split = split or SplitSettings()
     roots = {False: os.path.abspath(data_root),
              True: os.path.abspath(gen_reader.root) if gen_reader is not None else ""}
-    df = manifest_frame(_row(v, dataset, generator, roots[v.sample.role == GENERATED]) for v in verified)
+    rows, unused = [], Counter()
+    for v in verified:
+        root = roots[v.sample.role == GENERATED]
+        where = sample_split(v.sample, split_key(v.sample.image, root), split.val, split.real_fraction)
+        if where is None:
+            unused[(v.sample.category, v.sample.defect)] += 1
+        else:
+            rows.append(_row(v, dataset, generator, root, where))
+    df = manifest_frame(rows)
     check_test_split(df, selected, data_root, report)
     result = {
         "schema": DATA_REPORT_SCHEMA,
@@ -126,14 +139,21 @@ def build_manifest(
         "categories": selected,
         "n_rows": len(df),
         "n_files_verified": sum(1 + (s.mask is not None) for s in samples),
-        "counts": _counts(df, selected),
-        "defects": _defect_counts(scans, df, DEFECT),
-        "generated": _defect_counts(scans, df, GENERATED, checked),
+        "counts": _counts(df, selected, split),
+        "defects": _defect_counts(scans, df, DEFECT, split=split, unused=unused),
+        "generated": _defect_counts(scans, df, GENERATED, checked, split=split),
+        "split": split_summary(df, split, unused, scans),
         "unmatched_generated_defects": unmatched,
         "image_modes": dict(sorted(Counter(v.mode for v in verified).items())),
         "warnings": report.warnings(),
         "issues": report.as_dict(),
     }
+    if unused:
+        result["warnings"].append(f"split.real_fraction {split.real_fraction:g}: {sum(unused.values())} real defect "
+                                  "image(s) of the training third are used by neither train nor test")
+    if result["split"].get("real_fraction_not_applied"):
+        result["warnings"].append("split.real_fraction does not apply to defect types whose split the dataset fixes: "
+                                  + ", ".join(result["split"]["real_fraction_not_applied"]))
     if layout == "visa":
         result["visa_layout"] = "split_csv" if "visa_split_csv" in result["variants"].values() else "visa_type"
     if verbose:
@@ -206,13 +226,19 @@ def _open_generated(root: Path | None, generator: str, categories: list[str], re
 # rows and counts
 
 
-def _row(v: Verified, dataset: str, generator: str, root: str) -> dict[str, Any]:
+def split_key(image: Path, root: str) -> str:
+    """The name a file's validation hash is taken of (``anoseg.data.split.held_out``): its path relative to its data
+    root, ``/``-separated, so it does not depend on where the dataset lies."""
+    return Path(os.path.relpath(os.path.abspath(image), root or os.sep)).as_posix()
+
+
+def _row(v: Verified, dataset: str, generator: str, root: str, split: str) -> dict[str, Any]:
     s = v.sample
     return {
         "dataset": dataset,
         "generator": generator if s.role == GENERATED else "",  # real rows must not depend on the generator
         "category": s.category,
-        "split": sample_split(s),
+        "split": split,
         "source": s.source,
         "defect": s.defect,
         "root": root,
@@ -226,24 +252,57 @@ def _row(v: Verified, dataset: str, generator: str, root: str) -> dict[str, Any]
     }
 
 
-def _counts(df: pd.DataFrame, categories: list[str]) -> dict[str, dict[str, int]]:
+def _counts(df: pd.DataFrame, categories: list[str], split: SplitSettings) -> dict[str, dict[str, int]]:
+    splits = (SPLIT_TRAIN, SPLIT_TEST) + ((SPLIT_VAL,) if split.val > 0 else ())
     counts = {}
     for category in categories:
         rows = df[df["category"] == category]
-        entry = {f"{split}/{source}": int(((rows["split"] == split) & (rows["source"] == source)).sum())
-                 for split in ("train", "test") for source in ("real", "generated")}
-        entry["test/good"] = int(((rows["split"] == "test") & (rows["label"] == 0)).sum())
-        entry["test/defect"] = int(((rows["split"] == "test") & (rows["label"] == 1)).sum())
+        entry = {f"{name}/{source}": int(((rows["split"] == name) & (rows["source"] == source)).sum())
+                 for name in splits for source in ("real", "generated")}
+        for name in splits[1:]:  # test, and val when there is one
+            real = rows[(rows["split"] == name) & (rows["source"] == "real")]
+            entry[f"{name}/good"] = int((real["label"] == 0).sum())
+            entry[f"{name}/defect"] = int((real["label"] == 1).sum())
         counts[category] = entry
     return counts
 
 
+def split_summary(df: pd.DataFrame, split: SplitSettings, unused: Counter, scans: list[CategoryScan]
+                  ) -> dict[str, Any]:
+    """``data_report.json``'s ``split``: the settings used, whether they are the papers' protocol, and the images of
+    each part of the training side (``good`` = train/good, ``real_defect``, ``generated``) in ``train`` and ``val``,
+    plus the real defects left out of both (``unused``)."""
+    parts = {"good": (df["source"] == "real") & (df["label"] == 0),
+             "real_defect": (df["source"] == "real") & (df["label"] == 1),
+             "generated": df["source"] == "generated"}
+    fixed = sorted({f"{f.category}/{f.defect}" for scan in scans for f in scan.folders
+                    if f.fixed_split and f.role == DEFECT})
+    summary: dict[str, Any] = {
+        "val": split.val,
+        "real_fraction": split.real_fraction,
+        "protocol": split.is_protocol,
+        "rule": "val: a training-side image is held out iff sha256(its path relative to its data root), first 8 bytes "
+                "/ 2^64, < val; real_fraction: the first floor(f*n) real defects of each type train (at most "
+                "floor(n/3)); test: the protocol's other 2/3 for every value",
+        "train": {part: int((mask & (df["split"] == SPLIT_TRAIN)).sum()) for part, mask in parts.items()},
+        "val_rows": {part: int((mask & (df["split"] == SPLIT_VAL)).sum()) for part, mask in parts.items()},
+        "unused_real_defects": int(sum(unused.values())),
+    }
+    if fixed and split.real_fraction != SplitSettings().real_fraction:
+        summary["real_fraction_not_applied"] = fixed  # the dataset fixes which of these defects train
+    return summary
+
+
 def _defect_counts(scans: list[CategoryScan], df: pd.DataFrame, role: str,
-                   verified: list[Verified] | None = None) -> dict[str, dict[str, dict[str, int]]]:
+                   verified: list[Verified] | None = None, split: SplitSettings | None = None,
+                   unused: Counter | None = None) -> dict[str, dict[str, dict[str, int]]]:
     source = "generated" if role == GENERATED else "real"
     rows = df[(df["source"] == source) & (df["label"] == 1)]
     used = Counter(zip(rows["category"], rows["defect"], rows["split"], strict=True))
     empty = Counter((v.sample.category, v.sample.defect) for v in verified or [] if v.empty_mask)
+    split, unused = split or SplitSettings(), unused or Counter()
+    with_val = split.val > 0
+    partial = split.real_fraction != SplitSettings().real_fraction
     out: dict[str, dict[str, dict[str, int]]] = {}
     for scan in scans:
         for folder in scan.folders:
@@ -255,13 +314,21 @@ def _defect_counts(scans: list[CategoryScan], df: pd.DataFrame, role: str,
             if previous is not None:  # one defect type in several folders (KolektorSDD2's train/ and test/)
                 n += previous["n"]
             if role == GENERATED:
-                entry = {"n": n, "pairs": used[(*key, "train")], "empty_masks": empty[key]}
+                entry = {"n": n, "pairs": used[(*key, SPLIT_TRAIN)], "empty_masks": empty[key]}
+                if with_val:
+                    entry["val"] = used[(*key, SPLIT_VAL)]
             else:
                 fixed = folder.fixed_split or bool(previous and previous.get("fixed_split"))
-                entry = {"n": n, "n_train": used[(*key, "train")] if fixed else n_train(n),
-                         "train": used[(*key, "train")], "test": used[(*key, "test")]}
+                training_side = used[(*key, SPLIT_TRAIN)] + used[(*key, SPLIT_VAL)]
+                entry = {"n": n, "n_train": training_side if fixed else n_real_train(n, split.real_fraction),
+                         "train": used[(*key, SPLIT_TRAIN)], "test": used[(*key, SPLIT_TEST)]}
+                if with_val:
+                    entry["val"] = used[(*key, SPLIT_VAL)]
+                if partial and not fixed:
+                    entry["unused"] = unused[key]
                 if fixed:
                     entry["fixed_split"] = True
-            entry["dropped"] = n - sum(used[(*key, split)] for split in ("train", "test"))
+            kept = (SPLIT_TRAIN, SPLIT_TEST, SPLIT_VAL)
+            entry["dropped"] = n - sum(used[(*key, name)] for name in kept) - (unused[key] if role == DEFECT else 0)
             out.setdefault(folder.category, {})[folder.defect] = entry
     return out

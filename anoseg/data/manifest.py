@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from anoseg.constants import ALL_CATEGORIES
+from anoseg.constants import ALL_CATEGORIES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_open
 
@@ -37,7 +37,7 @@ SORT_COLUMNS = ("split", "category", "source", "defect", "image")
 INT_COLUMNS = ("label", "index_in_defect", "n_in_defect")
 # Trailing columns some layouts add: road/scene manifests record how their label files are decoded.
 OPTIONAL_COLUMNS = ("label_format",)
-SPLITS = ("train", "test")
+SPLITS = (SPLIT_TRAIN, SPLIT_TEST, SPLIT_VAL)
 SOURCES = ("real", "generated")
 
 
@@ -115,6 +115,18 @@ def prepared_mask_threshold(report_path: str | Path) -> int | None:
     return None if value is None else int(value)
 
 
+def prepared_split(report_path: str | Path) -> dict[str, Any] | None:
+    """The split settings ``prepare`` used (``data_report.json``'s ``split``: ``val``, ``real_fraction``,
+    ``protocol``), or None for a report written before anoseg recorded them (the papers' protocol)."""
+    path = Path(report_path)
+    if not path.is_file():
+        return None
+    split = json.loads(path.read_text(encoding="utf-8")).get("split")
+    if not isinstance(split, dict):
+        return None
+    return {key: split.get(key) for key in ("val", "real_fraction", "protocol")}
+
+
 def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame:
     """Read a manifest written by ``write_manifest``; a missing or foreign file is an ``AnosegError``.
 
@@ -177,7 +189,7 @@ def _check_files(df: pd.DataFrame, path: Path) -> None:
 
 
 def select_rows(manifest: pd.DataFrame, split: str, category: str) -> pd.DataFrame:
-    """The manifest rows of one split (``train``/``test``), for one category or for ``all`` (every category).
+    """The manifest rows of one split (``train``/``test``/``val``), for one category or for ``all`` (every category).
 
     Raises ``AnosegError`` when the category is not in the manifest or the selection is empty.
     """
@@ -194,7 +206,8 @@ def select_rows(manifest: pd.DataFrame, split: str, category: str) -> pd.DataFra
 
 def count_table(df: pd.DataFrame) -> pd.DataFrame:
     """Sample counts per category (rows, plus ``total``) × split/source (columns ``train/real``, ``train/generated``,
-    ``test/real``; ``test/generated`` only if such rows exist). For the CLI's table after ``prepare``.
+    ``test/real``; ``test/generated``, ``val/real`` and ``val/generated`` only if such rows exist). For the CLI's
+    table after ``prepare``.
 
     Example:
         >>> count_table(read_manifest("outputs/demo/seas/manifest.csv")).loc["total", "train/generated"]
@@ -203,8 +216,7 @@ def count_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     columns = ["train/real", "train/generated", "test/real"]
     key = df["split"].astype(str) + "/" + df["source"].astype(str)
-    if (key == "test/generated").any():
-        columns.append("test/generated")
+    columns += [c for c in ("test/generated", f"{SPLIT_VAL}/real", f"{SPLIT_VAL}/generated") if (key == c).any()]
     table = pd.crosstab(df["category"], key) if len(df) else pd.DataFrame()
     table = table.reindex(columns=columns, fill_value=0).astype("int64")
     table.loc["total"] = table.sum(axis=0)

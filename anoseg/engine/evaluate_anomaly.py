@@ -15,7 +15,7 @@ MVTec AD's own evaluation does); the default scores at the network's image size,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import pandas as pd
 
 from anoseg.constants import (
     ANOMALY,
+    DEFECT_METRICS,
     METRICS,
     METRICS_CSV_FILE,
     METRICS_FILE,
@@ -33,7 +34,7 @@ from anoseg.constants import (
 )
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached
-from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
+from anoseg.data.manifest import prepared_mask_threshold, prepared_split, read_manifest, select_rows
 from anoseg.engine import results
 from anoseg.engine.checkpoint import build_model, resolve_device
 from anoseg.engine.inference import Runner, probability_maps, torch_runner
@@ -62,6 +63,8 @@ class Scoring:
     cache: Path
     mask_threshold: int | None
     warnings: list[str]
+    split: dict | None = None  # the split prepare used (data_report.json), recorded in metrics.json
+    by_defect: dict[str, dict] = field(default_factory=dict)  # category → defect type → DEFECT_METRICS and counts
 
 
 @dataclass
@@ -127,7 +130,8 @@ def setup(job: EvalJob) -> Scoring:
     return Scoring(checkpoint_file, checkpoint, run, protocol, tuple(checkpoint["meta"]["image_size"]), test,
                    order_categories(test["category"].unique(), recipe.categories),
                    dataset_dir(job.output, recipe.name, job.generator) / "cache",
-                   prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator)), warnings)
+                   prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator)), warnings,
+                   prepared_split(data_report_path(job.output, recipe.name, job.generator)))
 
 
 def score_category(scoring: Scoring, job: EvalJob, category: str) -> CategoryScores:
@@ -153,11 +157,15 @@ def category_metrics(scores: CategoryScores, scoring: Scoring, job: EvalJob, cat
         native_maps, native_masks = native_resolution(maps, scores.rows, scoring.mask_threshold, category)
         result = anomaly_metrics(native_maps, native_masks, image_labels=labels, pixel_valid=~image_only,
                                  aupro=job.aupro)
+        scoring.by_defect[category] = defect_type_metrics(native_maps, native_masks, native_masks, labels,
+                                                          ~image_only, scores.rows["defect"].to_numpy(), result)
         del native_maps, native_masks
     else:
-        result = anomaly_metrics(maps, protocols.pixel_labels(masks, protocol), image_labels=labels,
-                                 iou_masks=protocols.iou_mask(masks, protocol), pixel_valid=~image_only,
+        pixel, iou = protocols.pixel_labels(masks, protocol), protocols.iou_mask(masks, protocol)
+        result = anomaly_metrics(maps, pixel, image_labels=labels, iou_masks=iou, pixel_valid=~image_only,
                                  aupro=job.aupro)
+        scoring.by_defect[category] = defect_type_metrics(maps, pixel, iou, labels, ~image_only,
+                                                          scores.rows["defect"].to_numpy(), result)
         vanished = int((labels & ~image_only & ~protocols.image_label(masks, protocol)).sum())
         if vanished:
             height, width = scoring.size
@@ -166,6 +174,36 @@ def category_metrics(scores: CategoryScores, scoring: Scoring, job: EvalJob, cat
                 "count as anomalous images (folder label) but add no defect pixel")
     scoring.warnings.extend(f"{category}: {w}" for w in result.pop("warnings"))
     return result
+
+
+def defect_type_metrics(maps: np.ndarray, pixel_labels: np.ndarray, iou_masks: np.ndarray, labels: np.ndarray,
+                        pixel_valid: np.ndarray, defects: np.ndarray, whole: dict) -> dict[str, dict]:
+    """Per defect type of one category: ``DEFECT_METRICS`` (image AUROC/AP, pixel AP, IoU) of that type's test images
+    together with the category's good test images, by ``anoseg.metrics.anomaly.anomaly_metrics`` on that subset.
+
+    Args:
+        maps: (N, H, W) anomaly maps; pixel_labels, iou_masks: (N, H, W) bool, as the category's metrics used them.
+        labels: (N,) bool image labels; pixel_valid: (N,) images with pixel ground truth; defects: (N,) defect type.
+        whole: the category's own metrics, reused when the category has one defect type (the subset is all of it).
+
+    Returns:
+        defect type (sorted) → ``{metric: fraction or None, "n_images", "n_anomalous_images"}``; ``{}`` without
+        anomalous test images. A metric undefined on the subset (no good test image) is ``None``.
+    """
+    from anoseg.metrics.anomaly import anomaly_metrics
+
+    out: dict[str, dict] = {}
+    for defect in sorted(set(defects[labels].tolist())):
+        of_type = labels & (defects == defect)
+        chosen = ~labels | of_type
+        if chosen.all():
+            values = whole
+        else:
+            values = anomaly_metrics(maps[chosen], pixel_labels[chosen], image_labels=labels[chosen],
+                                     iou_masks=iou_masks[chosen], pixel_valid=pixel_valid[chosen])
+        out[defect] = {**{metric: values[metric] for metric in DEFECT_METRICS},
+                       "n_images": int(chosen.sum()), "n_anomalous_images": int(of_type.sum())}
+    return out
 
 
 def save_category_outputs(staging: Path, scores: CategoryScores, job: EvalJob, protocol: str, category: str) -> None:
@@ -179,7 +217,8 @@ def save_category_outputs(staging: Path, scores: CategoryScores, job: EvalJob, p
 
 
 def summarise(job: EvalJob, scoring: Scoring, per_category: dict[str, dict]) -> dict:
-    """The metrics record: per-category results, their mean (undefined metrics left out, and said so)."""
+    """The metrics record: per-category results, their mean (undefined metrics left out, and said so), the
+    per-defect-type results (``by_defect``) and the split prepare used (``split``)."""
     from anoseg.metrics.anomaly import mean_over_categories
 
     mean, excluded = mean_over_categories(per_category, (*METRICS, PIXEL_AUPRO) if job.aupro else METRICS)
@@ -187,9 +226,13 @@ def summarise(job: EvalJob, scoring: Scoring, per_category: dict[str, dict]) -> 
     for metric, names in excluded.items():
         if names:
             warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")
-    return metrics_record(job, scoring.checkpoint_file, scoring.checkpoint, task=ANOMALY,
-                          protocol=scoring.protocol, resolution=job.resolution, image_size=scoring.size,
-                          categories=per_category, mean=mean, excluded=excluded, warnings=warnings)
+    record = metrics_record(job, scoring.checkpoint_file, scoring.checkpoint, task=ANOMALY,
+                            protocol=scoring.protocol, resolution=job.resolution, image_size=scoring.size,
+                            categories=per_category, mean=mean, excluded=excluded, warnings=warnings)
+    record["by_defect"] = {category: scoring.by_defect[category] for category in per_category
+                           if category in scoring.by_defect}
+    record["split"] = scoring.split
+    return record
 
 
 def folder_labels(rows) -> np.ndarray:

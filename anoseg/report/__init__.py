@@ -19,23 +19,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from anoseg.constants import BENCH_SCHEMA, REPORT_FORMATS
+from anoseg.constants import BENCH_SCHEMA, REPORT_BY, REPORT_FORMATS
 from anoseg.errors import AnosegError
 from anoseg.log import warn
 from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures, loss_curve_figures
 from anoseg.report.render import Report, print_report, render_markdown, write_tables
-from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, select_seeds, tidy
+from anoseg.report.runs import (
+    category_order,
+    find_datasets,
+    find_metrics,
+    run_rank,
+    select_seeds,
+    tidy,
+    tidy_by_defect,
+)
 from anoseg.report.stats import IMAGE_METRICS, run_intervals
 from anoseg.report.tables import (
     RUN_KEYS,
     TASK_SPECS,
     Table,
     TaskSpec,
+    by_defect_tables,
     ci_table,
     cost_table,
     per_category_tables,
     run_label,
+    split_line,
     summary_table,
 )
 
@@ -66,6 +76,7 @@ def build_report(
     categories: list[str] | None = None,
     extra_metrics: Sequence[str] = (),
     ci: bool = False,
+    by: str | None = None,
 ) -> Report:
     """Build the summary, per-category and cost tables of ``dataset`` and write them, with figures, next to ``out``.
 
@@ -75,8 +86,10 @@ def build_report(
     ``anoseg eval`` wrote them, i.e. the recipe's). ``extra_metrics``: optional columns appended to the papers' ones
     (``TaskSpec.optional``, e.g. ``pixel_aupro`` from ``eval --aupro``; a run without it shows a dash); a name the
     dataset's task has no column for is left out with a warning. ``ci``: a table of the image-level metrics with their
-    bootstrap confidence interval over test images, from the saved scores (anomaly datasets). Unusable
-    ``metrics.json`` files are skipped with a warning.
+    bootstrap confidence interval over test images, from the saved scores (anomaly datasets). ``by="defect"``: one
+    table per ``DEFECT_METRICS`` metric with a row per (category, defect type) (metrics.json ``by_defect``). A line
+    under the summary says which split (``split``) the runs were prepared with. Unusable ``metrics.json`` files are
+    skipped with a warning.
 
     Example:
         >>> report = build_report(Path("outputs"), "mvtec_ad", Path("outputs/mvtec_ad/report.md"))  # doctest: +SKIP
@@ -85,6 +98,8 @@ def build_report(
     """
     if fmt not in REPORT_FORMATS:
         raise AnosegError(f"unknown report format {fmt!r} (--format): choose one of {', '.join(REPORT_FORMATS)}")
+    if by is not None and by not in REPORT_BY:
+        raise AnosegError(f"unknown breakdown {by!r} (--by): choose one of {', '.join(REPORT_BY)}")
     outputs, out = Path(outputs), Path(out)
     warnings: list[str] = []
 
@@ -119,10 +134,20 @@ def build_report(
     order = [c for c in order if c in set(data["category"])]
 
     tables = [summary_table(data, spec, order)]
+    line = split_line(files)
+    if line:
+        tables[0].captions.append(line)
     if ci:
         tables += _ci_tables(data, spec, order, task, outputs, say)
     per_category = per_category_tables(data, spec, order)
     tables += per_category.values()
+    by_defect: dict[str, Table] = {}
+    if by == "defect":
+        by_defect = by_defect_tables(tidy_by_defect(files, data), spec, order)
+        if not by_defect:
+            say("--by defect: these metrics.json files hold no per-defect-type results (written before anoseg "
+                "recorded them, or a task without defect types); re-run `anoseg eval` for them")
+        tables += by_defect.values()
     cost = _cost_table(outputs, say)
     if cost is not None:
         tables.append(cost)
@@ -142,8 +167,9 @@ def build_report(
         warnings,
         tables,
         sources,
+        {key: t.frame for key, t in by_defect.items()},
     )
-    report.paths[:0] = write_tables(report, out, fmt, per_category, cost)
+    report.paths[:0] = write_tables(report, out, fmt, per_category, cost, by_defect)
     return report
 
 

@@ -19,7 +19,7 @@ from rich.table import Table as RichTable
 from anoseg.constants import REPORT_SCHEMA, SCENE
 from anoseg.io import atomic_open, write_json, write_with
 from anoseg.report.figures import FIGURE_KINDS
-from anoseg.report.tables import MARK, MISSING, PER_CATEGORY_NOTE, RUN_KEYS, Table
+from anoseg.report.tables import BY_DEFECT_NOTE, MARK, MISSING, PER_CATEGORY_NOTE, RUN_KEYS, Table
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list, repr=False)  # the same tables with bold/marks, for rendering
     sources: list[str] = field(default_factory=list)  # per run: the checkpoint (epoch, weights hash) reported
+    by_defect: dict[str, pd.DataFrame] = field(default_factory=dict)  # --by defect: metric → (category / type) × runs
 
 
 def escape_md(text: str) -> str:
@@ -111,6 +112,11 @@ def render_markdown(
         parts += ["## Per-class results" if task == SCENE else "## Per-category results", PER_CATEGORY_NOTE]
         for table in per_category:
             parts += [f"### {escape_md(table.title)}", to_markdown(table).rstrip()]
+    by_defect = [t for t in tables if t.kind == "by_defect"]
+    if by_defect:
+        parts += ["## Per-defect-type results", BY_DEFECT_NOTE]
+        for table in by_defect:
+            parts += [f"### {escape_md(table.title)}", to_markdown(table).rstrip()]
     for table in tables:
         if table.kind == "cost":
             parts += ["## Cost", to_markdown(table).rstrip()]
@@ -131,15 +137,19 @@ def render_markdown(
     return "\n\n".join(parts) + "\n"
 
 
-def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Table], cost: Table | None) -> list[Path]:
+def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Table], cost: Table | None,
+                 by_defect: dict[str, Table] | None = None) -> list[Path]:
     """Write the report's markdown (``out``, or ``<out stem>.md`` for the other formats) and, for ``fmt`` ``"csv"``
-    or ``"json"``, the same tables as CSV files or one JSON file beside it, atomically. Returns the files written."""
+    or ``"json"``, the same tables as CSV files (``--by defect``: ``<stem>_by_defect_<metric>.csv``) or one JSON file
+    beside it, atomically. Returns the files written."""
+    by_defect = by_defect or {}
     md_path = out if fmt == "markdown" else out.with_suffix(".md")
     with atomic_open(md_path, "w", encoding="utf-8") as handle:
         handle.write(report.markdown)
     written = [md_path]
     base = out.with_suffix("")
     named = {"": report.tables[0], **{f"_{k}": t for k, t in per_category.items()}}
+    named.update({f"_by_defect_{k}": t for k, t in by_defect.items()})
     if cost is not None:
         named["_cost"] = cost
     ci = next((t for t in report.tables if t.kind == "ci"), None)
@@ -163,6 +173,7 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
                 "per_category": {k: _table_json(t) for k, t in per_category.items()},
                 "cost": _table_json(cost) if cost is not None else None,
                 "ci": _table_json(ci) if ci is not None else None,
+                **({"by_defect": {k: _table_json(t) for k, t in by_defect.items()}} if by_defect else {}),
                 "figures": [p.relative_to(out.parent).as_posix() for p in report.paths],
                 "warnings": report.warnings,
             },
@@ -187,6 +198,8 @@ def print_report(report: Report, console: Console) -> None:
     for table in report.tables:
         if table.kind == "per_category" and table is next(t for t in report.tables if t.kind == "per_category"):
             console.print(PER_CATEGORY_NOTE, style="dim", highlight=False)
+        if table.kind == "by_defect" and table is next(t for t in report.tables if t.kind == "by_defect"):
+            console.print(BY_DEFECT_NOTE, style="dim", highlight=False)
         labels = row_labels(table)
         cells = format_cells(table, ("[bold]", "[/bold]"))
         rich_table = RichTable(title=f"{report.dataset}: {table.title}", title_justify="left")

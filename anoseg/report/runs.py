@@ -10,7 +10,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,8 @@ class MetricsFile:
     checkpoint: str | None = None  # the checkpoint evaluated, relative to the run folder
     checkpoint_sha256: str | None = None
     weights_sha256: str | None = None
+    by_defect: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # category → type → metric
+    split: dict[str, Any] | None = None  # the split prepare used (None: not recorded, files before it was)
 
     @property
     def mode(self) -> str:
@@ -122,6 +124,16 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         if not isinstance(metrics, dict):
             raise ValueError(f"category {category!r} is not an object")
         parsed[category] = {name: _number(value, f"{category}.{name}") for name, value in metrics.items()}
+    by_defect = {}
+    raw_by_defect = raw.get("by_defect") or {}
+    if not isinstance(raw_by_defect, dict):
+        raise ValueError("'by_defect' is not an object")
+    for category, types in raw_by_defect.items():
+        if not isinstance(types, dict) or not all(isinstance(v, dict) for v in types.values()):
+            raise ValueError(f"by_defect.{category} is not an object of defect types")
+        by_defect[category] = {defect: {name: _number(value, f"by_defect.{category}.{defect}.{name}")
+                                        for name, value in metrics.items()} for defect, metrics in types.items()}
+    split = raw.get("split") if isinstance(raw.get("split"), dict) else None
     epoch = raw.get("epoch")
     return MetricsFile(
         path=path,
@@ -135,6 +147,8 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         checkpoint=raw.get("checkpoint") if isinstance(raw.get("checkpoint"), str) else None,
         checkpoint_sha256=raw.get("checkpoint_sha256") if isinstance(raw.get("checkpoint_sha256"), str) else None,
         weights_sha256=raw.get("weights_sha256") if isinstance(raw.get("weights_sha256"), str) else None,
+        by_defect=by_defect,
+        split=split,
     )
 
 
@@ -261,6 +275,26 @@ def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[st
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     frame["value"] = frame["value"].astype(float)
     return frame, warnings
+
+
+def tidy_by_defect(files: list[MetricsFile], data: pd.DataFrame) -> pd.DataFrame:
+    """The per-defect-type results (metrics.json ``by_defect``) as a tidy table: ``TIDY_COLUMNS`` plus ``defect``,
+    restricted to the (run, seed, category) that ``data`` (the main tidy table, after ``select_seeds``) keeps from
+    the same file, so the defect tables average exactly the seeds and categories of the main ones."""
+    kept = set(zip(data["model"], data["mode"], data["generator"], data["seed"], data["category"], data["run_dir"],
+                   strict=True))
+    rows = []
+    for f in files:
+        for category, types in f.by_defect.items():
+            if (f.model, f.mode, f.generator, f.seed, category, str(f.path.parent)) not in kept:
+                continue
+            for defect, metrics in types.items():
+                for metric, value in metrics.items():
+                    rows.append((f.task, f.model, f.mode, f.generator, f.seed, f.protocol, f.epoch, category, metric,
+                                 value, str(f.path.parent), defect))  # fmt: skip
+    frame = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, "defect"])
+    frame["value"] = frame["value"].astype(float)
+    return frame
 
 
 def select_seeds(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

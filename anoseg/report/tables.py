@@ -6,11 +6,12 @@ A ``Table`` holds the numbers exactly as shown (percent, rounded), so markdown, 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 
-from anoseg.constants import ALL_CATEGORIES, ANOMALY, PIXEL_AUPRO, ROAD, SCENE
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, DEFECT_METRICS, PIXEL_AUPRO, PROTOCOL_REAL_FRACTION, ROAD, SCENE
 from anoseg.report.runs import (
     PER_CATEGORY,
     UNIFIED,
@@ -94,7 +95,7 @@ class Table:
     decimals: dict[str, int]
     captions: list[str] = field(default_factory=list)
     lower_is_better: frozenset[str] = frozenset()
-    kind: str = "summary"  # "summary" | "per_category" | "cost" | "ci": where the table goes in the report
+    kind: str = "summary"  # "summary" | "per_category" | "by_defect" | "cost" | "ci": where it goes in the report
     std: pd.DataFrame | None = None  # with seeds: the sample std over seeds of each cell (same shape, as shown)
     interval: tuple[pd.DataFrame, pd.DataFrame] | None = None  # --ci: (low, high) of each cell, as shown
 
@@ -344,6 +345,67 @@ def per_category_tables(data: pd.DataFrame, spec: TaskSpec, order: list[str]) ->
         if len(subset):
             tables[metric] = _runs_by_rows(subset, order, title, spec.row_name)
     return tables
+
+
+BY_DEFECT_NOTE = ("Values in %. Each defect type's test images against its category's good test images (image "
+                  "AUROC/AP; pixel AP over the pixels of both; IoU over the type's images); mean = the unweighted "
+                  "mean over defect types. Bold: best run of each row.")
+DEFECT_ROW = "Category / defect type"
+
+
+def by_defect_tables(defects: pd.DataFrame, spec: TaskSpec, order: list[str]) -> dict[str, Table]:
+    """``report --by defect``: one table per metric of ``DEFECT_METRICS``, rows (category / defect type) in the
+    category order then by defect name, runs as columns; with seeds, mean ± std over seeds as the per-category
+    tables. ``defects`` is ``runs.tidy_by_defect``'s table."""
+    if defects.empty:
+        return {}
+    rank = {c: i for i, c in enumerate(order)}
+    defects = defects[defects["category"].isin(rank)]
+    defects = defects.assign(row=defects["category"] + " / " + defects["defect"])
+    pairs = sorted(set(zip(defects["category"], defects["defect"], strict=True)), key=lambda p: (rank[p[0]], p[1]))
+    rows = [f"{c} / {d}" for c, d in pairs]
+    tables = {}
+    for metric in DEFECT_METRICS:
+        subset = defects[defects["metric"] == metric]
+        if len(subset):
+            title = f"{spec.metrics.get(metric, metric)} by defect type"
+            table = _runs_by_rows(subset, rows, title, DEFECT_ROW)
+            tables[metric] = replace(table, kind="by_defect")
+    return tables
+
+
+def _split_text(split: dict[str, Any] | None) -> str:
+    if split is None:
+        return "not recorded"
+    val, fraction = split.get("val") or 0, split.get("real_fraction")
+    fraction = PROTOCOL_REAL_FRACTION if fraction is None else fraction
+    if not val and abs(fraction - PROTOCOL_REAL_FRACTION) < 1e-12:
+        return "the papers' protocol (no validation part; the first ⌊n/3⌋ real defects of each type train)"
+    parts = [f"validation part split.val = {val:g} held out of the training side" if val else "no validation part"]
+    if abs(fraction - PROTOCOL_REAL_FRACTION) < 1e-12:
+        parts.append("the first ⌊n/3⌋ real defects of each type train")
+    elif fraction == 0:
+        parts.append("no real defect trains (split.real_fraction = 0: generated pairs only)")
+    else:
+        parts.append(f"the first ⌊{fraction:g}·n⌋ real defects of each type train (split.real_fraction, at most "
+                     "⌊n/3⌋)")
+    return ", ".join(parts) + ", test: the protocol's 2/3"
+
+
+def split_line(files: list) -> str | None:
+    """The line under the summary saying which split the runs were prepared with (metrics.json ``split``), per run
+    when they differ; None when no file records it (results from before anoseg recorded the split)."""
+    if all(f.split is None for f in files):
+        return None
+    texts: dict[str, list[str]] = {}
+    for f in sorted(files, key=lambda f: run_rank(f.model, f.mode, f.generator)):
+        label = run_label(f.model, f.mode, f.generator)
+        runs = texts.setdefault(_split_text(f.split), [])
+        if label not in runs:
+            runs.append(label)
+    if len(texts) == 1:
+        return f"Split: {next(iter(texts))}."
+    return "Split: " + "; ".join(f"{', '.join(runs)}: {text}" for text, runs in texts.items()) + "."
 
 
 def _runs_by_rows(data: pd.DataFrame, order: list[str], title: str, row_name: str) -> Table:
