@@ -24,6 +24,11 @@ CLEAN, LFD_COMPAT = "clean", "lfd-compat"
 #: Mask protocols (docs/protocol.md): ``clean`` = any non-zero mask pixel is a defect; ``lfd-compat`` = only 255.
 PROTOCOLS = (CLEAN, LFD_COMPAT)
 
+# ---- manifest splits ----------------------------------------------------------------------------------------------
+#: The validation part of the training side (``split`` column of the manifest): thresholds and checkpoint selection
+#: are chosen on it, never on the test split (docs/operating-points.md).
+SPLIT_VAL = "val"
+
 # ---- metrics ------------------------------------------------------------------------------------------------------
 #: The seven metrics ``anoseg eval`` reports per anomaly category, in the order of the metrics.json schema.
 METRICS: tuple[str, ...] = (
@@ -37,6 +42,13 @@ METRICS: tuple[str, ...] = (
 )
 #: The optional eighth metric (``eval --aupro``), off the papers' default columns.
 PIXEL_AUPRO = "pixel_aupro"
+#: Levels of an operating point (``eval --target-fpr image:0.01``): a threshold on the image score (max of the map) or
+#: on each pixel's score; and the criteria that choose one (docs/operating-points.md).
+IMAGE_LEVEL, PIXEL_LEVEL = "image", "pixel"
+LEVELS = (IMAGE_LEVEL, PIXEL_LEVEL)
+F1MAX, FPR, RECALL = "f1max", "fpr", "recall"
+#: Where an operating point's threshold was chosen: the validation split, or the test split it is judged on (oracle).
+CHOSEN_ON_VAL, CHOSEN_ON_TEST = "validation", "test (oracle)"
 MODEL_RESOLUTION, NATIVE_RESOLUTION = "model", "native"
 #: ``eval --resolution``: score maps at the network's input size (the papers) or at each mask's own size.
 RESOLUTIONS = (MODEL_RESOLUTION, NATIVE_RESOLUTION)
@@ -53,6 +65,7 @@ DATA_REPORT_FILE = "data_report.json"
 METRICS_FILE = "metrics.json"
 METRICS_CSV_FILE = "metrics.csv"
 THRESHOLDS_FILE = "thresholds.json"
+SELECTION_FILE = "selection.json"  # <run>/selection.json: the checkpoint `train --select` chose
 BENCH_FILE = "bench.json"
 
 METRICS_SCHEMA = "anoseg.metrics/1"

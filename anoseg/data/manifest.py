@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from anoseg.constants import ALL_CATEGORIES
+from anoseg.constants import ALL_CATEGORIES, SPLIT_VAL
 from anoseg.errors import AnosegError
 from anoseg.io import atomic_open
 
@@ -37,7 +37,7 @@ SORT_COLUMNS = ("split", "category", "source", "defect", "image")
 INT_COLUMNS = ("label", "index_in_defect", "n_in_defect")
 # Trailing columns some layouts add: road/scene manifests record how their label files are decoded.
 OPTIONAL_COLUMNS = ("label_format",)
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", SPLIT_VAL)
 SOURCES = ("real", "generated")
 
 
