@@ -387,3 +387,23 @@ def _save_overlays(folder: Path, maps, masks, labels, images, names, count: int)
     for i in anomalous_first:
         picture = Image.fromarray(overlay_strip(np.asarray(images[i]), maps[i], masks[i]))
         write_with(folder / f"{names[i].replace('/', '_')}.png", picture.save)
+
+
+def record_selection(job: EvalJob, progress: Progress | None = None) -> dict:
+    """``train --select``: choose the run's checkpoint on the validation split (``select_checkpoint``) and write
+    ``<run>/selection.json``, which a later eval without ``--epoch`` reads; the record.
+
+    Raises ``AnosegError`` as ``select_checkpoint`` does, and for a malformed ``job.select``.
+    """
+    from anoseg.engine.runs import write_selection
+
+    metric = parse_select(job.select)
+    recipe = job.recipe
+    protocol = job.protocol or recipe.protocol
+    manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
+    _, _, record = select_checkpoint(job, metric, validation_rows(manifest, job.category), protocol,
+                                     dataset_dir(job.output, recipe.name, job.generator) / "cache",
+                                     prepared_mask_threshold(data_report_path(job.output, recipe.name,
+                                                                              job.generator)), progress)
+    write_selection(job.run, record)
+    return record
