@@ -295,7 +295,7 @@ def print_operating_points(metrics: dict) -> None:
     if not points:
         return
     view = Table(title="operating points: test results at thresholds fixed beforehand (values in %; counts = parts)")
-    for column in ("point", "chosen on", "threshold", "TP", "FP", "TN", "FN", "I-prec", "I-recall", "I-FPR",
+    for column in ("point", "chosen on", "threshold", "TP", "FP", "TN", "FN", "I-prec", "I-recall", "I-F1", "I-FPR",
                    "P-prec", "P-recall", "P-F1", "P-IoU", "P-FPR"):
         view.add_column(column, justify="left" if column in ("point", "chosen on") else "right")
 
@@ -307,7 +307,8 @@ def print_operating_points(metrics: dict) -> None:
         deployed = " *" if p["name"] == metrics.get("deployed_point") else ""
         view.add_row(p["rule"] + (" (oracle)" if p["name"].startswith("oracle_") else "") + deployed,
                      p["chosen_on"], f"{p['threshold']:.4f}", *[str(image[k]) for k in ("tp", "fp", "tn", "fn")],
-                     pct(image["precision"]), pct(image["recall"]), pct(image["fpr"]), pct(pixel["precision"]),
+                     pct(image["precision"]), pct(image["recall"]), pct(image["f1"]), pct(image["fpr"]),
+                     pct(pixel["precision"]),
                      pct(pixel["recall"]), pct(pixel["f1"]), pct(pixel["iou"]), pct(pixel["fpr"]))
     console.print(view)
     console.print("* the point predict and export use; TP/FP/TN/FN: defective parts flagged / good parts flagged / "

@@ -14,9 +14,10 @@ positives/negatives, FN = P - TP and TN = N - FP:
 
 Candidate thresholds are the observed scores (between two consecutive distinct scores every threshold flags the same
 samples, so the observed score is the representative), plus, for :func:`threshold_at_fpr`, one threshold just above
-the largest score (``numpy.nextafter``: flags nothing) when no observed score meets the target. Ties are exact: all
-samples of one score are flagged or none. Equal to scikit-learn's ``roc_curve`` (``drop_intermediate=False``),
-``precision_recall_fscore_support`` and ``confusion_matrix`` (tests/metrics/test_operating.py). numpy only.
+the largest score (``numpy.nextafter`` in the scores' dtype: flags nothing) when no observed score meets the target.
+Ties are exact: all samples of one score are flagged or none. Equal to scikit-learn's ``roc_curve``
+(``drop_intermediate=False``), ``precision_recall_fscore_support`` and ``confusion_matrix``
+(tests/metrics/test_operating.py). numpy only.
 """
 
 from __future__ import annotations
@@ -153,11 +154,12 @@ def _allowed(count_total: int, target: float, at_least: bool) -> int:
 def threshold_at_fpr(scores: npt.ArrayLike, labels: npt.ArrayLike, target: float) -> float | None:
     """The smallest threshold whose false-positive rate is at most ``target`` (flagged = score >= threshold).
 
-    With N negatives let k be the most false positives allowed (k / N <= target). A threshold t has FPR <= target iff
-    at most k negatives score >= t iff t is above the (k + 1)-th largest negative score e; the answer is the smallest
-    observed score > e, or ``nextafter(max score, +inf)`` (flags nothing) when no score is above e. When k = N
-    (``target`` = 1) it is the smallest score (flags everything). The same threshold as the last one of
-    ``sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)`` whose ``fpr <= target``.
+    With N negatives let k be the most false positives allowed (k / N <= target). A threshold t has FPR <= target
+    iff at most k negatives score >= t iff t is above the (k + 1)-th largest negative score e; the answer is the
+    smallest observed score > e, or the next value of the scores' dtype above the largest score (flags nothing) when
+    no score is above e. When k = N (``target`` = 1) it is the smallest score (flags everything). The same threshold
+    as the last one of ``sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)`` whose ``fpr <=
+    target``.
 
     Args:
         scores: real scores of any shape, higher = more anomalous.
@@ -187,7 +189,12 @@ def threshold_at_fpr(scores: npt.ArrayLike, labels: npt.ArrayLike, target: float
     above = scores[scores > edge]
     if above.size:
         return above.min().item()
-    return float(np.nextafter(np.float64(scores.max()), np.inf))
+    top = scores.max()
+    if np.issubdtype(scores.dtype, np.integer):
+        return float(top) + 1.0
+    # the next value *of the scores' dtype*: numpy compares float32 scores with a Python float in float32, where
+    # float64's next value above a float32 score would round back to it
+    return np.nextafter(top, np.array(np.inf, dtype=scores.dtype)).item()
 
 
 def threshold_at_recall(scores: npt.ArrayLike, labels: npt.ArrayLike, target: float) -> float | None:

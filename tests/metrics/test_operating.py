@@ -95,9 +95,12 @@ def test_ties_at_the_edge_are_all_flagged_or_none():
     assert threshold_at_fpr(scores, labels, 0.25) == 0.9
     assert threshold_at_fpr(scores, labels, 0.75) == 0.5
     assert threshold_at_fpr(scores, labels, 1.0) == 0.1
-    top = np.array([0.2, 1.0, 1.0])  # a good sample at the top score: only "flag nothing" reaches FPR 0
-    got = threshold_at_fpr(top, np.array([1, 0, 1]), 0.0)
-    assert got > 1.0 and confusion_at(top, np.array([1, 0, 1]), got) == {"tp": 0, "fp": 0, "tn": 1, "fn": 2}
+    for dtype in (np.float64, np.float32, np.int64):  # a good sample at the top score: only "flag nothing" meets 0
+        top = np.array([0, 3, 3], dtype=dtype)
+        got = threshold_at_fpr(top, np.array([1, 0, 1]), 0.0)
+        assert got > top.max()
+        assert confusion_at(top, np.array([1, 0, 1]), got) == {"tp": 0, "fp": 0, "tn": 1, "fn": 2}
+        assert not (top >= got).any()  # also compared in the scores' own dtype, as predict does
 
 
 def test_undefined_targets_and_bad_values():
