@@ -305,7 +305,7 @@ def print_operating_points(metrics: dict) -> None:
     for p in points:
         image, pixel = p["image"], p["pixel"]
         deployed = " *" if p["name"] == metrics.get("deployed_point") else ""
-        view.add_row(p["rule"] + (" (oracle)" if p["name"].startswith("oracle_") else "") + deployed,
+        view.add_row(p["rule"] + deployed,
                      p["chosen_on"], f"{p['threshold']:.4f}", *[str(image[k]) for k in ("tp", "fp", "tn", "fn")],
                      pct(image["precision"]), pct(image["recall"]), pct(image["f1"]), pct(image["fpr"]),
                      pct(pixel["precision"]),
