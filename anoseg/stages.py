@@ -176,7 +176,9 @@ def run_train(job: TrainRunsJob) -> list[Path]:
         console.print(f"[bold]train[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         done.append(train(run))
         console.print(f"  checkpoints: {done[-1]}")
-        if job.select is not None:
+        from anoseg.engine.rundir import is_worker_process
+
+        if job.select is not None and not is_worker_process():  # DDP ranks > 0 re-run the command: rank 0 chooses
             from anoseg.engine.evaluate import EvalJob
             from anoseg.engine.evaluate_anomaly import record_selection
 

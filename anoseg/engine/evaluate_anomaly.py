@@ -159,6 +159,8 @@ def setup(job: EvalJob, progress: Progress | None = None) -> Scoring:
         raise AnosegError("--select and --epoch contradict each other: --epoch names the checkpoint, --select "
                           "chooses it on the validation split")
     warnings: list[str] = []
+    if metric is None:  # a missing checkpoint is named before a missing manifest, as it always was
+        checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
     manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
     test = select_rows(manifest, "test", job.category)
     val = validation_rows(manifest, job.category)
@@ -168,8 +170,6 @@ def setup(job: EvalJob, progress: Progress | None = None) -> Scoring:
     if metric is not None:
         checkpoint_file, checkpoint, selection = select_checkpoint(job, metric, val, protocol, cache, mask_threshold,
                                                                    progress)
-    else:
-        checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
     run = torch_runner(build_model(checkpoint), resolve_device(job.device))
     return Scoring(checkpoint_file, checkpoint, run, protocol, tuple(checkpoint["meta"]["image_size"]), test,
                    order_categories(test["category"].unique(), recipe.categories), cache, mask_threshold, warnings,
