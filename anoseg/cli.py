@@ -330,8 +330,8 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
               help="A checkpoint written by `anoseg train`.")
 @click.option("--model-file", type=click.Path(path_type=Path, dir_okay=False),
               help="An exported .onnx file (instead of --checkpoint).")
-@click.option("--threshold", type=FiniteFloat(0, 1), help="Decision threshold in [0, 1]. Default: the pixel F1-max "
-              "threshold `anoseg eval` found for this checkpoint.")
+@click.option("--threshold", type=FiniteFloat(0, 1), help="Decision threshold in [0, 1]. Default: the threshold of "
+              "the operating point `anoseg eval` fixed for this checkpoint (see --operating-point).")
 @click.option("--category", help="The images' category: a unified model then uses that category's threshold.")
 @click.option("--operating-point", metavar="NAME",
               help="Which operating point `anoseg eval` stored (e.g. image_fpr@0.01, pixel_f1max). Default: the "

@@ -3,8 +3,9 @@
 Anomaly map = softmax probability of the defect class at the recipe's image size; image score = its max. The
 metric definitions live in ``anoseg.metrics``; which mask counts as which label lives in ``anoseg.data.protocols``.
 Writes, under ``<run>/eval/epoch_NNN/`` (the checkpoint evaluated; see ``anoseg.engine.results``), ``metrics.json``
-(fractions + counts + the checkpoint's hashes), ``thresholds.json`` (per-category pixel F1-max thresholds, what
-``predict`` and ``export`` use), ``metrics.csv`` (the LFD layout: metrics as rows, categories as columns,
+(fractions + counts + the checkpoint's hashes + the operating points: test results at thresholds fixed on the
+validation split, ``anoseg.engine.operating``), ``thresholds.json`` (per-category thresholds of each operating point,
+what ``predict`` and ``export`` use), ``metrics.csv`` (the LFD layout: metrics as rows, categories as columns,
 percentages), optional ``scores/<category>.npz`` and ``overlays/<category>/*.png``.
 
 Image labels are the folder labels (a defect folder = anomalous) under every protocol. ``resolution="native"``
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from anoseg.constants import (
+    ALL_CATEGORIES,
     ANOMALY,
     METRICS,
     METRICS_CSV_FILE,
@@ -178,8 +180,6 @@ def setup(job: EvalJob, progress: Progress | None = None) -> Scoring:
 
 def validation_rows(manifest: pd.DataFrame, category: str) -> pd.DataFrame:
     """The manifest's validation rows (``split == "val"``) of one category or of every one (``all``); may be empty."""
-    from anoseg.constants import ALL_CATEGORIES
-
     rows = manifest[manifest["split"] == SPLIT_VAL]
     return rows if category == ALL_CATEGORIES else rows[rows["category"] == category]
 
