@@ -25,11 +25,13 @@ import pandas as pd
 from anoseg.constants import (
     ALL_CATEGORIES,
     ANOMALY,
+    F1MAX,
     METRICS,
     METRICS_CSV_FILE,
     METRICS_FILE,
     NATIVE_RESOLUTION,
     PIXEL_AUPRO,
+    PIXEL_LEVEL,
     PROTOCOLS,
     SPLIT_VAL,
     THRESHOLDS_FILE,
@@ -123,7 +125,7 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
             scores = score_category(scoring, job, category)
             per_category[category] = category_metrics(scores, scoring, job, category)
             if job.resolution != NATIVE_RESOLUTION:
-                points += operating_points(scoring, job, specs, category, scores)
+                points += operating_points(scoring, job, specs, category, scores, per_category[category])
             save_category_outputs(staging, scores, job, scoring.protocol, category)
             done += len(scores.rows)
             if progress:
@@ -214,12 +216,14 @@ def split_scores(scores: CategoryScores, protocol: str) -> SplitScores:
 
 
 def operating_points(scoring: Scoring, job: EvalJob, specs: list[PointSpec], category: str,
-                     test: CategoryScores) -> list[dict]:
+                     test: CategoryScores, metrics: dict) -> list[dict]:
     """One category's operating points (``anoseg.engine.operating.category_points``): thresholds chosen on its
-    validation images when it has any, test results at them; warnings go to ``scoring.warnings``."""
+    validation images when it has any, test results at them; ``metrics`` are the category's (its pixel F1-max
+    threshold is reused); warnings go to ``scoring.warnings``."""
     has_val = bool((scoring.val["category"] == category).any())
     val = split_scores(score_category(scoring, job, category, SPLIT_VAL), scoring.protocol) if has_val else None
-    entries, warnings = category_points(specs, category, val, split_scores(test, scoring.protocol))
+    known = {PointSpec(PIXEL_LEVEL, F1MAX).name: metrics.get("pixel_threshold")}  # the same maps, already sorted
+    entries, warnings = category_points(specs, category, val, split_scores(test, scoring.protocol), known)
     if not has_val:
         warnings.insert(0, "no validation images: every threshold is chosen on test (oracle)")
     scoring.warnings.extend(f"{category}: {w}" for w in warnings)

@@ -172,14 +172,23 @@ def _entry(spec: PointSpec, name: str, category: str, chosen_on: str, threshold:
             **results_at(threshold, test)}
 
 
-def category_points(specs: Sequence[PointSpec], category: str, val: SplitScores | None, test: SplitScores
-                    ) -> tuple[list[dict[str, Any]], list[str]]:
+def category_points(specs: Sequence[PointSpec], category: str, val: SplitScores | None, test: SplitScores,
+                    known: Mapping[str, float | None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The operating points of one category: each spec's threshold chosen on ``val`` (None: no validation images)
     or, where undefined there, on ``test``; then its test results. When some threshold came from validation, the
     test-chosen F1-max points follow as ``oracle_<level>_f1max`` (the papers' numbers, labelled as such).
-    Returns ``(entries, warnings)``; a point undefined on both splits is left out with a warning."""
+    ``known``: test-set thresholds already computed, by point name (the eval's pixel F1-max threshold: it saves a
+    second sort of every test pixel). Returns ``(entries, warnings)``; a point undefined on both splits is left out
+    with a warning."""
     entries, warnings = [], []
     any_val = False
+    known = dict(known or {})
+
+    def on_test(spec: PointSpec) -> float | None:
+        if spec.name not in known:
+            known[spec.name] = choose_threshold(spec, test)
+        return known[spec.name]
+
     for spec in specs:
         threshold, chosen_on = None, CHOSEN_ON_TEST
         if val is not None:
@@ -190,14 +199,14 @@ def category_points(specs: Sequence[PointSpec], category: str, val: SplitScores 
                 warnings.append(f"{spec.rule()} is undefined on the validation images (one class only); its "
                                 "threshold is chosen on test (oracle)")
         if threshold is None:
-            threshold = choose_threshold(spec, test)
+            threshold = on_test(spec)
         if threshold is None:
             warnings.append(f"operating point {spec.rule()} undefined (one class only); left out")
             continue
         entries.append(_entry(spec, spec.name, category, chosen_on, threshold, test))
     if any_val:
         for spec in DEFAULT_POINTS:
-            threshold = choose_threshold(spec, test)
+            threshold = on_test(spec)
             if threshold is not None:
                 entries.append(_entry(spec, ORACLE_PREFIX + spec.name, category, CHOSEN_ON_TEST, threshold, test))
     return entries, warnings
