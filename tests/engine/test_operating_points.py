@@ -22,6 +22,7 @@ from anoseg.constants import CHOSEN_ON_TEST, CHOSEN_ON_VAL, SPLIT_VAL
 from anoseg.engine.checkpoint import LAST
 from anoseg.engine.evaluate import EvalJob, evaluate
 from anoseg.engine.train import TrainJob, train
+from anoseg.errors import AnosegError
 from anoseg.paths import eval_dir
 from anoseg.recipes import load_recipe
 
@@ -278,3 +279,20 @@ def test_select_without_validation_rows_is_refused_before_training(demo_env, tmp
     assert result.exit_code == 2, result.output
     assert "no validation images" in " ".join(result.output.split())
     assert not (output / "demo" / "seas" / "lfd").exists()
+
+
+def test_a_thresholds_file_from_before_operating_points_says_it_was_tuned_on_test(tmp_path):
+    from anoseg.engine.results import thresholds_for
+
+    folder = tmp_path / "run" / "eval" / "epoch_003"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    (folder / "thresholds.json").write_text(json.dumps({
+        "schema": "anoseg.thresholds/1", "epoch": 3, "weights_sha256": "abc", "categories": {"disk": 0.4, "mesh": 0.6},
+        "mean": 0.5}))
+    found = thresholds_for(tmp_path / "run", "abc")
+    assert found.point is None and found.categories == {"disk": 0.4, "mesh": 0.6}
+    assert found.label("disk") == "pixel F1-max on test (oracle)" == found.label()
+    assert found.pick(None)[0] == 0.5 and "pixel F1-max thresholds" in found.pick(None)[1]
+    with pytest.raises(AnosegError, match=r"--operating-point image_fpr@0\.01"):
+        found.select("image_fpr@0.01")
