@@ -259,6 +259,9 @@ def _train_options(func):
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
         click.option("--fresh", is_flag=True,
                      help="Replace an existing run; the old one is kept until the new one has saved its first epoch."),
+        click.option("--select", metavar="val:METRIC",
+                     help="After training, choose the kept checkpoint with the best METRIC on the validation split "
+                     "(e.g. val:pixel_ap); a later eval without --epoch evaluates it."),
     ]):
         func = option(func)
     return func
@@ -268,7 +271,7 @@ def _train_options(func):
 @_train_options
 def train(recipe, model_name, category, generator, output, seed, epochs, batch_size, lr, image_size, device, devices,
           precision, backbone_weights, download_weights, augment, workers, paper_numerics, compile_model, logger,
-          resume, fresh) -> None:
+          resume, fresh, select) -> None:
     """Train a segmenter on the prepared manifest, e.g. `anoseg train --model lfd --category bottle`."""
     from anoseg.jobs import TrainRunsJob
     from anoseg.stages import run_train
@@ -280,7 +283,7 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
                            device=device,
                            devices=devices, precision=precision, backbone_weights=backbone_weights,
                            download_weights=download_weights, resume=resume, fresh=fresh, epochs=epochs,
-                           paper_numerics=paper_numerics, compile=compile_model, logger=logger))
+                           paper_numerics=paper_numerics, compile=compile_model, logger=logger, select=select))
 
 
 @main.command("eval")
@@ -301,8 +304,16 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
               help="Score maps at the network's image size (the papers), or upsampled to each mask's original size "
               "(MVTec AD's own evaluation).")
 @click.option("--aupro", is_flag=True, help="Also pixel AUPRO (MVTec AD: per-region overlap up to FPR 0.3).")
+@click.option("--select", metavar="val:METRIC",
+              help="Evaluate the kept checkpoint with the best METRIC on the validation split, e.g. val:pixel_ap.")
+@click.option("--target-fpr", multiple=True, metavar="LEVEL:FRACTION",
+              help="An operating point: the threshold flagging at most FRACTION of the good images (image:0.01) or "
+              "pixels (pixel:0.01), chosen on validation; repeatable. The first is what predict uses.")
+@click.option("--target-recall", multiple=True, metavar="LEVEL:FRACTION",
+              help="An operating point: the threshold catching at least FRACTION of the defective images or pixels "
+              "(image:0.95), chosen on validation; repeatable.")
 def eval_(recipe, model_name, category, generator, output, device, epoch, protocol, save_scores, overlays,
-          seed, resolution, aupro) -> None:
+          seed, resolution, aupro, select, target_fpr, target_recall) -> None:
     """Image- and pixel-level AUROC / AP / F1-max and IoU on the test split, per category and mean."""
     from anoseg.jobs import EvalRunsJob
     from anoseg.stages import run_eval
@@ -310,7 +321,8 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
     run_eval(EvalRunsJob(_load(recipe, generator=generator), model_name, categories=_csv(category, "--category"),
                          output=output,
                          seed=seed, device=device, epoch=epoch, protocol=protocol, save_scores=save_scores,
-                         overlays=overlays, resolution=resolution, aupro=aupro))
+                         overlays=overlays, resolution=resolution, aupro=aupro, select=select,
+                         target_fpr=tuple(target_fpr), target_recall=tuple(target_recall)))
 
 
 @main.command()
@@ -319,9 +331,12 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
               help="A checkpoint written by `anoseg train`.")
 @click.option("--model-file", type=click.Path(path_type=Path, dir_okay=False),
               help="An exported .onnx file (instead of --checkpoint).")
-@click.option("--threshold", type=FiniteFloat(0, 1), help="Decision threshold in [0, 1]. Default: the pixel F1-max "
-              "threshold `anoseg eval` found for this checkpoint.")
+@click.option("--threshold", type=FiniteFloat(0, 1), help="Decision threshold in [0, 1]. Default: the threshold of "
+              "the operating point `anoseg eval` fixed for this checkpoint (see --operating-point).")
 @click.option("--category", help="The images' category: a unified model then uses that category's threshold.")
+@click.option("--operating-point", metavar="NAME",
+              help="Which operating point `anoseg eval` stored (e.g. image_fpr@0.01, pixel_f1max). Default: the "
+              "eval's first --target-fpr, else its first --target-recall, else pixel_f1max.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (must be new or empty). Default: a new outputs/predict/<date-time>.")
 @click.option("--overwrite", is_flag=True, help="Replace the earlier predict run in --out.")
@@ -329,8 +344,8 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
               "32 on a GPU.")
 @click.option("--no-overlays", is_flag=True, help="Write the masks only (no heatmap overlays): faster.")
 @device_option
-def predict(images, checkpoint, model_file, threshold, category, out, overwrite, batch_size, no_overlays,
-            device) -> None:
+def predict(images, checkpoint, model_file, threshold, category, operating_point, out, overwrite, batch_size,
+            no_overlays, device) -> None:
     """Binary masks and heatmap overlays for images (files or folders); prints each image's anomaly score (up to
     50 images; all of them are in predictions.csv).
 
@@ -342,7 +357,7 @@ def predict(images, checkpoint, model_file, threshold, category, out, overwrite,
 
     run_predict(PredictJob(tuple(images), checkpoint=checkpoint, model_file=model_file, threshold=threshold,
                            category=category, out=out, overwrite=overwrite, device=device, batch_size=batch_size,
-                           overlays=not no_overlays))
+                           overlays=not no_overlays, operating_point=operating_point))
 
 
 @main.command()
@@ -425,13 +440,16 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
               help="ONNX exporter: auto tries torch's dynamo exporter (opset 18), then the legacy one (opset 17).")
 @click.option("--threshold", type=float, help="Decision threshold for the sidecar. Default: the ones `anoseg eval` "
               "found for this checkpoint.")
-def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold) -> None:
+@click.option("--operating-point", metavar="NAME",
+              help="Which operating point `anoseg eval` stored (e.g. image_fpr@0.01). Default: the eval's first "
+              "--target-fpr, else its first --target-recall, else pixel_f1max.")
+def export(checkpoint, fmt, image_size, dynamic, out, exporter, threshold, operating_point) -> None:
     """A self-contained ONNX or TorchScript file plus a JSON sidecar, verified against PyTorch."""
     from anoseg.jobs import ExportJob
     from anoseg.stages import run_export
 
     run_export(ExportJob(checkpoint, fmt=fmt, out=out, image_size=tuple(image_size) if image_size else None,
-                         dynamic=dynamic, exporter=exporter, threshold=threshold))
+                         dynamic=dynamic, exporter=exporter, threshold=threshold, operating_point=operating_point))
 
 
 @main.command()

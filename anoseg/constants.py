@@ -47,6 +47,13 @@ METRICS: tuple[str, ...] = (
 DEFECT_METRICS: tuple[str, ...] = ("image_auroc", "image_ap", "pixel_ap", "iou")
 #: The optional eighth metric (``eval --aupro``), off the papers' default columns.
 PIXEL_AUPRO = "pixel_aupro"
+#: Levels of an operating point (``eval --target-fpr image:0.01``): a threshold on the image score (max of the map) or
+#: on each pixel's score; and the criteria that choose one (docs/operating-points.md).
+IMAGE_LEVEL, PIXEL_LEVEL = "image", "pixel"
+LEVELS = (IMAGE_LEVEL, PIXEL_LEVEL)
+F1MAX, FPR, RECALL = "f1max", "fpr", "recall"
+#: Where an operating point's threshold was chosen: the validation split, or the test split it is judged on (oracle).
+CHOSEN_ON_VAL, CHOSEN_ON_TEST = "validation", "test (oracle)"
 MODEL_RESOLUTION, NATIVE_RESOLUTION = "model", "native"
 #: ``eval --resolution``: score maps at the network's input size (the papers) or at each mask's own size.
 RESOLUTIONS = (MODEL_RESOLUTION, NATIVE_RESOLUTION)
@@ -63,6 +70,7 @@ DATA_REPORT_FILE = "data_report.json"
 METRICS_FILE = "metrics.json"
 METRICS_CSV_FILE = "metrics.csv"
 THRESHOLDS_FILE = "thresholds.json"
+SELECTION_FILE = "selection.json"  # <run>/selection.json: the checkpoint `train --select` chose
 BENCH_FILE = "bench.json"
 
 METRICS_SCHEMA = "anoseg.metrics/1"

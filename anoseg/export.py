@@ -33,7 +33,7 @@ DEFAULT_TRACE_SIZE = (256, 256)
 
 def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = None,
                  image_size: tuple[int, int] | None = None, dynamic: bool = False, exporter: str = "auto",
-                 threshold: float | None = None) -> dict:
+                 threshold: float | None = None, operating_point: str | None = None) -> dict:
     """Export a checkpoint to ``out`` (default ``<run>/export/model.onnx`` or ``.ts``) plus ``<out stem>.json``.
 
     ``image_size`` defaults to the checkpoint's ``meta["image_size"]``. ``exporter`` (ONNX only) is ``auto``,
@@ -41,7 +41,9 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
     ``max_abs_diff`` (the verification's, also in ``verification``).
 
     The sidecar's ``threshold`` (and per-category ``thresholds``) are those ``anoseg eval`` computed for exactly these
-    weights (``anoseg.engine.results``), or ``threshold`` when given. An anomaly checkpoint with neither is refused
+    weights (``anoseg.engine.results``: the eval's deployed operating point, or ``operating_point``'s; the sidecar's
+    ``operating_point`` says which and where it was chosen, ``operating_points`` holds every stored one), or
+    ``threshold`` when given. An anomaly checkpoint with neither is refused
     (naming the ``anoseg eval`` to run) before anything is written.
     Raises ``AnosegError`` for a bad path or option and when the exported model does not reproduce PyTorch.
 
@@ -60,7 +62,7 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
     run = run_of_checkpoint(checkpoint)
     results.check_threshold(threshold)
     weights = results.weights_sha256(ckpt)
-    decision = _decision_threshold(ckpt, run, weights, threshold)
+    decision = _decision_threshold(ckpt, run, weights, threshold, operating_point)
     model_file = _model_path(out, run, fmt)
     size = _trace_size(image_size, meta, dynamic, checkpoint)
     model = build_model(ckpt)
@@ -91,18 +93,27 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
             "max_abs_diff": info["verification"]["max_abs_diff"]}
 
 
-def _decision_threshold(ckpt: dict, run: Path, weights: str, threshold: float | None) -> dict:
+def _decision_threshold(ckpt: dict, run: Path, weights: str, threshold: float | None,
+                        operating_point: str | None = None) -> dict:
     """The sidecar's threshold keys: ``threshold`` (the mean over categories for a unified model), ``thresholds`` (per
-    category) and ``threshold_source`` (the eval folder, or ``--threshold``)."""
+    category), ``threshold_source`` (the eval folder, or ``--threshold``), ``operating_point`` (name, rule, where
+    each category's threshold was chosen, ``label``) and ``operating_points`` (every point the eval stored)."""
+    none = {"operating_point": None, "operating_points": None}
     if threshold is not None:
-        return {"threshold": threshold, "thresholds": None, "threshold_source": "--threshold"}
+        if operating_point is not None:
+            raise AnosegError("--threshold and --operating-point contradict each other: give one")
+        return {"threshold": threshold, "thresholds": None, "threshold_source": "--threshold", **none}
     if (ckpt.get("meta") or {}).get("task", ANOMALY) != ANOMALY:
-        return {"threshold": None, "thresholds": None, "threshold_source": None}
+        return {"threshold": None, "thresholds": None, "threshold_source": None, **none}
     found = results.thresholds_for(run, weights)
     if found is None:
         raise AnosegError(f"no decision threshold computed for these weights (epoch {ckpt.get('epoch')}): run "
                           f"`{results.eval_command(ckpt, run)}` first, or pass --threshold")
-    return {"threshold": found.mean, "thresholds": found.categories, "threshold_source": str(found.source)}
+    found = found.select(operating_point)
+    return {"threshold": found.mean, "thresholds": found.categories, "threshold_source": str(found.source),
+            "operating_point": {"name": found.point, "rule": found.rule, "chosen_on": found.chosen_on,
+                                "label": found.label()},
+            "operating_points": found.points or None}
 
 
 def default_export_path(run: Path, fmt: str) -> Path:

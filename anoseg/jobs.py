@@ -84,6 +84,7 @@ class TrainRunsJob(RunsJob):
     paper_numerics: bool = False  # these three: see anoseg.engine.train.TrainJob
     compile: bool = False
     logger: str = "csv"
+    select: str | None = None  # "val:<metric>": after training, choose the kept checkpoint best on validation
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class EvalRunsJob(RunsJob):
     overlays: int = 4
     resolution: str = RESOLUTIONS[0]
     aupro: bool = False
+    select: str | None = None  # "val:<metric>": evaluate the kept checkpoint best on the validation split
+    target_fpr: tuple[str, ...] = ()  # operating points "LEVEL:FRACTION", e.g. "image:0.01" (docs/operating-points.md)
+    target_recall: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ class ExportJob:
     dynamic: bool = False
     exporter: str = "auto"
     threshold: float | None = None  # None: the ones `anoseg eval` found for this checkpoint
+    operating_point: str | None = None  # which stored operating point's thresholds (None: the eval's deployed one)
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ class PredictJob:
     batch_size: int | None = None
     overlays: bool = True
     workers: int | None = None  # decoding processes (0: decode in the main process)
+    operating_point: str | None = None  # which stored operating point's threshold (None: the eval's deployed one)
 
 
 @dataclass(frozen=True)

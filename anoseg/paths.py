@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE, MODEL_RESOLUTION
+from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE, MODEL_RESOLUTION, SELECTION_FILE
 
 DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
@@ -58,6 +58,11 @@ def run_of_checkpoint(checkpoint: str | Path) -> Path:
 def eval_root(run: Path) -> Path:
     """``<run>/eval``: one sub-folder per evaluated checkpoint."""
     return Path(run) / "eval"
+
+
+def selection_path(run: Path) -> Path:
+    """``<run>/selection.json``: the checkpoint ``train --select`` chose on the validation split."""
+    return Path(run) / SELECTION_FILE
 
 
 def eval_dir(run: Path, epoch: int, variant: str = "") -> Path:

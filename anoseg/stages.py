@@ -164,6 +164,8 @@ def run_train(job: TrainRunsJob) -> list[Path]:
     model_spec(job.model)  # an unknown name fails before any data work
     resolve_device(job.device, job.devices)
     check_prepared(job.output, recipe.name, recipe.generator)
+    if job.select is not None:
+        _check_validation(job.select, recipe, job.output)
     done = []
     for category in training_runs(recipe, job.categories):
         run = TrainJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator,
@@ -174,7 +176,34 @@ def run_train(job: TrainRunsJob) -> list[Path]:
         console.print(f"[bold]train[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         done.append(train(run))
         console.print(f"  checkpoints: {done[-1]}")
+        from anoseg.engine.rundir import is_worker_process
+
+        if job.select is not None and not is_worker_process():  # DDP ranks > 0 re-run the command: rank 0 chooses
+            from anoseg.engine.evaluate import EvalJob
+            from anoseg.engine.evaluate_anomaly import record_selection
+
+            with _progress_bar() as progress:
+                record = record_selection(EvalJob(recipe=recipe, model=job.model, category=category,
+                                                  generator=recipe.generator, output=job.output, seed=job.seed,
+                                                  device=job.device, select=job.select), progress)
+            console.print(f"  selected epoch {record['epoch']} by {record['metric']} = {100 * record['value']:.2f} "
+                          f"({record['checkpoint']}); `anoseg eval` without --epoch evaluates it", highlight=False)
     return done
+
+
+def _check_validation(select: str, recipe: Recipe, output: Path) -> None:
+    """``--select`` needs an anomaly recipe and validation rows in the manifest: refused before any work."""
+    from anoseg.constants import SPLIT_VAL
+    from anoseg.data.manifest import read_manifest
+    from anoseg.engine.operating import parse_select
+
+    parse_select(select)
+    if recipe.task != ANOMALY:
+        raise AnosegError(f"--select is for anomaly recipes, not {recipe.name} ({recipe.task})")
+    manifest = read_manifest(manifest_path(output, recipe.name, recipe.generator), check_files=False)
+    if not (manifest["split"] == SPLIT_VAL).any():
+        raise AnosegError(f"--select {select}: {manifest_path(output, recipe.name, recipe.generator)} has no "
+                          f"validation images (split {SPLIT_VAL!r}); prepare the data with a validation split first")
 
 
 def run_eval(job: EvalRunsJob) -> list[dict]:
@@ -183,6 +212,7 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.curves import log_eval_metrics
     from anoseg.engine.evaluate import EvalJob, evaluate
+    from anoseg.engine.operating import parse_points
     from anoseg.models import model_spec
     from anoseg.paths import eval_dir, eval_variant
 
@@ -190,17 +220,28 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     model_spec(job.model)
     resolve_device(job.device)
     check_prepared(job.output, recipe.name, recipe.generator)
+    if recipe.task != ANOMALY and (job.select or job.target_fpr or job.target_recall):
+        raise AnosegError(f"--select, --target-fpr and --target-recall are for anomaly recipes, not {recipe.name} "
+                          f"({recipe.task})")
+    parse_points(job.target_fpr, job.target_recall)  # a malformed target fails before any scoring
+    if job.select is not None:
+        if job.epoch is not None:
+            raise AnosegError("--select and --epoch contradict each other: --epoch names the checkpoint, --select "
+                              "chooses it on the validation split")
+        _check_validation(job.select, recipe, job.output)
     results = []
     for category in training_runs(recipe, job.categories):
         run = EvalJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator, output=job.output,
                       device=job.device, epoch=job.epoch, protocol=job.protocol, save_scores=job.save_scores,
-                      overlays=job.overlays, seed=job.seed, resolution=job.resolution, aupro=job.aupro)
+                      overlays=job.overlays, seed=job.seed, resolution=job.resolution, aupro=job.aupro,
+                      select=job.select, target_fpr=job.target_fpr, target_recall=job.target_recall)
         console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         with _progress_bar() as progress:
             results.append(evaluate(run, progress))
         for message in results[-1]["warnings"]:
             warn(message)
         print_metrics(results[-1])
+        print_operating_points(results[-1])
         done = results[-1]
         log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
         variant = eval_variant(done.get("protocol", recipe.protocol), recipe.protocol,
@@ -245,6 +286,36 @@ def print_metrics(metrics: dict) -> None:
         view.add_row(category, *["n/a" if values.get(n) is None else f"{100 * values[n]:.2f}" for n in names],
                      style="bold" if category == "mean" else None)
     console.print(view)
+
+
+def print_operating_points(metrics: dict) -> None:
+    """A rich table of the operating points of one metrics.json (their ``mean`` entries over categories): where each
+    threshold was chosen, the parts flagged and missed on test, and the test rates at image and pixel level."""
+    from rich.table import Table
+
+    points = [p for p in metrics.get("operating_points") or [] if p["category"] == "mean"]
+    if not points:
+        return
+    view = Table(title="operating points: test results at thresholds fixed beforehand (values in %; counts = parts)")
+    for column in ("point", "chosen on", "threshold", "TP", "FP", "TN", "FN", "I-prec", "I-recall", "I-F1", "I-FPR",
+                   "P-prec", "P-recall", "P-F1", "P-IoU", "P-FPR"):
+        view.add_column(column, justify="left" if column in ("point", "chosen on") else "right")
+
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}"
+
+    for p in points:
+        image, pixel = p["image"], p["pixel"]
+        deployed = " *" if p["name"] == metrics.get("deployed_point") else ""
+        view.add_row(p["rule"] + deployed,
+                     p["chosen_on"], f"{p['threshold']:.4f}", *[str(image[k]) for k in ("tp", "fp", "tn", "fn")],
+                     pct(image["precision"]), pct(image["recall"]), pct(image["f1"]), pct(image["fpr"]),
+                     pct(pixel["precision"]),
+                     pct(pixel["recall"]), pct(pixel["f1"]), pct(pixel["iou"]), pct(pixel["fpr"]))
+    console.print(view)
+    console.print("* the point predict and export use; TP/FP/TN/FN: defective parts flagged / good parts flagged / "
+                  "good parts passed / defective parts missed (a part is flagged when any pixel is >= the threshold)",
+                  style="dim", highlight=False)
 
 
 def run_report(job: ReportJob) -> list[Report]:
@@ -404,11 +475,16 @@ def run_export(job: ExportJob) -> dict:
     from anoseg.export import export_model
 
     info = export_model(job.checkpoint, fmt=job.fmt, out=job.out, image_size=job.image_size, dynamic=job.dynamic,
-                        exporter=job.exporter, threshold=job.threshold)
+                        exporter=job.exporter, threshold=job.threshold, operating_point=job.operating_point)
     check, fmt = info["verification"], job.fmt
     via = f"{info['exporter']}, opset {info['opset']}" if fmt == "onnx" else info["exporter"]
     console.print(f"exported {info['model']} to {info['path']} ({via}); max |{fmt} − torch| = "
                   f"{check['max_abs_diff']:.2e} (tolerance {check['tolerance']:.1e})", highlight=False)
+    if info.get("threshold") is not None:
+        point = info.get("operating_point") or {}
+        console.print(f"threshold {info['threshold']:.4f} ({point.get('label', 'given with --threshold')})"
+                      + (" — the mean over categories; the sidecar holds each one's" if info.get("thresholds") and
+                         len(info["thresholds"]) > 1 else ""), highlight=False)
     return info
 
 
@@ -429,7 +505,8 @@ def run_predict(job: PredictJob) -> PredictResult:
     for note in prediction.notes:
         warn(note)
     if not prediction.dense:
-        console.print(f"threshold {prediction.threshold:.4f}: {prediction.why}", highlight=False)
+        label = f" ({prediction.point})" if prediction.point else ""
+        console.print(f"threshold {prediction.threshold:.4f}{label}: {prediction.why}", highlight=False)
     started = time.perf_counter()
     with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeRemainingColumn(), console=console, transient=True) as view:

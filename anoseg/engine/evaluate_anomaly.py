@@ -3,8 +3,9 @@
 Anomaly map = softmax probability of the defect class at the recipe's image size; image score = its max. The
 metric definitions live in ``anoseg.metrics``; which mask counts as which label lives in ``anoseg.data.protocols``.
 Writes, under ``<run>/eval/epoch_NNN/`` (the checkpoint evaluated; see ``anoseg.engine.results``), ``metrics.json``
-(fractions + counts + the checkpoint's hashes), ``thresholds.json`` (per-category pixel F1-max thresholds, what
-``predict`` and ``export`` use), ``metrics.csv`` (the LFD layout: metrics as rows, categories as columns,
+(fractions + counts + the checkpoint's hashes + the operating points: test results at thresholds fixed on the
+validation split, ``anoseg.engine.operating``), ``thresholds.json`` (per-category thresholds of each operating point,
+what ``predict`` and ``export`` use), ``metrics.csv`` (the LFD layout: metrics as rows, categories as columns,
 percentages), optional ``scores/<category>.npz`` and ``overlays/<category>/*.png``.
 
 Image labels are the folder labels (a defect folder = anomalous) under every protocol. ``resolution="native"``
@@ -22,23 +23,44 @@ import numpy as np
 import pandas as pd
 
 from anoseg.constants import (
+    ALL_CATEGORIES,
     ANOMALY,
     DEFECT_METRICS,
+    F1MAX,
     METRICS,
     METRICS_CSV_FILE,
     METRICS_FILE,
     NATIVE_RESOLUTION,
     PIXEL_AUPRO,
+    PIXEL_LEVEL,
     PROTOCOLS,
+    SPLIT_VAL,
     THRESHOLDS_FILE,
 )
 from anoseg.data import protocols
 from anoseg.data.dataset import load_cached
 from anoseg.data.manifest import prepared_mask_threshold, prepared_split, read_manifest, select_rows
 from anoseg.engine import results
-from anoseg.engine.checkpoint import build_model, resolve_device
+from anoseg.engine.checkpoint import build_model, load_checkpoint, resolve_device
 from anoseg.engine.inference import Runner, probability_maps, torch_runner
-from anoseg.engine.runs import EvalJob, load_run_checkpoint, metrics_record, order_categories, write_percent_csv
+from anoseg.engine.operating import (
+    PointSpec,
+    SplitScores,
+    category_points,
+    deployed_point,
+    mean_points,
+    parse_points,
+    parse_select,
+)
+from anoseg.engine.runs import (
+    EvalJob,
+    check_run_checkpoint,
+    kept_checkpoints,
+    load_run_checkpoint,
+    metrics_record,
+    order_categories,
+    write_percent_csv,
+)
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.paths import data_report_path, dataset_dir, eval_dir, eval_variant, manifest_path
@@ -63,6 +85,8 @@ class Scoring:
     cache: Path
     mask_threshold: int | None
     warnings: list[str]
+    val: pd.DataFrame  # the validation rows of the run's categories (empty: thresholds are chosen on test)
+    selection: dict | None = None  # --select: how the checkpoint was chosen (metrics.json "checkpoint_selection")
     split: dict | None = None  # the split prepare used (data_report.json), recorded in metrics.json
     by_defect: dict[str, dict] = field(default_factory=dict)  # category → defect type → DEFECT_METRICS and counts
 
@@ -89,11 +113,13 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
     ``metrics["warnings"]``, not printed.
     Raises ``AnosegError`` for an unknown protocol, a missing manifest or checkpoint.
     """
-    scoring = setup(job)
+    specs = parse_points(job.target_fpr, job.target_recall)
+    scoring = setup(job, progress)
     target = eval_dir(job.run, scoring.checkpoint["epoch"],
                       eval_variant(scoring.protocol, job.recipe.protocol, job.resolution))
     staging = results.staging_dir(target)
     per_category: dict[str, dict] = {}
+    points: list[dict] = []
     done = 0
     try:
         for category in scoring.categories:
@@ -101,11 +127,22 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
                 progress(f"scoring {category}", done, len(scoring.test))
             scores = score_category(scoring, job, category)
             per_category[category] = category_metrics(scores, scoring, job, category)
+            if job.resolution != NATIVE_RESOLUTION:
+                points += operating_points(scoring, job, specs, category, scores, per_category[category])
             save_category_outputs(staging, scores, job, scoring.protocol, category)
             done += len(scores.rows)
             if progress:
                 progress(f"scoring {category}", done, len(scoring.test))
+        if job.resolution == NATIVE_RESOLUTION:
+            scoring.warnings.append("operating points are fixed at model resolution (the default eval, whose "
+                                    "thresholds predict uses); none at native resolution")
         metrics = summarise(job, scoring, per_category)
+        metrics["validation"] = {"images": len(scoring.val), "categories": sorted(set(scoring.val["category"]))}
+        if scoring.selection is not None:
+            metrics["checkpoint_selection"] = scoring.selection
+        if points:
+            metrics["operating_points"] = points + mean_points(points)
+            metrics["deployed_point"] = deployed_point(specs).name
         write_json(staging / METRICS_FILE, metrics)
         write_json(staging / THRESHOLDS_FILE, results.thresholds_document(metrics))
         write_percent_csv(staging / METRICS_CSV_FILE,
@@ -117,32 +154,139 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
     return metrics
 
 
-def setup(job: EvalJob) -> Scoring:
-    """Check the protocol, load the checkpoint and its model, and select the test rows of the run's categories."""
+def setup(job: EvalJob, progress: Progress | None = None) -> Scoring:
+    """Check the protocol and options, select the test and validation rows of the run's categories, and load the
+    checkpoint (``--select``: the kept one best on validation, ``select_checkpoint``) and its model."""
     recipe = job.recipe
     protocol = job.protocol or recipe.protocol
     if protocol not in PROTOCOLS:
         raise AnosegError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    metric = parse_select(job.select)
+    if metric is not None and job.epoch is not None:
+        raise AnosegError("--select and --epoch contradict each other: --epoch names the checkpoint, --select "
+                          "chooses it on the validation split")
     warnings: list[str] = []
-    checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
+    if metric is None:  # a missing checkpoint is named before a missing manifest, as it always was
+        checkpoint_file, checkpoint = load_run_checkpoint(job, warnings)
+    manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
+    test = select_rows(manifest, "test", job.category)
+    val = validation_rows(manifest, job.category)
+    cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
+    mask_threshold = prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator))
+    selection = None
+    if metric is not None:
+        checkpoint_file, checkpoint, selection = select_checkpoint(job, metric, val, protocol, cache, mask_threshold,
+                                                                   progress)
     run = torch_runner(build_model(checkpoint), resolve_device(job.device))
-    test = select_rows(read_manifest(manifest_path(job.output, recipe.name, job.generator)), "test", job.category)
     return Scoring(checkpoint_file, checkpoint, run, protocol, tuple(checkpoint["meta"]["image_size"]), test,
-                   order_categories(test["category"].unique(), recipe.categories),
-                   dataset_dir(job.output, recipe.name, job.generator) / "cache",
-                   prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator)), warnings,
-                   prepared_split(data_report_path(job.output, recipe.name, job.generator)))
+                   order_categories(test["category"].unique(), recipe.categories), cache, mask_threshold, warnings,
+                   val, selection, prepared_split(data_report_path(job.output, recipe.name, job.generator)))
 
 
-def score_category(scoring: Scoring, job: EvalJob, category: str) -> CategoryScores:
-    """The anomaly maps of one category's test images (decoded once into the dataset cache)."""
-    meta = scoring.checkpoint["meta"]
-    cached = load_cached(scoring.test[scoring.test["category"] == category], scoring.size, scoring.cache,
-                         scoring.protocol, scoring.mask_threshold)
-    maps = probability_maps(scoring.run, cached.images, meta["mean"], meta["std"], job.batch_size)
+def validation_rows(manifest: pd.DataFrame, category: str) -> pd.DataFrame:
+    """The manifest's validation rows (``split == "val"``) of one category or of every one (``all``); may be empty."""
+    rows = manifest[manifest["split"] == SPLIT_VAL]
+    return rows if category == ALL_CATEGORIES else rows[rows["category"] == category]
+
+
+def score_rows(run: Runner, meta: dict, rows: pd.DataFrame, size: tuple[int, int], cache: Path, protocol: str,
+               mask_threshold: int | None, batch_size: int) -> CategoryScores:
+    """The anomaly maps of some manifest rows (decoded once into the dataset cache)."""
+    cached = load_cached(rows, size, cache, protocol, mask_threshold)
+    maps = probability_maps(run, cached.images, meta["mean"], meta["std"], batch_size)
     names = [f"{d}/{Path(p).stem}" for d, p in zip(cached.rows["defect"], cached.rows["image"], strict=True)]
     return CategoryScores(cached.rows, cached.images, maps, np.asarray(cached.masks), folder_labels(cached.rows),
                           names)
+
+
+def score_category(scoring: Scoring, job: EvalJob, category: str, split: str = "test") -> CategoryScores:
+    """The anomaly maps of one category's test (or ``val``) images."""
+    rows = scoring.test if split == "test" else scoring.val
+    return score_rows(scoring.run, scoring.checkpoint["meta"], rows[rows["category"] == category], scoring.size,
+                      scoring.cache, scoring.protocol, scoring.mask_threshold, job.batch_size)
+
+
+def split_scores(scores: CategoryScores, protocol: str) -> SplitScores:
+    """What the operating points read of scored images: image scores (max of each map) and folder labels; the maps,
+    pixel labels and IoU masks of the images with pixel ground truth (defects without a mask file are left out of
+    the pixel level, as in ``category_metrics``)."""
+    valid = ~(scores.labels & (scores.rows["mask"].to_numpy() == ""))
+    maps, masks = (scores.maps, scores.masks) if valid.all() else (scores.maps[valid], scores.masks[valid])
+    image_scores = scores.maps.reshape(len(scores.maps), -1).max(axis=1) if len(scores.maps) else \
+        np.zeros(0, np.float32)
+    return SplitScores(image_scores, scores.labels, maps, protocols.pixel_labels(masks, protocol),
+                       protocols.iou_mask(masks, protocol))
+
+
+def operating_points(scoring: Scoring, job: EvalJob, specs: list[PointSpec], category: str,
+                     test: CategoryScores, metrics: dict) -> list[dict]:
+    """One category's operating points (``anoseg.engine.operating.category_points``): thresholds chosen on its
+    validation images when it has any, test results at them; ``metrics`` are the category's (its pixel F1-max
+    threshold is reused); warnings go to ``scoring.warnings``."""
+    has_val = bool((scoring.val["category"] == category).any())
+    val = split_scores(score_category(scoring, job, category, SPLIT_VAL), scoring.protocol) if has_val else None
+    known = {PointSpec(PIXEL_LEVEL, F1MAX).name: metrics.get("pixel_threshold")}  # the same maps, already sorted
+    entries, warnings = category_points(specs, category, val, split_scores(test, scoring.protocol), known)
+    if not has_val:
+        warnings.insert(0, "no validation images: every threshold is chosen on test (oracle)")
+    scoring.warnings.extend(f"{category}: {w}" for w in warnings)
+    return entries
+
+
+def select_checkpoint(job: EvalJob, metric: str, val: pd.DataFrame, protocol: str, cache: Path,
+                      mask_threshold: int | None, progress: Progress | None = None) -> tuple[Path, dict, dict]:
+    """``--select val:<metric>``: score the validation rows with every kept checkpoint of the run
+    (``kept_checkpoints``) and return the one with the highest mean of ``metric`` over the categories (ties: the
+    earliest epoch). ``(path, checkpoint, record)``; the record (metrics.json ``checkpoint_selection``,
+    ``selection.json``) holds the metric, the epoch chosen, its checkpoint (relative to the run) and hash, and each
+    epoch's value (None: undefined on validation).
+
+    Raises ``AnosegError`` when the manifest has no validation rows, the run no checkpoint, or the metric is
+    undefined for every checkpoint.
+    """
+    from anoseg.engine.results import file_sha256
+    from anoseg.metrics.anomaly import anomaly_metrics, mean_over_categories
+
+    if val.empty:
+        raise AnosegError(f"--select {job.select}: the manifest has no validation images (split {SPLIT_VAL!r}); "
+                          "prepare the data with a validation split first")
+    candidates = kept_checkpoints(job.run)
+    if not candidates:
+        raise AnosegError(f"no checkpoint in {job.run}; run `anoseg train` first")
+    categories = order_categories(val["category"].unique(), job.recipe.categories)
+    device = resolve_device(job.device)
+    values: dict[int, float | None] = {}
+    best = None
+    for n, path in enumerate(candidates):
+        if progress:
+            progress(f"selecting by {job.select}", n, len(candidates))
+        checkpoint = load_checkpoint(path)
+        check_run_checkpoint(job, path, checkpoint)
+        run = torch_runner(build_model(checkpoint), device)
+        meta = checkpoint["meta"]
+        per_category = {}
+        for category in categories:
+            scores = score_rows(run, meta, val[val["category"] == category], tuple(meta["image_size"]), cache,
+                                protocol, mask_threshold, job.batch_size)
+            image_only = scores.labels & (scores.rows["mask"].to_numpy() == "")
+            per_category[category] = anomaly_metrics(
+                scores.maps, protocols.pixel_labels(scores.masks, protocol), image_labels=scores.labels,
+                iou_masks=protocols.iou_mask(scores.masks, protocol), pixel_valid=~image_only)
+        value = mean_over_categories(per_category, (metric,))[0][metric]
+        values[int(checkpoint["epoch"])] = value
+        if value is not None and (best is None or value > best[0]):
+            best = (value, path, checkpoint)
+    if best is None:
+        raise AnosegError(f"--select {job.select}: {metric} is undefined on the validation images for every "
+                          "checkpoint (one class only)")
+    value, path, checkpoint = best
+    try:
+        name = str(path.resolve().relative_to(job.run.resolve()))
+    except ValueError:
+        name = str(path)
+    record = {"metric": job.select, "epoch": int(checkpoint["epoch"]), "value": value, "checkpoint": name,
+              "checkpoint_sha256": file_sha256(path), "values": {str(k): v for k, v in sorted(values.items())}}
+    return path, checkpoint, record
 
 
 def category_metrics(scores: CategoryScores, scoring: Scoring, job: EvalJob, category: str) -> dict:
@@ -289,3 +433,23 @@ def _save_overlays(folder: Path, maps, masks, labels, images, names, count: int)
     for i in anomalous_first:
         picture = Image.fromarray(overlay_strip(np.asarray(images[i]), maps[i], masks[i]))
         write_with(folder / f"{names[i].replace('/', '_')}.png", picture.save)
+
+
+def record_selection(job: EvalJob, progress: Progress | None = None) -> dict:
+    """``train --select``: choose the run's checkpoint on the validation split (``select_checkpoint``) and write
+    ``<run>/selection.json``, which a later eval without ``--epoch`` reads; the record.
+
+    Raises ``AnosegError`` as ``select_checkpoint`` does, and for a malformed ``job.select``.
+    """
+    from anoseg.engine.runs import write_selection
+
+    metric = parse_select(job.select)
+    recipe = job.recipe
+    protocol = job.protocol or recipe.protocol
+    manifest = read_manifest(manifest_path(job.output, recipe.name, job.generator))
+    _, _, record = select_checkpoint(job, metric, validation_rows(manifest, job.category), protocol,
+                                     dataset_dir(job.output, recipe.name, job.generator) / "cache",
+                                     prepared_mask_threshold(data_report_path(job.output, recipe.name,
+                                                                              job.generator)), progress)
+    write_selection(job.run, record)
+    return record

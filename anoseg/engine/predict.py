@@ -1,8 +1,10 @@
 """``anoseg predict``: anomaly maps, binary masks and overlays for new images — what a factory line runs.
 
 The model comes from a training checkpoint or from an exported ONNX file with its JSON sidecar (``anoseg export``).
-The decision threshold is ``--threshold`` or the pixel F1-max threshold that ``anoseg eval`` computed for the very
-weights loaded (``anoseg.engine.results``). Outputs mirror the inputs' folders and never overwrite another run's.
+The decision threshold is ``--threshold`` or the threshold of an operating point that ``anoseg eval`` fixed for the
+very weights loaded (``anoseg.engine.results``): the eval's deployed point, or ``--operating-point``'s; the console
+says which point and where its threshold was chosen (validation, or test: an oracle). Outputs mirror the inputs'
+folders and never overwrite another run's.
 
 The line runs as a pipeline: images are decoded and resized in ``DataLoader`` worker processes, the network runs on
 batches (``anoseg.engine.inference``; torch or ONNX Runtime), and masks and overlays are encoded and written by a
@@ -61,6 +63,7 @@ class Prediction:
     why: str  # which threshold, and why (a sentence for the user)
     batch_size: int
     notes: list[str] = field(default_factory=list)
+    point: str = ""  # the operating point and where it was chosen ("image FPR ≤ 1 % on validation"); "" if given
 
     @property
     def dense(self) -> bool:
@@ -155,10 +158,11 @@ def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
         raise AnosegError(f"{model_file} has no sidecar {sidecar} (written by `anoseg export`)")
     meta = json.loads(sidecar.read_text())
     if meta.get("thresholds"):  # per-category thresholds of the eval of the exported weights (anoseg export)
-        epoch = (meta.get("source") or {}).get("epoch")
-        meta["thresholds"] = results.Thresholds(Path(str(meta.get("threshold_source"))), epoch,
-                                                str(meta.get("weights_sha256")), dict(meta["thresholds"]),
-                                                meta.get("threshold"))
+        document = {"epoch": (meta.get("source") or {}).get("epoch"), "categories": meta["thresholds"],
+                    "mean": meta.get("threshold"), "operating_point": meta.get("operating_point"),
+                    "operating_points": meta.get("operating_points")}
+        meta["thresholds"] = results.thresholds_from_document(document, Path(str(meta.get("threshold_source"))),
+                                                              str(meta.get("weights_sha256")))
     else:
         meta["thresholds"] = None
     meta["eval_command"] = "anoseg eval (for the checkpoint it came from) and `anoseg export` again"
@@ -202,7 +206,9 @@ def prepare(job: PredictJob) -> Prediction:
     notes: list[str] = []
     if masks:
         notes.append(f"skipped {len(masks)} file(s) as masks (named as a dataset's masks), e.g. {masks[0]}")
-    threshold, why = job.threshold, ""
+    threshold, why, point = job.threshold, "", ""
+    if job.threshold is not None and job.operating_point is not None:
+        raise AnosegError("--threshold and --operating-point contradict each other: give one")
     if meta.get("task", ANOMALY) != ANOMALY:
         if job.threshold is not None or job.category is not None:
             notes.append("--threshold and --category are for anomaly models; road/scene models write probabilities "
@@ -213,9 +219,11 @@ def prepare(job: PredictJob) -> Prediction:
         raise AnosegError(f"no decision threshold computed for {meta['source']}: run `{meta['eval_command']}` "
                           "first, or pass --threshold")
     else:
-        threshold, why = meta["thresholds"].pick(job.category)
+        chosen = meta["thresholds"].select(job.operating_point)
+        threshold, why = chosen.pick(job.category)
+        point = chosen.label(job.category)
     batch_size = job.batch_size or DEFAULT_BATCH.get(meta["device"], DEFAULT_BATCH["cpu"])
-    return Prediction(job, run, meta, files, names, out, threshold, why, batch_size, notes)
+    return Prediction(job, run, meta, files, names, out, threshold, why, batch_size, notes, point)
 
 
 def predict(sources: list[Path], **options: Any) -> list[dict]:

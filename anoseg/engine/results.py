@@ -23,11 +23,11 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anoseg.constants import METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
+from anoseg.constants import CHOSEN_ON_TEST, METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import current_umask
 from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
@@ -105,12 +105,20 @@ def completed_results(run: Path, default_only: bool = False) -> list[Path]:
                   and (not default_only or DEFAULT_RESULT.fullmatch(p.name)))
 
 
+#: What a thresholds.json without operating points (written before they existed) holds: test-set pixel F1-max.
+LEGACY_RULE = "pixel F1-max"
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """The pixel F1-max thresholds ``anoseg eval`` found for one checkpoint.
+    """The decision thresholds ``anoseg eval`` fixed for one checkpoint: one operating point's, per category.
 
     ``categories`` maps each evaluated category to its threshold (a probability in [0, 1]); ``mean`` is their mean
-    (the threshold of a unified model when the image's category is unknown).
+    (the threshold of a unified model when the image's category is unknown). ``point`` names the operating point
+    (``pixel_f1max``, ``image_fpr@0.01``...; None in files older than operating points, which held the test-set
+    pixel F1-max), ``rule`` says it in words, ``chosen_on`` maps each category to the split its threshold was chosen
+    on (``validation`` or ``test (oracle)``), and ``points`` holds every operating point the eval stored
+    (thresholds.json's ``operating_points``), for ``select``.
     """
 
     source: Path  # the eval folder
@@ -118,6 +126,29 @@ class Thresholds:
     weights_sha256: str
     categories: dict[str, float]
     mean: float | None
+    point: str | None = None
+    rule: str = LEGACY_RULE
+    chosen_on: dict[str, str] = field(default_factory=dict)
+    points: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def label(self, category: str | None = None) -> str:
+        """``image FPR ≤ 1 % on validation``: the operating point and where ``category``'s threshold was chosen
+        (None: the categories' splits, joined with `` + `` where they differ)."""
+        if category is not None and category in self.chosen_on:
+            where = self.chosen_on[category]
+        else:
+            where = " + ".join(dict.fromkeys(self.chosen_on.values())) or CHOSEN_ON_TEST
+        return f"{self.rule} on {where}"
+
+    def select(self, name: str | None) -> Thresholds:
+        """The thresholds of the stored operating point ``name`` (None: these). Raises ``AnosegError`` naming
+        ``--operating-point`` when the eval stored no such point."""
+        if name is None or name == self.point:
+            return self
+        if name not in self.points:
+            raise AnosegError(f"--operating-point {name}: the eval of epoch {self.epoch} ({self.source}) stored "
+                              f"{', '.join(self.points) or 'no operating points (run `anoseg eval` again)'}")
+        return _from_point(self.source, self.epoch, self.weights_sha256, name, self.points)
 
     def pick(self, category: str | None) -> tuple[float, str]:
         """The threshold for ``category`` (None: unknown) and a sentence saying which threshold it is and why.
@@ -129,14 +160,35 @@ class Thresholds:
             if category not in self.categories:
                 raise AnosegError(f"--category {category}: the {where} has thresholds for "
                                   f"{', '.join(self.categories) or 'no category'}")
-            return self.categories[category], f"the pixel F1-max threshold of {category} from the {where}"
+            return self.categories[category], f"the {self.rule} threshold of {category} from the {where}"
         if len(self.categories) == 1:
             (name, value), = self.categories.items()
-            return value, f"the pixel F1-max threshold of {name} (the only category evaluated) from the {where}"
+            return value, f"the {self.rule} threshold of {name} (the only category evaluated) from the {where}"
         if self.mean is None:
             raise AnosegError(f"the {where} found no pixel threshold (no defect pixels in the test split)")
-        return self.mean, (f"the mean of the {len(self.categories)} per-category pixel F1-max thresholds from the "
+        return self.mean, (f"the mean of the {len(self.categories)} per-category {self.rule} thresholds from the "
                            f"{where}; give --category for that category's own threshold")
+
+
+def _from_point(source: Path, epoch: int | None, weights: str, name: str, points: dict[str, dict[str, Any]]
+                ) -> Thresholds:
+    point = points[name]
+    return Thresholds(source, epoch, weights, {k: float(v) for k, v in (point.get("categories") or {}).items()},
+                      point.get("mean"), name, str(point.get("rule") or name), dict(point.get("chosen_on") or {}),
+                      points)
+
+
+def thresholds_from_document(doc: dict[str, Any], source: Path, weights: str) -> Thresholds:
+    """A thresholds.json document (or an export sidecar's threshold keys, same layout) as ``Thresholds``: its
+    ``operating_point`` (the deployed one) when it names one, else its ``categories`` as the test-set pixel F1-max
+    thresholds of older files."""
+    points = doc.get("operating_points") or {}
+    name = (doc.get("operating_point") or {}).get("name")
+    if name in points:
+        return _from_point(source, doc.get("epoch"), weights, name, points)
+    categories = {k: float(v) for k, v in (doc.get("categories") or {}).items()}
+    return Thresholds(source, doc.get("epoch"), weights, categories, doc.get("mean"),
+                      chosen_on=dict.fromkeys(categories, CHOSEN_ON_TEST))
 
 
 def check_threshold(threshold: float | None) -> None:
@@ -146,13 +198,25 @@ def check_threshold(threshold: float | None) -> None:
 
 
 def thresholds_document(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The ``thresholds.json`` written beside an anomaly ``metrics.json`` (per-category pixel F1-max thresholds)."""
-    categories = {name: values["pixel_threshold"] for name, values in metrics["categories"].items()
-                  if values.get("pixel_threshold") is not None}
+    """The ``thresholds.json`` written beside an anomaly ``metrics.json``: ``categories`` and ``mean`` are the
+    thresholds of the deployed operating point (``operating_point``; the pixel F1-max thresholds when the metrics
+    have no operating points), ``operating_points`` every point's (docs/schemas.md)."""
+    from anoseg.engine.operating import thresholds_points
+
+    points = thresholds_points(metrics.get("operating_points") or [])
+    deployed = metrics.get("deployed_point")
+    if deployed in points:
+        categories = dict(points[deployed]["categories"])
+        point = {"name": deployed, "rule": points[deployed]["rule"], "chosen_on": points[deployed]["chosen_on"]}
+    else:
+        categories = {name: values["pixel_threshold"] for name, values in metrics["categories"].items()
+                      if values.get("pixel_threshold") is not None}
+        point = None
     return {"schema": THRESHOLDS_SCHEMA, "epoch": metrics.get("epoch"), "checkpoint": metrics.get("checkpoint"),
             "checkpoint_sha256": metrics.get("checkpoint_sha256"), "weights_sha256": metrics.get("weights_sha256"),
             "categories": categories,
-            "mean": sum(categories.values()) / len(categories) if categories else None}
+            "mean": sum(categories.values()) / len(categories) if categories else None,
+            "operating_point": point, "operating_points": points}
 
 
 def thresholds_for(run: Path, weights: str) -> Thresholds | None:
@@ -165,8 +229,7 @@ def thresholds_for(run: Path, weights: str) -> Thresholds | None:
         except (OSError, ValueError):
             continue
         if doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:
-            found.append(Thresholds(path.parent, doc.get("epoch"), weights,
-                                    {k: float(v) for k, v in doc.get("categories", {}).items()}, doc.get("mean")))
+            found.append(thresholds_from_document(doc, path.parent, weights))
     return found[-1] if found else None
 
 

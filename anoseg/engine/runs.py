@@ -20,9 +20,10 @@ from typing import Any
 
 from anoseg.constants import METRICS_SCHEMA, RESOLUTIONS
 from anoseg.engine import results
-from anoseg.engine.checkpoint import RunSpec, find_checkpoint, load_checkpoint
+from anoseg.engine.checkpoint import LAST, RunSpec, epoch_path, find_checkpoint, load_checkpoint
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
+from anoseg.paths import selection_path
 
 
 @dataclass(frozen=True)
@@ -37,24 +38,75 @@ class EvalJob(RunSpec):
     batch_size: int = 8
     resolution: str = RESOLUTIONS[0]  # "model": the network's image size (the papers); "native": each mask's own size
     aupro: bool = False  # also pixel AUPRO (MVTec AD's per-region overlap up to FPR 0.3), off the papers' columns
+    select: str | None = None  # "val:<metric>": the kept checkpoint best on the validation split (not with epoch)
+    target_fpr: tuple[str, ...] = ()  # operating points "LEVEL:FRACTION" (anoseg.engine.operating.parse_points)
+    target_recall: tuple[str, ...] = ()
 
 
 def load_run_checkpoint(job: EvalJob, notes: list[str] | None = None) -> tuple[Path, dict]:
-    """The checkpoint an eval job scores (``--epoch``, else the recipe's eval epoch, else the last), checked to hold
-    ``job.model`` with the recipe's number of classes. ``(path, checkpoint)``.
+    """The checkpoint an eval job scores (``--epoch``, else the one ``train --select`` chose (``selection.json``),
+    else the recipe's eval epoch, else the last), checked to hold ``job.model`` with the recipe's number of classes.
+    ``(path, checkpoint)``.
 
     A run that stopped before the eval epoch gives its last checkpoint, with a sentence appended to ``notes``.
     Raises ``AnosegError`` when there is no such checkpoint or it holds another model.
     """
-    epoch = job.epoch if job.epoch is not None else job.recipe.train.eval_epoch
-    path = _checkpoint_for_epoch(job.run, epoch, notes if notes is not None else [])
+    notes = notes if notes is not None else []
+    chosen = read_selection(job.run) if job.epoch is None else None
+    if chosen is not None:
+        path = Path(chosen["path"])
+        notes.append(f"evaluating epoch {chosen['epoch']}, chosen at train time by {chosen['metric']} "
+                     f"({selection_path(job.run).name})")
+    else:
+        epoch = job.epoch if job.epoch is not None else job.recipe.train.eval_epoch
+        path = _checkpoint_for_epoch(job.run, epoch, notes)
     checkpoint = load_checkpoint(path)
+    check_run_checkpoint(job, path, checkpoint)
+    return path, checkpoint
+
+
+def check_run_checkpoint(job: EvalJob, path: Path, checkpoint: dict) -> None:
+    """A checkpoint must hold ``job.model`` with the recipe's number of classes; else ``AnosegError``."""
     if checkpoint["model"] != job.model:
         raise AnosegError(f"{path} holds a {checkpoint['model']} model, not {job.model}")
     if checkpoint["num_classes"] != job.recipe.num_classes:
         raise AnosegError(f"{path} predicts {checkpoint['num_classes']} classes; recipe {job.recipe.name} has "
                           f"{job.recipe.num_classes}")
-    return path, checkpoint
+
+
+def write_selection(run: Path, record: dict[str, Any]) -> Path:
+    """Write a checkpoint-selection record (``metric``, ``epoch``, ``checkpoint`` relative to the run, its
+    ``checkpoint_sha256``, ``values`` per epoch) as ``selection.json``, atomically."""
+    from anoseg.io import write_json
+
+    path = selection_path(run)
+    write_json(path, record)
+    return path
+
+
+def read_selection(run: Path) -> dict[str, Any] | None:
+    """The selection ``train --select`` recorded, with ``path`` (the checkpoint file), or None when there is none or
+    its checkpoint is gone or has changed since (a later training replaced it)."""
+    import json
+
+    try:
+        record = json.loads(selection_path(run).read_text(encoding="utf-8"))
+        path = Path(run) / record["checkpoint"]
+        if path.is_file() and results.file_sha256(path) == record["checkpoint_sha256"]:
+            return {**record, "path": str(path)}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def kept_checkpoints(run: Path) -> list[Path]:
+    """Every checkpoint of a run, by epoch: the kept ``checkpoints/epoch_NNN.pt``, then ``last.pt`` unless its epoch is
+    among them (it holds the same weights). What ``--select`` chooses from."""
+    kept = sorted((Path(run) / "checkpoints").glob("epoch_*.pt"))
+    last = Path(run) / LAST
+    if last.is_file() and epoch_path(run, int(load_checkpoint(last)["epoch"])) not in kept:
+        kept.append(last)
+    return kept
 
 
 def _checkpoint_for_epoch(run: Path, epoch: int | None, notes: list[str]) -> Path:

@@ -36,6 +36,7 @@ from anoseg.report.runs import (
 )
 from anoseg.report.stats import IMAGE_METRICS, run_intervals
 from anoseg.report.tables import (
+    ORACLE_NOTE,
     RUN_KEYS,
     TASK_SPECS,
     Table,
@@ -43,6 +44,7 @@ from anoseg.report.tables import (
     by_defect_tables,
     ci_table,
     cost_table,
+    operating_table,
     per_category_tables,
     run_label,
     split_line,
@@ -137,6 +139,10 @@ def build_report(
     line = split_line(files)
     if line:
         tables[0].captions.append(line)
+    operating = _operating_table(files, data, order)
+    if operating is not None:
+        tables[0].captions.append(ORACLE_NOTE)
+        tables.append(operating)
     if ci:
         tables += _ci_tables(data, spec, order, task, outputs, say)
     per_category = per_category_tables(data, spec, order)
@@ -182,6 +188,14 @@ def _with_columns(spec: TaskSpec, task: str, extra: Sequence[str], say) -> TaskS
         say(f"{task} reports have no column {', '.join(unknown)} (optional columns: {offered}); left out")
     added = {m: spec.optional[m] for m in extra if m in spec.optional}
     return replace(spec, metrics={**spec.metrics, **added}) if added else spec
+
+
+def _operating_table(files: list, data: pd.DataFrame, order: list[str]) -> Table | None:
+    """The operating-point table of the files whose numbers the report shows (the seeds and categories kept)."""
+    shown = set(data["run_dir"])
+    runs = [((f.model, f.mode, f.generator), f.seed, f.operating_points, f.deployed_point) for f in files
+            if str(f.path.parent) in shown and f.operating_points]
+    return operating_table(runs, order)
 
 
 def _ci_tables(data: pd.DataFrame, spec: TaskSpec, order: list[str], task: str, outputs: Path, say) -> list[Table]:

@@ -105,7 +105,7 @@ def render_markdown(
         to_markdown(tables[0]).rstrip(),
     ]
     for table in tables:
-        if table.kind == "ci":
+        if table.kind in ("operating", "ci"):
             parts += [f"## {escape_md(table.title)}", to_markdown(table).rstrip()]
     per_category = [t for t in tables if t.kind == "per_category"]
     if per_category:
@@ -155,6 +155,9 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
     ci = next((t for t in report.tables if t.kind == "ci"), None)
     if ci is not None:
         named["_ci"] = ci
+    operating = next((t for t in report.tables if t.kind == "operating"), None)
+    if operating is not None:
+        named["_operating"] = operating
     if fmt == "csv":
         for suffix, table in named.items():
             path = base.with_name(f"{base.name}{suffix}.csv")
@@ -174,6 +177,7 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
                 "cost": _table_json(cost) if cost is not None else None,
                 "ci": _table_json(ci) if ci is not None else None,
                 **({"by_defect": {k: _table_json(t) for k, t in by_defect.items()}} if by_defect else {}),
+                "operating_points": _table_json(operating) if operating is not None else None,
                 "figures": [p.relative_to(out.parent).as_posix() for p in report.paths],
                 "warnings": report.warnings,
             },

@@ -73,6 +73,8 @@ class MetricsFile:
     weights_sha256: str | None = None
     by_defect: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # category → type → metric
     split: dict[str, Any] | None = None  # the split prepare used (None: not recorded, files before it was)
+    operating_points: list[dict[str, Any]] = field(default_factory=list)  # per-category entries (docs/schemas.md)
+    deployed_point: str | None = None
 
     @property
     def mode(self) -> str:
@@ -149,7 +151,33 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         weights_sha256=raw.get("weights_sha256") if isinstance(raw.get("weights_sha256"), str) else None,
         by_defect=by_defect,
         split=split,
+        operating_points=_operating_points(raw.get("operating_points")),
+        deployed_point=raw.get("deployed_point") if isinstance(raw.get("deployed_point"), str) else None,
     )
+
+
+def _operating_points(value: Any) -> list[dict[str, Any]]:
+    """The per-category entries of metrics.json's ``operating_points`` (the ``mean`` entries are recomputed over the
+    report's categories); files written before operating points have none. ``ValueError`` for a malformed list."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise ValueError("'operating_points' is not a list of objects")
+    entries = []
+    for entry in value:
+        if entry.get("category") == "mean":
+            continue
+        for key in ("name", "category", "rule", "chosen_on"):
+            if not isinstance(entry.get(key), str):
+                raise ValueError(f"an operating point has no {key!r}")
+        for level in ("image", "pixel"):
+            if not isinstance(entry.get(level), dict):
+                raise ValueError(f"operating point {entry['name']!r} has no {level!r} results")
+            for name, number in entry[level].items():
+                _number(number, f"operating point {entry['name']}.{level}.{name}")
+        _number(entry.get("threshold"), f"operating point {entry['name']}.threshold")
+        entries.append(entry)
+    return entries
 
 
 def _number(value: Any, where: str) -> float | None:

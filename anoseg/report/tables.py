@@ -513,3 +513,79 @@ def cost_table(bench: dict) -> Table:
     )
     false = pd.DataFrame(False, index=frame.index, columns=frame.columns)
     return Table("Cost", frame, false, false.copy(), decimals, [caption], kind="cost")
+
+
+#: The operating-point table's columns: (level, key in metrics.json) → (title, scale, decimals).
+OPERATING_COLUMNS = {
+    (None, "threshold"): ("Threshold", 1.0, 4),
+    ("image", "tp"): ("Parts TP", 1.0, 1),
+    ("image", "fp"): ("Parts FP", 1.0, 1),
+    ("image", "tn"): ("Parts TN", 1.0, 1),
+    ("image", "fn"): ("Parts FN", 1.0, 1),
+    ("image", "precision"): ("Image precision", 100.0, 2),
+    ("image", "recall"): ("Image recall", 100.0, 2),
+    ("image", "f1"): ("Image F1", 100.0, 2),
+    ("image", "fpr"): ("Image FPR", 100.0, 2),
+    ("pixel", "precision"): ("Pixel precision", 100.0, 2),
+    ("pixel", "recall"): ("Pixel recall", 100.0, 2),
+    ("pixel", "f1"): ("Pixel F1", 100.0, 2),
+    ("pixel", "iou"): ("Pixel IoU", 100.0, 2),
+    ("pixel", "mean_iou"): ("Pixel IoU per image", 100.0, 2),
+    ("pixel", "fpr"): ("Pixel FPR", 100.0, 2),
+}
+OPERATING_CAPTION = (
+    "Test results at thresholds fixed beforehand (docs/operating-points.md), in % except the threshold and the "
+    "counts. Chosen on: validation = the threshold was fixed on the validation split; test (oracle) = on the test "
+    "images it is judged on, an upper bound no deployment reaches (the F1-max and IoU columns of the summary are "
+    "such oracles too). Parts TP/FP/TN/FN: defective parts flagged / good parts flagged / good parts passed / "
+    "defective parts missed, summed over the categories (a part is flagged when any pixel is >= the threshold); "
+    "rates and thresholds are unweighted means over the categories. * = the point predict and export use."
+)
+
+
+def operating_table(runs: list[tuple[tuple, int, list[dict], str | None]], order: list[str]) -> Table | None:
+    """The operating points of each run: one row per (run, point), mean over the categories in ``order`` (their
+    entries' mean by ``anoseg.engine.operating.mean_points``), then over seeds. ``runs`` holds, per evaluated file
+    group, ``(run key (model, mode, generator), seed, per-category entries, deployed point name)``. None when no
+    run has operating points (evals older than them)."""
+    from anoseg.engine.operating import mean_points
+
+    by_run: dict[tuple, dict[int, list[dict]]] = {}
+    deployed: dict[tuple, str | None] = {}
+    for key, seed, entries, point in runs:
+        kept = [e for e in entries if e["category"] in order]
+        if kept:
+            by_run.setdefault(key, {}).setdefault(seed, []).extend(kept)
+            deployed[key] = deployed.get(key) or point
+    if not by_run:
+        return None
+    rows, index = [], []
+    for key in sorted(by_run, key=lambda k: run_rank(*k)):
+        seeds = by_run[key]
+        means = {seed: {m["name"]: m for m in mean_points(entries)} for seed, entries in seeds.items()}
+        names = list(dict.fromkeys(name for found in means.values() for name in found))
+        for name in names:
+            found = [m[name] for m in means.values() if name in m]
+            row = {}
+            for (level, field_name), (title, scale, _) in OPERATING_COLUMNS.items():
+                values = [(m if level is None else m[level]).get(field_name) for m in found]
+                values = [v for v in values if v is not None]
+                row[title] = scale * sum(values) / len(values) if values else float("nan")
+            rows.append(row)
+            first = found[0]
+            label = first["rule"] + (" *" if name == deployed.get(key) else "")
+            index.append((run_label(*key), label, first["chosen_on"]))
+    frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["Run", "Operating point", "Chosen on"]))
+    seeded = any(len(s) > 1 for s in by_run.values())
+    decimals = {title: digits if scale != 1.0 or field_name == "threshold" or seeded else 0
+                for (_, field_name), (title, scale, digits) in OPERATING_COLUMNS.items()}  # one seed: whole counts
+    frame = frame.apply(lambda c: c.round(decimals[c.name]))
+    false = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    captions = [OPERATING_CAPTION + (" With seeds: the mean over seeds." if seeded else "")]
+    return Table("Operating points", frame, false, false.copy(), decimals, captions, kind="operating")
+
+
+#: Added under the summary of a report with operating points: its F1-max and IoU columns are oracle numbers.
+ORACLE_NOTE = ("Image/Pixel F1-max and Pixel IoU take the best threshold on the test images themselves (per image "
+               "for IoU): oracle numbers, as the papers report them. The operating points below are test results at "
+               "thresholds fixed beforehand.")

@@ -194,10 +194,11 @@ def test_each_checkpoint_keeps_its_results_and_predict_uses_its_own_threshold(th
 
     images = thin["data"] / "plate" / "test" / "scratch"
     out = cli("predict", "--checkpoint", thin["run"] / "last.pt", images, "--out", tmp_path / "a", "--device", "cpu")
-    assert f"threshold {_threshold_of(thin, 3):.4f}: the mean of the 3 per-category" in out
+    oracle = "(pixel F1-max on test (oracle))"  # no validation split: the threshold is labelled as tuned on test
+    assert f"threshold {_threshold_of(thin, 3):.4f} {oracle}: the mean of the 3 per-category" in out
     out = cli("predict", "--checkpoint", thin["run"] / "checkpoints" / "epoch_003.pt", images, "--out",
               tmp_path / "b", "--device", "cpu", "--category", "tile")  # same weights as last.pt, another file
-    assert f"threshold {_threshold_of(thin, 3, 'tile'):.4f}: the pixel F1-max threshold of tile" in out
+    assert f"threshold {_threshold_of(thin, 3, 'tile'):.4f} {oracle}: the pixel F1-max threshold of tile" in out
     table = pd.read_csv(tmp_path / "b" / "predictions.csv")
     assert np.allclose(table["threshold"], _threshold_of(thin, 3, "tile"))
     cli("predict", "--checkpoint", thin["run"] / "last.pt", images, "--out", tmp_path / "c", "--category", "wood",
