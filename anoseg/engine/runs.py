@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from anoseg.constants import METRICS_SCHEMA, RESOLUTIONS
+from anoseg.constants import METRICS_SCHEMA, PROTOCOLS, RESOLUTIONS
 from anoseg.engine import results
 from anoseg.engine.checkpoint import RunSpec, find_checkpoint, load_checkpoint
 from anoseg.errors import AnosegError
@@ -37,6 +37,11 @@ class EvalJob(RunSpec):
     batch_size: int = 8
     resolution: str = RESOLUTIONS[0]  # "model": the network's image size (the papers); "native": each mask's own size
     aupro: bool = False  # also pixel AUPRO (MVTec AD's per-region overlap up to FPR 0.3), off the papers' columns
+
+    def __post_init__(self) -> None:
+        """The one check of ``--protocol`` (the recipe checks its own ``protocol``)."""
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise AnosegError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
 
 
 def load_run_checkpoint(job: EvalJob, notes: list[str] | None = None) -> tuple[Path, dict]:
