@@ -134,6 +134,36 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     return recipe_from_dict(read_yaml_mapping(path, "recipe"), f"recipe {path}", path)
 
 
+#: Numbers in exponent form that YAML 1.1 (PyYAML) reads as strings: ``1e-6``, ``5E3``, ``1.5e6`` (YAML 1.2 floats).
+_EXPONENT_FLOAT = r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"
+
+
+@cache
+def _yaml_loader():
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that also reads ``1e-6`` as a number, as YAML 1.2 and Python do."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_EXPONENT_FLOAT), list("-+0123456789."))
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read as YAML by ``yaml.safe_load``, except that ``1e-6`` is the number (YAML 1.1 makes it a
+    string, so ``lr: 1e-6`` in a recipe and ``--set train.lr=1e-6`` would be refused as "not a number").
+
+    Example:
+        >>> load_yaml("lr: 1e-6\nepochs: 12\nname: 1e3x")
+        {'lr': 1e-06, 'epochs': 12, 'name': '1e3x'}
+    """
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass: no arbitrary objects
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """The mapping of settings in the YAML file ``path`` (empty file: ``{}``).
 
@@ -145,7 +175,7 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise AnosegError(f"{what} file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise AnosegError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):

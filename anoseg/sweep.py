@@ -226,9 +226,11 @@ def build_spec(file: dict[str, Any], given: dict[str, Any], settings: dict[str, 
 def parse_assignments(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
     """``--set KEY=VALUE`` options → (constant settings, grid axes). A key given twice or more becomes an axis.
 
-    Values are read as YAML scalars/lists (``2`` → int, ``[hflip]`` → list).
+    Values are read as YAML scalars/lists (``2`` → int, ``1e-6`` → float, ``[hflip]`` → list; ``recipes.load_yaml``).
     """
     import yaml
+
+    from anoseg.recipes import load_yaml
 
     values: dict[str, list[Any]] = {}
     for item in items:
@@ -236,7 +238,7 @@ def parse_assignments(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, t
         if not sep or not key.strip():
             raise AnosegError(f"--set expects KEY=VALUE (e.g. train.epochs=4), not {item!r}")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError:
             raise AnosegError(f"--set {item!r}: the value is not valid YAML") from None
         values.setdefault(key.strip(), []).append(value)
