@@ -3,7 +3,7 @@
 A recipe is validated when it is made and frozen after. Every change to one, a command-line option (``train
 --lr``) or a sweep's ``--set train.lr=...``, goes through ``Recipe.override``: the new values are written into the
 recipe's settings under their dotted keys and the whole is validated again exactly as a YAML file is
-(``recipe_from_dict``), so a value refused in a file is refused everywhere, with the same message naming the key.
+(``_from_dict``), so a value refused in a file is refused everywhere, with the same message naming the key.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Recipe:
         for key, value in changes.items():
             set_dotted(raw, key, value)
         shown = ", ".join(f"{key}={_shown(value)}" for key, value in changes.items())
-        return recipe_from_dict(raw, f"recipe {self.name} with {shown}", self.source)
+        return dataclasses.replace(_from_dict(raw, f"{self.name} with {shown}"), source=self.source)
 
     def generated_dir(self, generator: str | None = None) -> Path | None:
         """The default folder of a generator's pairs, or None for generator ``none``."""
@@ -131,7 +131,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         if not found:
             raise AnosegError(f"unknown recipe {str(name_or_path)!r}; choose one of: {', '.join(list_recipes())}")
         path = found[0]
-    return recipe_from_dict(read_yaml_mapping(path, "recipe"), f"recipe {path}", path)
+    return _from_dict(read_yaml_mapping(path, "recipe"), path)
 
 
 #: Numbers in exponent form that YAML 1.1 (PyYAML) reads as strings: ``1e-6``, ``5E3``, ``1.5e6`` (YAML 1.2 floats).
@@ -156,7 +156,7 @@ def load_yaml(text: str) -> Any:
     string, so ``lr: 1e-6`` in a recipe and ``--set train.lr=1e-6`` would be refused as "not a number").
 
     Example:
-        >>> load_yaml("lr: 1e-6\nepochs: 12\nname: 1e3x")
+        >>> load_yaml("{lr: 1e-6, epochs: 12, name: 1e3x}")
         {'lr': 1e-06, 'epochs': 12, 'name': '1e3x'}
     """
     import yaml
@@ -192,7 +192,7 @@ def _shown(value: Any) -> str:
 
 def recipe_values(recipe: Recipe) -> dict[str, Any]:
     """The settings of ``recipe`` as a recipe file holds them (plain lists, numbers and strings; no ``source``):
-    ``recipe_from_dict(recipe_values(r), ...) == r``, and ``yaml.safe_dump`` writes them as a recipe file."""
+    read back (``load_recipe`` of the file ``yaml.safe_dump`` writes) they give ``recipe`` again."""
     import json
 
     values = dataclasses.asdict(recipe)
@@ -216,36 +216,32 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
-def recipe_from_dict(raw: Mapping[str, Any], where: str, source: Path | None = None) -> Recipe:
-    """The recipe a file's settings ``raw`` describe, validated (the one way a recipe is made from values).
-
-    ``where`` starts each error (``"recipe recipes/demo.yaml"``); ``source`` is recorded in the recipe. Raises
-    ``AnosegError`` in one line naming the setting: unknown keys, wrong types or ranges, contradictions.
-    """
+def _from_dict(raw: dict[str, Any], path: Path | str) -> Recipe:
+    """The recipe the settings ``raw`` describe, validated: the one way a recipe is made from values (a file's, or
+    the settings of ``Recipe.override``). ``path`` names them in errors (``recipe <path>: ...``) and becomes the
+    recipe's ``source``. Raises ``AnosegError`` in one line naming the setting."""
     raw = dict(raw)
     train_raw = raw.pop("train", {})
     if train_raw is None:
         train_raw = {}
     if not isinstance(train_raw, dict):
-        raise AnosegError(f"{where}: train must be a mapping of settings")
-    train_raw = dict(train_raw)
+        raise AnosegError(f"recipe {path}: train must be a mapping of settings")
     normalize = raw.pop("normalize", None)
     if normalize:
         if not isinstance(normalize, dict) or set(normalize) != {"mean", "std"}:
-            raise AnosegError(f"{where}: normalize must be a mapping with mean and std")
+            raise AnosegError(f"recipe {path}: normalize must be a mapping with mean and std")
         raw.update(mean=normalize["mean"], std=normalize["std"])
     known = {f.name for f in dataclasses.fields(Recipe)} - {"train", "source"}
     known_train = {f.name for f in dataclasses.fields(TrainSettings)}
-    unknown = [*sorted(map(str, set(raw) - known)),
-               *(f"train.{k}" for k in sorted(map(str, set(train_raw) - known_train)))]
+    unknown = sorted(set(raw) - known) + [f"train.{k}" for k in sorted(set(train_raw) - known_train)]
     if unknown:
-        raise AnosegError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+        raise AnosegError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
     if isinstance(raw.get("image_size"), int) and not isinstance(raw["image_size"], bool):
         raw["image_size"] = [raw["image_size"]] * 2  # `image_size: 256` means 256×256
     if isinstance(train_raw.get("crop_size"), int) and not isinstance(train_raw["crop_size"], bool):
         train_raw["crop_size"] = [train_raw["crop_size"]] * 2
-    recipe = _validate({**raw, "train": train_raw}, where)
-    return dataclasses.replace(recipe, source=source)
+    recipe = _validate({**raw, "train": train_raw}, path)
+    return dataclasses.replace(recipe, source=path)
 
 
 def non_finite(values: Any, where: str = "") -> tuple[str, float] | None:
@@ -291,9 +287,9 @@ def check_values(kind: type, values: Mapping[str, Any], where: str):
         raise AnosegError(f"{where}: {key}: {first['msg'].lower()}, got {first['input']!r}{more}") from None
 
 
-def _validate(values: dict[str, Any], where: str) -> Recipe:
+def _validate(values: dict[str, Any], path: Path | str) -> Recipe:
     """Check every value against the dataclass annotations (``check_values``), then the rules across settings."""
-    recipe = check_values(Recipe, values, where)
+    recipe = check_values(Recipe, values, f"recipe {path}")
     problems = []
     if recipe.task not in TASKS:
         problems.append(f"task must be one of {', '.join(TASKS)}, not {recipe.task!r}")
@@ -310,5 +306,5 @@ def _validate(values: dict[str, Any], where: str) -> Recipe:
     if len(recipe.class_names) != recipe.num_classes:
         problems.append(f"class_names has {len(recipe.class_names)} names for {recipe.num_classes} classes")
     if problems:
-        raise AnosegError(f"{where}: {'; '.join(problems)}")
+        raise AnosegError(f"recipe {path}: {'; '.join(problems)}")
     return recipe
