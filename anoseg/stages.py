@@ -4,11 +4,12 @@ and the sweep it starts) print; the engine returns data or raises ``AnosegError`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anoseg.constants import ALL_CATEGORIES, ANOMALY, PIXEL_AUPRO
 from anoseg.errors import AnosegError
@@ -23,6 +24,7 @@ from anoseg.jobs import (
     PredictJob,
     PrepareJob,
     ReportJob,
+    RunsJob,
     SweepJob,
     SynthJob,
     TrainRunsJob,
@@ -34,6 +36,8 @@ from anoseg.recipes import Recipe
 if TYPE_CHECKING:
     from anoseg.engine.predict import PredictResult
     from anoseg.report import Report
+
+T = TypeVar("T")
 
 
 def run_synth(job: SynthJob) -> dict[str, Path]:
@@ -147,6 +151,17 @@ def training_runs(recipe: Recipe, categories: tuple[str, ...] | None) -> list[st
     return list(categories)
 
 
+def engine_jobs(kind: type[T], job: RunsJob, **values: Any) -> list[T]:
+    """One engine job of ``kind`` (``TrainJob``, ``EvalJob``) per run of ``job.categories`` (``training_runs``),
+    made and so checked before any work: every field ``job`` and ``kind`` share carries over by name (no hand copy:
+    a new option is a field of both), with ``category``, the recipe's generator and ``values`` (the fields named
+    otherwise, e.g. ``resume_epochs``)."""
+    shared = {f.name for f in dataclasses.fields(kind)} & {f.name for f in dataclasses.fields(job)}
+    carried = {name: getattr(job, name) for name in shared}
+    return [kind(**carried, category=category, generator=job.recipe.generator, **values)
+            for category in training_runs(job.recipe, job.categories)]
+
+
 def run_train(job: TrainRunsJob) -> list[Path]:
     """Train one model per run of ``job.categories`` (``all`` = unified, else a category); return the run folders.
 
@@ -157,12 +172,7 @@ def run_train(job: TrainRunsJob) -> list[Path]:
     from anoseg.models import model_spec
 
     recipe = job.recipe
-    runs = [TrainJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator,
-                     output=job.output, device=job.device, devices=job.devices, precision=job.precision,
-                     seed=job.seed, backbone_weights=job.backbone_weights, resume=job.resume, fresh=job.fresh,
-                     resume_epochs=job.epochs, paper_numerics=job.paper_numerics, compile=job.compile,
-                     logger=job.logger)
-            for category in training_runs(recipe, job.categories)]  # each job checks its values (TrainJob)
+    runs = engine_jobs(TrainJob, job, resume_epochs=job.epochs)  # each checks its values (TrainJob)
     model_spec(job.model)  # an unknown name fails before any data work
     resolve_device(job.device, job.devices)  # the machine's context: CUDA present, enough GPUs
     check_prepared(job.output, recipe.name, recipe.generator)
@@ -191,10 +201,8 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     resolve_device(job.device)
     check_prepared(job.output, recipe.name, recipe.generator)
     results = []
-    for category in training_runs(recipe, job.categories):
-        run = EvalJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator, output=job.output,
-                      device=job.device, epoch=job.epoch, protocol=job.protocol, save_scores=job.save_scores,
-                      overlays=job.overlays, seed=job.seed, resolution=job.resolution, aupro=job.aupro)
+    for run in engine_jobs(EvalJob, job):
+        category = run.category
         console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         with _progress_bar() as progress:
             results.append(evaluate(run, progress))

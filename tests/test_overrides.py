@@ -241,3 +241,51 @@ def test_a_valid_sweep_file_with_every_key_expands(tmp_path):
     cells = [line for line in result.output.splitlines() if line.startswith("[")]
     assert len(cells) == 4 and "[train.lr=0.001]" in cells[-1]
     assert not any("--save-scores" in line for line in result.output.splitlines())
+
+
+# ---- a command's options reach the engine job by name, none dropped ---------------------------------------------
+
+def _non_default(field) -> object:
+    """A value for ``field`` that differs from its default (so a dropped field shows)."""
+    if field.type in ("bool",):
+        return True
+    if field.name in ("device",):
+        return "cpu"
+    return {"output": Path("elsewhere"), "seed": 7, "devices": 2, "precision": "32-true", "backbone_weights": "x.pt",
+            "epochs": 9, "logger": "tensorboard", "epoch": 3, "protocol": "lfd-compat", "overlays": 0,
+            "resolution": "native"}.get(field.name)
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_every_option_of_a_command_reaches_its_engine_job(command):
+    import dataclasses
+
+    from anoseg import jobs
+    from anoseg.engine.runs import EvalJob
+    from anoseg.engine.train import TrainJob
+
+    kind, engine_kind = {"train": (jobs.TrainRunsJob, TrainJob), "eval": (jobs.EvalRunsJob, EvalJob)}[command]
+    recipe = load_recipe("demo").override({"generator": "perlin"})
+    given = {f.name: _non_default(f) for f in dataclasses.fields(kind)
+             if f.name not in ("recipe", "model", "categories") and _non_default(f) is not None}
+    if command == "train":
+        given["fresh"] = False  # --resume with --fresh is refused
+    job = kind(recipe, "lednet", categories=("disk", "mesh"), **given)
+    runs = stages.engine_jobs(engine_kind, job, **({"resume_epochs": job.epochs} if command == "train" else {}))
+    assert [r.category for r in runs] == ["disk", "mesh"] and all(r.generator == "perlin" for r in runs)
+    shared = {f.name for f in dataclasses.fields(engine_kind)} & set(given)
+    assert len(shared) >= (10 if command == "train" else 7)
+    for run in runs:
+        assert (run.recipe, run.model) == (recipe, "lednet")
+        assert {name: getattr(run, name) for name in shared} == {name: given[name] for name in shared}
+
+
+def test_engine_jobs_check_their_own_values():
+    from anoseg.engine.runs import EvalJob
+    from anoseg.engine.train import TrainJob
+
+    recipe = load_recipe("demo")
+    with pytest.raises(AnosegError, match="--resume and --fresh contradict"):
+        TrainJob(recipe, "lfd", resume=True, fresh=True)
+    with pytest.raises(AnosegError, match="--protocol must be one of"):
+        EvalJob(recipe, "lfd", protocol="strict")
