@@ -174,8 +174,9 @@ def run_bench(models: list[str], size: tuple[int, int], device: str = "auto", *,
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.paths import bench_path
 
-    if any(s % SIZE_MULTIPLE for s in size):
-        raise AnosegError(f"--size {size[0]} {size[1]}: both sides must be multiples of {SIZE_MULTIPLE}")
+    if len(size) != 2 or any(s < SIZE_MULTIPLE or s % SIZE_MULTIPLE for s in size):
+        raise AnosegError(f"--size {' '.join(map(str, size))}: both sides must be positive multiples of "
+                          f"{SIZE_MULTIPLE}")
     target = resolve_device(device)
     rows = []
     for name in models:

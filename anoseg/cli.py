@@ -7,7 +7,6 @@ Heavy packages (torch, anomalib, pandas) are imported inside the commands so tha
 from __future__ import annotations
 
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -61,17 +60,13 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-# ---- option types: each rule is checked where the value enters, and --help shows it ------------------------------
+# ---- option types: a value's rule is checked once, by its owner (the recipe, the job, the engine), never here too --
 
 class DeviceType(click.ParamType):
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, the same in every command (presence of CUDA is checked on use)."""
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` in --help; the name and the presence of CUDA are checked on use
+    (``anoseg.engine.checkpoint.resolve_device``; a sweep by ``anoseg.sweep``)."""
 
     name = "auto|cpu|cuda|cuda:N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-            return value
-        self.fail(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N", param, ctx)
 
 
 class FiniteFloat(click.FloatRange):
@@ -82,14 +77,6 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
-
-
-def _size_multiple(ctx, param, value):
-    """``--image-size``/``--size``: both sides positive multiples of ``SIZE_MULTIPLE`` (every segmenter's strides)."""
-    if value and any(side < SIZE_MULTIPLE or side % SIZE_MULTIPLE for side in value):
-        raise click.BadParameter(f"{value[0]} {value[1]}: both sides must be positive multiples of {SIZE_MULTIPLE}",
-                                 ctx, param)
-    return value
 
 
 def _known_layout(ctx, param, value):
@@ -127,10 +114,12 @@ category_option = click.option(
     help="`all` (one unified model), one category, or a comma list (one model each). Default: the recipe's mode.")
 
 
-def _load(recipe: str, **overrides):
+def _load(recipe: str, settings: dict[str, object] | None = None):
+    """The recipe with the options given (dotted recipe keys; a None value: not given) applied by ``Recipe.override``,
+    which validates them as a recipe file is validated."""
     from anoseg.recipes import load_recipe
 
-    return load_recipe(recipe).override(**overrides)
+    return load_recipe(recipe).override({key: value for key, value in (settings or {}).items() if value is not None})
 
 
 def _csv(value: str | None, option: str | None = None) -> tuple[str, ...] | None:
@@ -206,7 +195,7 @@ def prepare(ctx, recipe, data_root, generated, generator, category, output, seed
         generator = generated.name
     if layout and ctx.get_parameter_source("recipe") is click.core.ParameterSource.DEFAULT:
         recipe = layout  # every layout has a recipe of its name (recipes/<layout>.yaml)
-    rec = _load(recipe, data_root=data_root, generator=generator, layout=layout)
+    rec = _load(recipe, {"data_root": data_root, "generator": generator, "layout": layout})
     run_prepare(PrepareJob(rec, output=output, generated=generated, categories=_csv(category, "--category"),
                            strict=not lenient,
                            mask_threshold=mask_threshold, drop_empty_generated=drop_empty_generated, dry_run=dry_run))
@@ -221,7 +210,7 @@ def init(data_root, layout) -> None:
     from anoseg.jobs import InitJob
     from anoseg.stages import run_init
 
-    run_init(InitJob(_load(layout, data_root=data_root, layout=layout)))
+    run_init(InitJob(_load(layout, {"data_root": data_root, "layout": layout})))
 
 
 def _train_options(func):
@@ -232,7 +221,7 @@ def _train_options(func):
         click.option("--batch-size", type=click.IntRange(min=1), help="Default: the recipe's (8)."),
         click.option("--lr", type=FiniteFloat(min=0, min_open=True),
                      help="Initial learning rate (cosine decay per iteration). Default: 0.01."),
-        click.option("--image-size", type=int, nargs=2, callback=_size_multiple,
+        click.option("--image-size", type=int, nargs=2,
                      help=f"H W of the network input, multiples of {SIZE_MULTIPLE}. Default: the recipe's."),
         device_option,
         click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
@@ -276,9 +265,10 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
     from anoseg.jobs import TrainRunsJob
     from anoseg.stages import run_train
 
-    rec = _load(recipe, generator=generator, image_size=tuple(image_size) if image_size else None,
-                train__epochs=epochs, train__batch_size=batch_size, train__lr=lr, train__workers=workers,
-                train__augment=tuple(_csv(augment)) if augment else None)
+    rec = _load(recipe, {"generator": generator, "image_size": list(image_size) if image_size else None,
+                         "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+                         "train.workers": workers,
+                         "train.augment": list(_csv(augment, "--augment")) if augment else None})
     run_train(TrainRunsJob(rec, model_name, categories=_csv(category, "--category"), output=output, seed=seed,
                            device=device,
                            devices=devices, precision=precision, backbone_weights=backbone_weights,
@@ -295,7 +285,7 @@ def train(recipe, model_name, category, generator, output, seed, epochs, batch_s
 @device_option
 @click.option("--epoch", type=click.IntRange(min=1),
               help="Checkpoint epoch to evaluate. Default: the recipe's eval_epoch, else the last.")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), help="Mask protocol. Default: the recipe's.")
+@click.option("--protocol", metavar="|".join(PROTOCOLS), help="Mask protocol. Default: the recipe's.")
 @click.option("--save-scores", is_flag=True, help="Also write scores/<category>.npz (maps, masks, images).")
 @click.option("--overlays", type=click.IntRange(min=0), default=4, show_default=True,
               help="Overlay PNGs per category (0 = none).")
@@ -318,7 +308,7 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
     from anoseg.jobs import EvalRunsJob
     from anoseg.stages import run_eval
 
-    run_eval(EvalRunsJob(_load(recipe, generator=generator), model_name, categories=_csv(category, "--category"),
+    run_eval(EvalRunsJob(_load(recipe, {"generator": generator}), model_name, categories=_csv(category, "--category"),
                          output=output,
                          seed=seed, device=device, epoch=epoch, protocol=protocol, save_scores=save_scores,
                          overlays=overlays, resolution=resolution, aupro=aupro, select=select,
@@ -331,7 +321,7 @@ def eval_(recipe, model_name, category, generator, output, device, epoch, protoc
               help="A checkpoint written by `anoseg train`.")
 @click.option("--model-file", type=click.Path(path_type=Path, dir_okay=False),
               help="An exported .onnx file (instead of --checkpoint).")
-@click.option("--threshold", type=FiniteFloat(0, 1), help="Decision threshold in [0, 1]. Default: the threshold of "
+@click.option("--threshold", type=float, help="Decision threshold in [0, 1]. Default: the threshold of "
               "the operating point `anoseg eval` fixed for this checkpoint (see --operating-point).")
 @click.option("--category", help="The images' category: a unified model then uses that category's threshold.")
 @click.option("--operating-point", metavar="NAME",
@@ -384,7 +374,7 @@ def report(output, dataset, out, fmt, no_figures, aupro, ci, by) -> None:
 
 @main.command()
 @click.option("--model", "model_names", help="Comma list of models. Default: every registered model.")
-@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True, callback=_size_multiple,
+@click.option("--size", type=int, nargs=2, default=(256, 256), show_default=True,
               help=f"Input H W (multiples of {SIZE_MULTIPLE}).")
 @device_option
 @click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
@@ -422,7 +412,7 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
     from anoseg.jobs import GenerateJob
     from anoseg.stages import run_generate
 
-    run_generate(GenerateJob(_load(recipe, data_root=data_root), method, categories=_csv(category, "--category"),
+    run_generate(GenerateJob(_load(recipe, {"data_root": data_root}), method, categories=_csv(category, "--category"),
                              count=count,
                              out=out, seed=seed, textures=textures, overwrite=overwrite))
 
@@ -431,7 +421,7 @@ def generate(method, recipe, data_root, category, count, out, seed, textures, ov
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="A checkpoint of `anoseg train`.")
 @click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), default="onnx", show_default=True)
-@click.option("--image-size", type=int, nargs=2, callback=_size_multiple,
+@click.option("--image-size", type=int, nargs=2,
               help=f"Input H W, multiples of {SIZE_MULTIPLE}. Default: the size the model was trained at.")
 @click.option("--dynamic", is_flag=True, help=f"Dynamic batch and spatial axes (sides multiples of {SIZE_MULTIPLE}).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),

@@ -98,3 +98,5 @@ PRECISION_AUTO = "auto"
 #: ``auto`` and Lightning's precision names (lightning.fabric's ``_PRECISION_INPUT_STR``), spelled out to keep
 #: imports light.
 PRECISIONS = (PRECISION_AUTO, "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+#: ``--device`` names (a full match): CUDA's presence is checked where a device is used (``resolve_device``).
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"

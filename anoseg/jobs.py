@@ -58,7 +58,9 @@ class InitJob:
 @dataclass(frozen=True)
 class RunsJob:
     """What names the run folders of ``model`` (one per entry of ``categories``; None = the recipe's mode) and
-    where they run: shared by ``train`` and ``eval``."""
+    where they run: shared by ``train`` and ``eval``. A field of the same name in the engine job (``TrainJob``,
+    ``EvalJob``) is carried over by name (``stages.engine_jobs``), never copied by hand; the recipe carries every
+    recipe setting (``Recipe.override``), so it is not a field here."""
 
     recipe: Recipe
     model: str

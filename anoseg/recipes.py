@@ -1,12 +1,18 @@
 """Recipes: one YAML per dataset family (``recipes/*.yaml``) with its layout, roots, categories and training defaults.
 
-Command-line options override recipe values through ``Recipe.override``; nothing else reads the YAML files.
+A recipe is validated when it is made and frozen after. Every change to one, a command-line option (``train
+--lr``) or a sweep's ``--set train.lr=...``, goes through ``Recipe.override``: the new values are written into the
+recipe's settings under their dotted keys and the whole is validated again exactly as a YAML file is
+(``_from_dict``), so a value refused in a file is refused everywhere, with the same message naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,22 +95,31 @@ class Recipe:
     options: dict[str, Any] = field(default_factory=dict)  # layout-specific settings (e.g. KITTI folds)
     train: TrainSettings = field(default_factory=TrainSettings)
     split: SplitSettings = field(default_factory=SplitSettings)  # anomaly data: validation part, real defects used
-    source: Path | None = None  # the YAML file this came from
+    source: Path | None = field(default=None, compare=False)  # the YAML file this came from (not a setting)
 
-    def override(self, **values: Any) -> Recipe:
-        """A copy with the given fields replaced; ``None`` values are ignored. ``train__epochs=5`` sets train.epochs."""
-        top: dict[str, Any] = {}
-        train: dict[str, Any] = {}
-        for key, value in values.items():
-            if value is None:
-                continue
-            if key.startswith("train__"):
-                train[key.removeprefix("train__")] = value
-            else:
-                top[key] = value
-        if train:
-            top["train"] = dataclasses.replace(self.train, **train)
-        return dataclasses.replace(self, **top)
+    def override(self, settings: Mapping[str, Any] | None = None, /, **values: Any) -> Recipe:
+        """A new recipe with some settings replaced, validated exactly as a recipe file is.
+
+        ``settings`` maps dotted keys (``"train.lr"``, ``"image_size"``) to values as a YAML file holds them
+        (``None`` is YAML's ``null``; ``image_size: 64`` means 64×64, as in a file). Keyword ``values`` are the same
+        with ``__`` for the dot (``train__lr=1e-3``); there a ``None`` means "not given" and is skipped. The result
+        equals the recipe loaded from a file holding the same values. Raises ``AnosegError`` in one line naming the
+        key for an unknown setting or a value a recipe file could not hold (``train.lr`` below ``train.min_lr``).
+
+        Example:
+            >>> recipe = load_recipe("demo").override({"train.lr": 0.02}, train__epochs=2)
+            >>> recipe.train.lr, recipe.train.epochs
+            (0.02, 2)
+        """
+        changes = dict(settings or {})
+        changes.update({key.replace("__", "."): value for key, value in values.items() if value is not None})
+        if not changes:
+            return self
+        raw = recipe_values(self)
+        for key, value in changes.items():
+            set_dotted(raw, key, value)
+        shown = ", ".join(f"{key}={_shown(value)}" for key, value in changes.items())
+        return dataclasses.replace(_from_dict(raw, f"{self.name} with {shown}"), source=self.source)
 
     def generated_dir(self, generator: str | None = None) -> Path | None:
         """The default folder of a generator's pairs, or None for generator ``none``."""
@@ -127,7 +142,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """Load a recipe by name (``mvtec_ad``) or from a YAML path.
 
     Example:
-        >>> load_recipe("demo").override(train__epochs=2).train.epochs
+        >>> load_recipe("demo").override({"train.epochs": 2}).train.epochs
         2
     """
 
@@ -138,6 +153,36 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
             raise AnosegError(f"unknown recipe {str(name_or_path)!r}; choose one of: {', '.join(list_recipes())}")
         path = found[0]
     return _from_dict(read_yaml_mapping(path, "recipe"), path)
+
+
+#: Numbers in exponent form that YAML 1.1 (PyYAML) reads as strings: ``1e-6``, ``5E3``, ``1.5e6`` (YAML 1.2 floats).
+_EXPONENT_FLOAT = r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"
+
+
+@cache
+def _yaml_loader():
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that also reads ``1e-6`` as a number, as YAML 1.2 and Python do."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_EXPONENT_FLOAT), list("-+0123456789."))
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read as YAML by ``yaml.safe_load``, except that ``1e-6`` is the number (YAML 1.1 makes it a
+    string, so ``lr: 1e-6`` in a recipe and ``--set train.lr=1e-6`` would be refused as "not a number").
+
+    Example:
+        >>> load_yaml("{lr: 1e-6, epochs: 12, name: 1e3x}")
+        {'lr': 1e-06, 'epochs': 12, 'name': '1e3x'}
+    """
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass: no arbitrary objects
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
@@ -151,7 +196,7 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise AnosegError(f"{what} file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise AnosegError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -159,7 +204,43 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     return raw
 
 
-def _from_dict(raw: dict[str, Any], path: Path) -> Recipe:
+def _shown(value: Any) -> str:
+    """A value as the user wrote it: ``seas``, ``0.02``, ``[64, 64]``."""
+    import json
+
+    return str(value) if isinstance(value, str | Path) else json.dumps(value, default=str)
+
+
+def recipe_values(recipe: Recipe) -> dict[str, Any]:
+    """The settings of ``recipe`` as a recipe file holds them (plain lists, numbers and strings; no ``source``):
+    read back (``load_recipe`` of the file ``yaml.safe_dump`` writes) they give ``recipe`` again."""
+    import json
+
+    values = dataclasses.asdict(recipe)
+    values.pop("source")
+    return json.loads(json.dumps(values, default=str))
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` (dotted: ``train.lr``) in the nested settings ``raw``; a mapping value is merged key by key
+    (``train={"lr": 0.1}`` changes ``train.lr`` only). Raises ``AnosegError`` when a part of the key is not a group."""
+    if isinstance(value, Mapping) and value and isinstance(raw.get(key), dict):
+        for inner, inner_value in value.items():
+            set_dotted(raw[key], str(inner), inner_value)
+        return
+    node = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise AnosegError(f"override {key}: {part!r} is not a group of settings")
+    node[last] = value
+
+
+def _from_dict(raw: dict[str, Any], path: Path | str) -> Recipe:
+    """The recipe the settings ``raw`` describe, validated: the one way a recipe is made from values (a file's, or
+    the settings of ``Recipe.override``). ``path`` names them in errors (``recipe <path>: ...``) and becomes the
+    recipe's ``source``. Raises ``AnosegError`` in one line naming the setting."""
     raw = dict(raw)
     train_raw = raw.pop("train", {})
     if train_raw is None:
@@ -191,23 +272,52 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Recipe:
     return dataclasses.replace(recipe, source=path)
 
 
-def _validate(values: dict[str, Any], path: Path) -> Recipe:
-    """Check every value against the dataclass annotations (types and ranges) with pydantic.
+def non_finite(values: Any, where: str = "") -> tuple[str, float] | None:
+    """``(dotted key, value)`` of the first nan or infinite number in the nested settings ``values``, else None."""
+    if isinstance(values, float) and not math.isfinite(values):
+        return where, values
+    items = values.items() if isinstance(values, Mapping) else enumerate(values) if isinstance(values, list | tuple) \
+        else ()
+    for key, value in items:
+        found = non_finite(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
-    Validation is strict as in JSON: "12" is not an int and 1.5 is not one either; a YAML list fills a tuple.
+
+@cache
+def _adapter(kind: type):
+    import pydantic
+
+    return pydantic.TypeAdapter(kind)
+
+
+def check_values(kind: type, values: Mapping[str, Any], where: str):
+    """``values`` validated against the annotations of the dataclass ``kind`` (types and ranges) with pydantic.
+
+    Validation is strict as in JSON: "12" is not an int and 1.5 is not one either; a YAML list fills a tuple, and
+    nan or infinite numbers are refused. Raises ``AnosegError`` ``"<where>: <key>: <problem>, got <value>"`` for the
+    first problem (with the count of the others).
     """
     import json
 
     import pydantic
 
+    bad = non_finite(values)
+    if bad is not None:
+        raise AnosegError(f"{where}: {bad[0]}: must be a finite number, got {bad[1]!r}")
     try:
-        text = json.dumps(values, default=str)
-        recipe = pydantic.TypeAdapter(Recipe).validate_json(text, strict=True)
+        return _adapter(kind).validate_json(json.dumps(values, default=str), strict=True)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        key = ".".join(str(part) for part in first["loc"])
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise AnosegError(f"recipe {path}: {where}: {first['msg'].lower()}, got {first['input']!r}{more}") from None
+        raise AnosegError(f"{where}: {key}: {first['msg'].lower()}, got {first['input']!r}{more}") from None
+
+
+def _validate(values: dict[str, Any], path: Path | str) -> Recipe:
+    """Check every value against the dataclass annotations (``check_values``), then the rules across settings."""
+    recipe = check_values(Recipe, values, f"recipe {path}")
     problems = []
     if recipe.task not in TASKS:
         problems.append(f"task must be one of {', '.join(TASKS)}, not {recipe.task!r}")

@@ -4,11 +4,12 @@ and the sweep it starts) print; the engine returns data or raises ``AnosegError`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anoseg.constants import ALL_CATEGORIES, ANOMALY, PIXEL_AUPRO
 from anoseg.errors import AnosegError
@@ -23,17 +24,20 @@ from anoseg.jobs import (
     PredictJob,
     PrepareJob,
     ReportJob,
+    RunsJob,
     SweepJob,
     SynthJob,
     TrainRunsJob,
 )
 from anoseg.log import console, warn
-from anoseg.paths import DEFAULT_SEED, data_report_path, manifest_path
+from anoseg.paths import data_report_path, manifest_path
 from anoseg.recipes import Recipe
 
 if TYPE_CHECKING:
     from anoseg.engine.predict import PredictResult
     from anoseg.report import Report
+
+T = TypeVar("T")
 
 
 def run_synth(job: SynthJob) -> dict[str, Path]:
@@ -147,6 +151,17 @@ def training_runs(recipe: Recipe, categories: tuple[str, ...] | None) -> list[st
     return list(categories)
 
 
+def engine_jobs(kind: type[T], job: RunsJob, **values: Any) -> list[T]:
+    """One engine job of ``kind`` (``TrainJob``, ``EvalJob``) per run of ``job.categories`` (``training_runs``),
+    made and so checked before any work: every field ``job`` and ``kind`` share carries over by name (no hand copy:
+    a new option is a field of both), with ``category``, the recipe's generator and ``values`` (the fields named
+    otherwise, e.g. ``resume_epochs``)."""
+    shared = {f.name for f in dataclasses.fields(kind)} & {f.name for f in dataclasses.fields(job)}
+    carried = {name: getattr(job, name) for name in shared}
+    return [kind(**carried, category=category, generator=job.recipe.generator, **values)
+            for category in training_runs(job.recipe, job.categories)]
+
+
 def run_train(job: TrainRunsJob) -> list[Path]:
     """Train one model per run of ``job.categories`` (``all`` = unified, else a category); return the run folders.
 
@@ -156,23 +171,18 @@ def run_train(job: TrainRunsJob) -> list[Path]:
     from anoseg.engine.train import TrainJob, train
     from anoseg.models import model_spec
 
-    if job.resume and job.fresh:
-        raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
+    recipe = job.recipe
+    runs = engine_jobs(TrainJob, job, resume_epochs=job.epochs)  # each checks its values (TrainJob)
+    model_spec(job.model)  # an unknown name fails before any data work
+    resolve_device(job.device, job.devices)  # the machine's context: CUDA present, enough GPUs
+    check_prepared(job.output, recipe.name, recipe.generator)
     if job.download_weights:  # an environment variable reaches DDP worker processes too (anoseg.models.weights)
         os.environ["ANOSEG_DOWNLOAD_WEIGHTS"] = "1"
-    recipe = job.recipe
-    model_spec(job.model)  # an unknown name fails before any data work
-    resolve_device(job.device, job.devices)
-    check_prepared(job.output, recipe.name, recipe.generator)
     if job.select is not None:
         _check_validation(job.select, recipe, job.output)
     done = []
-    for category in training_runs(recipe, job.categories):
-        run = TrainJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator,
-                       output=job.output, device=job.device, devices=job.devices, precision=job.precision,
-                       seed=job.seed, backbone_weights=job.backbone_weights, resume=job.resume, fresh=job.fresh,
-                       resume_epochs=job.epochs, paper_numerics=job.paper_numerics, compile=job.compile,
-                       logger=job.logger)
+    for run in runs:
+        category = run.category
         console.print(f"[bold]train[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         done.append(train(run))
         console.print(f"  checkpoints: {done[-1]}")
@@ -230,11 +240,8 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
                               "chooses it on the validation split")
         _check_validation(job.select, recipe, job.output)
     results = []
-    for category in training_runs(recipe, job.categories):
-        run = EvalJob(recipe=recipe, model=job.model, category=category, generator=recipe.generator, output=job.output,
-                      device=job.device, epoch=job.epoch, protocol=job.protocol, save_scores=job.save_scores,
-                      overlays=job.overlays, seed=job.seed, resolution=job.resolution, aupro=job.aupro,
-                      select=job.select, target_fpr=job.target_fpr, target_recall=job.target_recall)
+    for run in engine_jobs(EvalJob, job):
+        category = run.category
         console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
         with _progress_bar() as progress:
             results.append(evaluate(run, progress))
@@ -429,26 +436,21 @@ def run_sweep(job: SweepJob) -> dict | None:
     """Expand the sweep (the sweep file's values, overridden by the job's), then print its cells and commands
     (``dry_run``) or run them (``anoseg.sweep.run_sweep``) and return the summary.
 
-    Raises ``AnosegError`` for seeds that are not whole numbers or more local jobs than CUDA devices.
+    Raises ``AnosegError`` for a value the sweep file or the options cannot hold (``anoseg.sweep.sweep_settings``,
+    ``Recipe.override`` for ``--set``), seeds that are not whole numbers, or more local jobs than CUDA devices.
     """
-    from anoseg.sweep import EngineOptions, SweepSpec, dry_run_lines, expand, load_sweep_file, parse_assignments
+    from anoseg.sweep import EngineOptions, build_spec, dry_run_lines, expand, load_sweep_file, parse_assignments
     from anoseg.sweep import run_sweep as sweep
 
     raw = load_sweep_file(job.sweep_file) if job.sweep_file else {}
     settings, grid = parse_assignments(job.assignments)
     try:
-        seeds = tuple(int(s) for s in (job.seeds or raw.get("seeds", [DEFAULT_SEED])))
-    except (TypeError, ValueError):
-        raise AnosegError("seeds must be whole numbers, e.g. --seed 0,1") from None
-    spec = SweepSpec(
-        name=job.name or raw.get("name") or "sweep", recipe=job.recipe or raw.get("recipe") or "demo",
-        models=tuple(job.models or raw.get("models") or ()), generators=tuple(job.generators or
-                                                                          raw.get("generators") or ()),
-        categories=tuple(job.categories or raw.get("categories") or ()) or None, seeds=seeds,
-        settings={**(raw.get("set") or {}), **settings},
-        grid={**{k: tuple(v) for k, v in (raw.get("grid") or {}).items()}, **grid},
-        device=job.device or raw.get("device") or "auto",
-        backbone_weights=str(raw.get("backbone_weights", "imagenet")), save_scores=bool(raw.get("save_scores", True)))
+        seeds = [int(s) for s in job.seeds] if job.seeds else None
+    except ValueError:
+        raise AnosegError(f"seeds must be whole numbers, e.g. --seed 0,1; not {','.join(job.seeds)!r}") from None
+    spec = build_spec(raw, {"name": job.name, "recipe": job.recipe, "models": job.models, "seeds": seeds,
+                            "generators": job.generators, "categories": job.categories, "device": job.device},
+                      settings, grid)
     plan = expand(spec, job.output)
     if job.dry_run:
         for line in dry_run_lines(plan):

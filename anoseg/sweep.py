@@ -18,6 +18,7 @@ Design (see docs/sweep.md):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -30,16 +31,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from anoseg.constants import ALL_CATEGORIES, ANOMALY, METRICS_FILE, SWEEP_SCHEMA
+from annotated_types import Ge, Le, MinLen
+
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, DEVICE_PATTERN, METRICS_FILE, SWEEP_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import write_json
 from anoseg.paths import DEFAULT_SEED, manifest_path, run_dir, sweep_dir
 
 DONE, SKIPPED, FAILED, RUNNING = "done", "skipped", "failed", "running"
-SWEEP_KEYS = {"name", "recipe", "models", "generators", "categories", "seeds", "set", "grid", "device",
-              "backbone_weights", "save_scores"}
 
 
 @dataclass(frozen=True)
@@ -148,30 +149,88 @@ def cell_commands(cell: Cell, spec: SweepSpec, *, resume: bool = False, device: 
 
 # ---- the sweep specification ----------------------------------------------------------------------------------------
 
+Name = Annotated[str, MinLen(1)]
+Seed = Annotated[int, Ge(0), Le(2**32 - 1)]  # what `anoseg train --seed` takes
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """What a sweep YAML may hold (each key optional; ``SWEEP_KEYS``). ``sweep_settings`` checks a file's values,
+    and the command line's, against these annotations as a recipe's are checked (``anoseg.recipes.check_values``):
+    a list where a list is meant (``models: lfd`` is refused, ``models: [lfd]`` is right), whole-number seeds."""
+
+    name: Name | None = None
+    recipe: Name | None = None
+    models: tuple[Name, ...] | None = None
+    generators: tuple[Name, ...] | None = None
+    categories: tuple[Name, ...] | None = None
+    seeds: tuple[Seed, ...] | None = None
+    set: dict[str, Any] | None = None  # recipe overrides for every cell (dotted keys), checked by Recipe.override
+    grid: dict[str, Annotated[list[Any], MinLen(1)]] | None = None  # each key's list: one more grid axis
+    device: str | None = None
+    backbone_weights: Name | None = None
+    save_scores: bool | None = None
+
+
+SWEEP_KEYS = {f.name for f in dataclasses.fields(SweepFile)}
+
+
+def sweep_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` (a sweep file's, or the command line's under the same keys) checked against ``SweepFile``; returns
+    them. Raises ``AnosegError`` ``"<where>: <key>: <problem>"`` in one line: an unknown key, a wrong type or range,
+    a device that is not auto, cpu, cuda or cuda:N, a name that is not a plain folder name."""
+    import re
+
+    from anoseg.recipes import check_values
+
+    unknown = sorted(map(str, set(values) - SWEEP_KEYS))
+    if unknown:
+        raise AnosegError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SWEEP_KEYS))}")
+    checked = check_values(SweepFile, values, where)
+    if checked.device is not None and not re.fullmatch(DEVICE_PATTERN, checked.device):
+        raise AnosegError(f"{where}: device: {checked.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if checked.name is not None and (checked.name in (".", "..") or re.search(r"[/\\]", checked.name)):
+        raise AnosegError(f"{where}: name: {checked.name!r} must be a plain folder name (records go to "
+                          "<output>/sweeps/NAME)")
+    return values
+
+
 def load_sweep_file(path: Path) -> dict[str, Any]:
-    """Read a sweep YAML (keys: ``SWEEP_KEYS``) into a dict; one-line errors for a missing file or bad keys."""
+    """Read a sweep YAML into a dict of its settings (``SweepFile``), checked by ``sweep_settings``; ``name``
+    defaults to the file's stem. Raises ``AnosegError`` in one line naming the file and the key."""
     from anoseg.recipes import read_yaml_mapping
 
-    raw = read_yaml_mapping(path, "sweep")
-    unknown = sorted(set(raw) - SWEEP_KEYS)
-    if unknown:
-        raise AnosegError(f"sweep {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SWEEP_KEYS))}")
-    for key in ("set", "grid"):
-        if not isinstance(raw.get(key) or {}, dict):
-            raise AnosegError(f"sweep {path}: {key!r} must map setting names to values")
-    for key, values in (raw.get("grid") or {}).items():
-        if not isinstance(values, list) or not values:
-            raise AnosegError(f"sweep {path}: grid.{key} must be a non-empty list of values")
+    raw = sweep_settings(read_yaml_mapping(path, "sweep"), f"sweep {path}")
     raw.setdefault("name", path.stem)
     return raw
+
+
+def build_spec(file: dict[str, Any], given: dict[str, Any], settings: dict[str, Any],
+               grid: dict[str, tuple[Any, ...]]) -> SweepSpec:
+    """The sweep to run: the command line's values ``given`` (``SweepFile`` keys; None = not given, checked by
+    ``sweep_settings``) over the sweep file's ``file`` (from ``load_sweep_file``), over the defaults; ``settings``
+    and ``grid`` (from ``--set``) over the file's ``set`` and ``grid``."""
+    given = sweep_settings({k: v for k, v in given.items() if v is not None}, "sweep options")
+    merged = {**file, **given}
+    return SweepSpec(
+        name=merged.get("name") or "sweep", recipe=merged.get("recipe") or "demo",
+        models=tuple(merged.get("models") or ()), generators=tuple(merged.get("generators") or ()),
+        categories=tuple(merged.get("categories") or ()) or None,
+        seeds=tuple(merged["seeds"]) if merged.get("seeds") is not None else (DEFAULT_SEED,),
+        settings={**(file.get("set") or {}), **settings},
+        grid={**{k: tuple(v) for k, v in (file.get("grid") or {}).items()}, **grid},
+        device=merged.get("device") or "auto", backbone_weights=merged.get("backbone_weights") or "imagenet",
+        save_scores=merged.get("save_scores") is not False)
 
 
 def parse_assignments(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
     """``--set KEY=VALUE`` options → (constant settings, grid axes). A key given twice or more becomes an axis.
 
-    Values are read as YAML scalars/lists (``2`` → int, ``[hflip]`` → list).
+    Values are read as YAML scalars/lists (``2`` → int, ``1e-6`` → float, ``[hflip]`` → list; ``recipes.load_yaml``).
     """
     import yaml
+
+    from anoseg.recipes import load_yaml
 
     values: dict[str, list[Any]] = {}
     for item in items:
@@ -179,23 +238,13 @@ def parse_assignments(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, t
         if not sep or not key.strip():
             raise AnosegError(f"--set expects KEY=VALUE (e.g. train.epochs=4), not {item!r}")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError:
             raise AnosegError(f"--set {item!r}: the value is not valid YAML") from None
         values.setdefault(key.strip(), []).append(value)
     settings = {k: v[0] for k, v in values.items() if len(v) == 1}
     grid = {k: tuple(v) for k, v in values.items() if len(v) > 1}
     return settings, grid
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    node = raw
-    *parents, last = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise AnosegError(f"override {key}: {part!r} is not a group of settings")
-    node[last] = value
 
 
 def _tag(overrides: dict[str, Any]) -> str:
@@ -208,10 +257,8 @@ def expand(spec: SweepSpec, output: Path, cwd: Path | None = None) -> Plan:
     Every override is applied and validated here (unknown settings, bad values and unknown models fail before any
     work starts). Raises ``AnosegError`` for bad input.
     """
-    import yaml
-
     from anoseg.models import model_builder
-    from anoseg.recipes import _from_dict, load_recipe
+    from anoseg.recipes import load_recipe
 
     cwd = (cwd or Path.cwd()).resolve()
     output = output if output.is_absolute() else cwd / output
@@ -223,26 +270,14 @@ def expand(spec: SweepSpec, output: Path, cwd: Path | None = None) -> Plan:
     for model in spec.models:
         model_builder(model)  # an unknown name fails here, before any work
     records = sweep_dir(output, spec.name)
-    raw_base = yaml.safe_load(base.source.read_text(encoding="utf-8")) if base.source else {}
     axes = list(spec.grid.items())
     variants = []
     for combo in itertools.product(*[values for _, values in axes]) if axes else [()]:
         varying = {key: value for (key, _), value in zip(axes, combo, strict=True)}
         overrides = {**spec.settings, **varying}
         tag = _tag(varying)
-        recipe_file = None
-        recipe = base
-        if overrides:
-            raw = json.loads(json.dumps(raw_base))  # a deep copy of plain YAML data
-            for key, value in overrides.items():
-                _set_dotted(raw, key, value)
-            recipe_file = records / "recipes" / f"{tag or 'recipe'}.yaml"
-            try:
-                recipe = _from_dict(raw, recipe_file)
-            except (TypeError, ValueError) as exc:
-                raise AnosegError(f"sweep override(s) {_tag(overrides)}: {exc}") from None
-        if not isinstance(recipe.train.epochs, int) or recipe.train.epochs < 1:
-            raise AnosegError(f"sweep variant {tag or 'base'}: train.epochs must be a whole number ≥ 1")
+        recipe = base.override(overrides)  # validated as a recipe file is (the same path as `train --lr`)
+        recipe_file = records / "recipes" / f"{tag or 'recipe'}.yaml" if overrides else None
         variants.append(Variant(
             tag=tag, recipe=str(recipe_file) if recipe_file else spec.recipe, recipe_file=recipe_file,
             overrides=overrides, output=output / tag if tag else output, dataset=recipe.name,
@@ -259,23 +294,21 @@ def expand(spec: SweepSpec, output: Path, cwd: Path | None = None) -> Plan:
 
 
 def write_recipes(plan: Plan) -> None:
-    """Write each variant's derived recipe (the base recipe's YAML with its overrides), atomically."""
+    """Write each variant's derived recipe (the base recipe with its overrides, as ``Recipe.override`` made it),
+    atomically; ``anoseg train --recipe`` reads back the same recipe."""
     import yaml
 
     from anoseg.io import atomic_open
-    from anoseg.recipes import load_recipe
+    from anoseg.recipes import load_recipe, recipe_values
 
     base = load_recipe(plan.spec.recipe)
-    raw_base = yaml.safe_load(base.source.read_text(encoding="utf-8")) if base.source else {}
     for variant in plan.variants:
         if variant.recipe_file is None:
             continue
-        raw = json.loads(json.dumps(raw_base))
-        for key, value in variant.overrides.items():
-            _set_dotted(raw, key, value)
+        values = recipe_values(base.override(variant.overrides))
         with atomic_open(variant.recipe_file, "w", encoding="utf-8") as handle:
             handle.write(f"# {plan.spec.recipe} with {_tag(variant.overrides)} (written by anoseg sweep)\n")
-            yaml.safe_dump(raw, handle, sort_keys=False)
+            yaml.safe_dump(values, handle, sort_keys=False)
 
 
 # ---- what is already there ------------------------------------------------------------------------------------------

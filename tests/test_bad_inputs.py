@@ -94,7 +94,7 @@ CASES = [
     ("train-device-tpu-fresh", [*TRAIN, "--device", "tpu", "--fresh"], None, 2, "--device"),
     ("train-absent-gpu-fresh", [*TRAIN, "--device", "cuda:99", "--fresh"], None, 2, "cuda:99"),
     ("train-image-size-100", [*TRAIN, "--image-size", "100", "100", "--fresh"], None, 2, "multiples of 32"),
-    ("train-image-size-0", [*TRAIN, "--image-size", "0", "64", "--fresh"], None, 2, "--image-size"),
+    ("train-image-size-0", [*TRAIN, "--image-size", "0", "64", "--fresh"], None, 2, "image_size"),
     ("train-lr-nan", [*TRAIN, "--lr", "nan", "--fresh"], None, 2, "--lr"),
     ("train-lr-negative", [*TRAIN, "--lr", "-1", "--fresh"], None, 2, "--lr"),
     ("train-seed-negative", [*TRAIN, "--seed", "-1", "--fresh"], None, 2, "--seed"),

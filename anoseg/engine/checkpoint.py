@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from anoseg.constants import ALL_CATEGORIES, CHECKPOINT_FORMAT, NO_GENERATOR
+from anoseg.constants import ALL_CATEGORIES, CHECKPOINT_FORMAT, DEVICE_PATTERN, NO_GENERATOR
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
 from anoseg.paths import DEFAULT_SEED, run_dir
@@ -125,7 +125,7 @@ def resolve_device(device: str, devices: int = 1) -> torch.device:
     """
     import re
 
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+    if not isinstance(device, str) or not re.fullmatch(DEVICE_PATTERN, device):
         raise AnosegError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

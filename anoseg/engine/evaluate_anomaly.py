@@ -33,7 +33,6 @@ from anoseg.constants import (
     NATIVE_RESOLUTION,
     PIXEL_AUPRO,
     PIXEL_LEVEL,
-    PROTOCOLS,
     SPLIT_VAL,
     THRESHOLDS_FILE,
 )
@@ -159,8 +158,6 @@ def setup(job: EvalJob, progress: Progress | None = None) -> Scoring:
     checkpoint (``--select``: the kept one best on validation, ``select_checkpoint``) and its model."""
     recipe = job.recipe
     protocol = job.protocol or recipe.protocol
-    if protocol not in PROTOCOLS:
-        raise AnosegError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     metric = parse_select(job.select)
     if metric is not None and job.epoch is not None:
         raise AnosegError("--select and --epoch contradict each other: --epoch names the checkpoint, --select "

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from anoseg.constants import METRICS_SCHEMA, RESOLUTIONS
+from anoseg.constants import METRICS_SCHEMA, PROTOCOLS, RESOLUTIONS
 from anoseg.engine import results
 from anoseg.engine.checkpoint import LAST, RunSpec, epoch_path, find_checkpoint, load_checkpoint
 from anoseg.errors import AnosegError
@@ -41,6 +41,11 @@ class EvalJob(RunSpec):
     select: str | None = None  # "val:<metric>": the kept checkpoint best on the validation split (not with epoch)
     target_fpr: tuple[str, ...] = ()  # operating points "LEVEL:FRACTION" (anoseg.engine.operating.parse_points)
     target_recall: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """The one check of ``--protocol`` (the recipe checks its own ``protocol``)."""
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise AnosegError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
 
 
 def load_run_checkpoint(job: EvalJob, notes: list[str] | None = None) -> tuple[Path, dict]:

@@ -57,6 +57,12 @@ class TrainJob(RunSpec):
     compile: bool = False  # torch.compile the model (opt-in: compiling costs more than a short run saves)
     logger: str = "csv"  # "csv", or "tensorboard" (CSV as well); per-iteration loss, lr, images/s
 
+    def __post_init__(self) -> None:
+        """The one check of ``--resume`` with ``--fresh`` (every caller builds a job before anything is touched)."""
+        if self.resume and self.fresh:
+            raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh "
+                              "replaces it")
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bf16 natively: a CUDA GPU with bf16, or a CPU with AMX / AVX-512 BF16 (oneDNN)."""
@@ -114,8 +120,6 @@ def train(job: TrainJob) -> Path:
     (see ``anoseg.engine.rundir``). Raises ``AnosegError`` (user errors, a non-finite loss) and ``Interrupted``
     (Ctrl-C), both saying what was kept.
     """
-    if job.resume and job.fresh:
-        raise AnosegError("--resume and --fresh contradict each other: --resume continues the run, --fresh replaces it")
     device = resolve_device(job.device, job.devices)  # a wrong or absent device fails before anything is touched
     precision = resolve_precision(job.precision, device, job.paper_numerics)  # refuses --paper-numerics + bf16
     if not job.resume:  # a resumed run keeps the precision it was trained with (_prepare_run_dir)

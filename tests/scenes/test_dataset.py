@@ -72,7 +72,7 @@ def test_augmented_samples_have_the_crop_size_and_only_known_labels(tmp_path):
 
 def test_cityscapes_targets_are_train_ids_and_custom_ignore_index(tmp_path):
     root = make_cityscapes(tmp_path / "cs")
-    recipe = load_recipe("cityscapes").override(data_root=root, ignore_index=-1, train__augment=(),
+    recipe = load_recipe("cityscapes").override(data_root=root, ignore_index=254, train__augment=(),
                                                 train__crop_size=SCENE_SIZE)
     frame, _ = build_scene_manifest(recipe)
     rows = frame[frame["split"] == "train"].reset_index(drop=True)
@@ -80,12 +80,12 @@ def test_cityscapes_targets_are_train_ids_and_custom_ignore_index(tmp_path):
     from PIL import Image
 
     expected = cityscapes_train_ids(np.asarray(Image.open(rows.loc[0, "mask"]))).astype(np.int64)
-    expected[expected == 255] = -1
+    expected[expected == 255] = 254
     assert torch.equal(target, torch.from_numpy(expected))
     with pytest.raises(AnosegError, match="vflip"):
         scene_train_dataset(rows, recipe.override(train__augment=("vflip",)))
     with pytest.raises(AnosegError, match="crop_size"):
-        scene_train_dataset(rows, recipe.override(train=recipe.train.__class__(crop_size=None)))
+        scene_train_dataset(rows, recipe.override({"train.crop_size": None}))
 
 
 def test_dense_logits_pads_to_a_multiple_of_32_and_crops_back():
