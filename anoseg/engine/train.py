@@ -27,10 +27,12 @@ from anoseg.engine import curves, rundir
 from anoseg.engine.checkpoint import (
     LAST,
     RunSpec,
+    device_kind,
     epoch_path,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
+    training_precision,
 )
 from anoseg.errors import AnosegError, Interrupted
 from anoseg.io import write_json
@@ -201,6 +203,7 @@ def setup(state: RunState, rows) -> Trainer:
     # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
     meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
                                 else weights_provenance(model, job.backbone_weights))
+    meta["device_kind"] = _device_history(previous["meta"] if previous else None, device_kind(fabric.device))
     return Trainer(fabric, model, wrapped, optimizer, criterion.to(fabric.device), dataset, loader, batches,
                    batches * settings.epochs, meta)
 
@@ -299,7 +302,7 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
             raise AnosegError(f"--resume: no interrupted run in {job.run}")
         previous = load_checkpoint(last)
         if job.precision == PRECISION_AUTO:
-            job = dataclasses.replace(job, precision=previous["meta"].get("precision", "32-true"))
+            job = dataclasses.replace(job, precision=training_precision(previous["meta"]))
         if previous["model"] != job.model or previous["num_classes"] != job.recipe.num_classes:
             raise AnosegError(f"--resume: {last} holds a {previous['model']} model, not {job.model}")
         plan = rundir.plan_resume(previous, _meta(job, rows), job.resume_epochs, last)
@@ -332,6 +335,15 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
         state.rollback()
         raise AnosegError(f"cannot create {checkpoints}: {exc.strerror}; choose a writable --output") from None
     return state
+
+
+def _device_history(previous: dict[str, Any] | None, kind: str) -> str:
+    """``meta.device_kind`` of a run continuing on a device of ``kind``: ``kind``, or the earlier kinds and this one
+    joined with `` + `` when a resumed run moved machines (``unrecorded`` for a start older than the field)."""
+    if previous is None:
+        return kind
+    kinds = str(previous.get("device_kind") or "unrecorded").split(" + ")
+    return " + ".join(kinds if kind in kinds else [*kinds, kind])
 
 
 def _stop_if_not_finite(loss: torch.Tensor, fabric, state: RunState, epoch: int, step: int, lr: float) -> None:

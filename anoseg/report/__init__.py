@@ -25,7 +25,15 @@ from anoseg.log import warn
 from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures, loss_curve_figures
 from anoseg.report.render import Report, print_report, render_markdown, write_tables
-from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, select_seeds, tidy
+from anoseg.report.runs import (
+    category_order,
+    find_datasets,
+    find_metrics,
+    precision_warnings,
+    run_rank,
+    select_seeds,
+    tidy,
+)
 from anoseg.report.stats import IMAGE_METRICS, run_intervals
 from anoseg.report.tables import (
     RUN_KEYS,
@@ -104,7 +112,7 @@ def build_report(
     spec = _with_columns(TASK_SPECS[task], task, extra_metrics, say)
     data, duplicates = tidy(files, outputs)
     data, seed_warnings = select_seeds(data)
-    for message in duplicates + seed_warnings:
+    for message in duplicates + seed_warnings + precision_warnings(data):
         say(message)
     order = category_order(files, categories)
     if categories and spec.summary_category is not None:
