@@ -74,13 +74,17 @@ def resolve_precision(precision: str, device: torch.device, paper_numerics: bool
     without bf16, else ``32-true``; always ``32-true`` with ``paper_numerics``. Other names are returned as given.
 
     Raises ``AnosegError`` for another precision than ``32-true`` with ``paper_numerics`` (the authors trained in
-    fp32: the pair would record numerics that are neither).
+    fp32: the pair would record numerics that are neither), and for ``16-mixed`` off CUDA (Lightning would train in
+    bf16 instead, and the run would record a precision it did not use).
     """
     if paper_numerics:
         if precision not in (PRECISION_AUTO, "32-true"):
             raise AnosegError(f"--paper-numerics trains in fp32 as the authors did; drop --precision {precision} or "
                               "use --precision 32-true")
         return "32-true"
+    if precision == "16-mixed" and device.type != "cuda":
+        raise AnosegError(f"--precision 16-mixed (fp16 autocast) needs a CUDA GPU, not {device.type}; use "
+                          "--precision bf16-mixed or 32-true")
     if precision != PRECISION_AUTO:
         return precision
     if native_bf16(device):
@@ -187,10 +191,13 @@ def setup(state: RunState, rows) -> Trainer:
                                 weight_decay=settings.weight_decay, **_sgd_implementation(fast, fabric.device))
     if previous is not None:
         model.load_state_dict(previous["state_dict"])
-        optimizer.load_state_dict(previous["optimizer"])
     criterion = build_loss(job.model, thresh=settings.ohem_thresh, min_kept=settings.ohem_min_kept,
                            class_weights=settings.class_weights, ignore_index=recipe.ignore_index)
     wrapped, optimizer = fabric.setup(model, optimizer)
+    if previous is not None:
+        # after setup: load_state_dict puts the momentum buffers on the parameters' device, now the GPU's (loaded
+        # before, they stayed on the CPU, where a CUDA step cannot use them)
+        optimizer.load_state_dict(previous["optimizer"])
     if job.compile:
         wrapped = torch.compile(wrapped)
     loader = _loader(dataset, job, state.start_epoch, fabric)

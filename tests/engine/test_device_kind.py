@@ -1,4 +1,4 @@
-"""Provenance of a run's numerics: the device kind string, and where a run records it (checkpoint meta, metrics.json)."""
+"""Provenance of a run's numerics: the device kind string, and where a run records it (checkpoint meta, metrics)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import torch
 import anoseg.engine.checkpoint as checkpoint_module
 from anoseg.engine.checkpoint import LAST, device_kind, load_checkpoint
 from anoseg.engine.evaluate import EvalJob, evaluate
-from anoseg.engine.train import TrainJob, _device_history, train
+from anoseg.engine.train import TrainJob, _device_history, resolve_precision, train
+from anoseg.errors import AnosegError
 from anoseg.paths import eval_dir
 from anoseg.recipes import load_recipe
 
-XEON = {"model name": "Intel(R) Xeon(R)   Platinum 8481C", "flags": "fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile"}
+XEON = {"model name": "Intel(R) Xeon(R)   Platinum 8481C", "flags": "fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile"}
 ZEN5 = {"model name": "AMD EPYC 9B45", "flags": "fpu avx2 avx512f avx512_bf16"}
 EPYC = {"model name": "AMD EPYC 7B13", "flags": "fpu avx avx2 fma"}
 
@@ -65,3 +66,10 @@ def test_checkpoint_and_metrics_record_precision_and_device(demo_env, tmp_path):
     written = json.loads((eval_dir(run, 1) / "metrics.json").read_text())
     assert written["precision"] == "32-true"
     assert written["device_kind"] == written["eval_device_kind"] == device_kind("cpu")
+
+
+def test_fp16_autocast_off_cuda_is_refused_rather_than_recorded_falsely():
+    # Lightning trains "16-mixed" on a CPU as bf16-mixed: the checkpoint would record a precision never used
+    with pytest.raises(AnosegError, match=r"16-mixed \(fp16 autocast\) needs a CUDA GPU"):
+        resolve_precision("16-mixed", torch.device("cpu"))
+    assert resolve_precision("16-mixed", torch.device("cuda")) == "16-mixed"
