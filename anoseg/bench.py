@@ -187,15 +187,15 @@ def bench_model(name: str, size: tuple[int, int], device: torch.device, *, warmu
     row["onnx_latency_ms"] = None
     if onnx:
         from anoseg.engine.conversion import onnx_session
-        from anoseg.engine.inference import ort_has_cuda
+        from anoseg.engine.inference import CUDA_PROVIDER, ort_has_cuda
 
-        provider = "cuda" if device.type == "cuda" and ort_has_cuda() else "cpu"
-        where = str(device) if provider == "cuda" else "cpu"
-        row["onnx_provider"] = provider
+        where = str(device) if device.type == "cuda" and ort_has_cuda() else "cpu"
         model = model.cpu()
         for batch in (1, *larger):
             example = x.cpu() if batch == 1 else torch.randn(batch, 3, *size)
             session, input_name, difference = onnx_session(model, example, device=where)
+            # what really runs it: ONNX Runtime falls back to the CPU when its CUDA provider cannot start
+            row["onnx_provider"] = "cuda" if CUDA_PROVIDER in session.get_providers() else "cpu"
             latency = time_forward(lambda t, s=session, n=input_name: s.run(None, {n: t.numpy()}), example,
                                    warmup, runs)
             if batch == 1:

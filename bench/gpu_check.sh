@@ -177,7 +177,7 @@ step environment 40 environment || {
   exit 1
 }
 step install 120 install
-step gpu_tests 220 gpu_tests
+step gpu_tests 240 gpu_tests
 step bench_lfd 120 bench_lfd
 step bench_all 90 bench_all
 echo

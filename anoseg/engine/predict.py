@@ -28,6 +28,7 @@ from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS
 from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import (
+    CUDA_PROVIDER,
     Runner,
     dense_logits,
     normalise,
@@ -184,11 +185,15 @@ def _onnx_predictor(model_file: Path, device: str = "auto") -> tuple[Runner, dic
         meta["thresholds"] = None
     meta["eval_command"] = "anoseg eval (for the checkpoint it came from) and `anoseg export` again"
     meta["source"] = str(model_file)
-    meta["device"] = target.type
     try:
         session = ort_session(model_file, spin=False, device=str(target))  # decoding and writing share the cores
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise AnosegError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
+    # ONNX Runtime falls back to the CPU, quietly, when the CUDA provider cannot start (e.g. CUDA libraries missing)
+    meta["device"] = "cuda" if CUDA_PROVIDER in session.get_providers() else "cpu"
+    if target.type == "cuda" and meta["device"] != "cuda" and device != "auto":
+        raise AnosegError(f"--device {device}: onnxruntime could not start its CUDA provider for {model_file} (are "
+                          "the CUDA libraries onnxruntime-gpu needs installed?); use --device cpu")
     return _fixed_batch(onnx_runner(session), session.get_inputs()[0].shape[0]), meta
 
 

@@ -94,6 +94,12 @@ def train_job(project: Project, output: Path, **overrides):
     return TrainJob(**{**settings, **overrides})
 
 
+def one_epoch(project: Project):
+    from anoseg.recipes import load_recipe
+
+    return load_recipe(project.recipe_file).override(train__epochs=1)
+
+
 def eval_job(project: Project, output: Path, device: str):
     from anoseg.engine.evaluate import EvalJob
     from anoseg.recipes import load_recipe
@@ -125,12 +131,12 @@ def test_trains_in_each_precision_and_records_it(project, tmp_path, precision):
 
     if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
         pytest.skip(f"{torch.cuda.get_device_name()} has no bf16")
-    run = train(train_job(project, outputs(project, tmp_path), precision=precision))
+    run = train(train_job(project, outputs(project, tmp_path), precision=precision, recipe=one_epoch(project)))
     checkpoint = load_checkpoint(run / LAST)  # refuses non-finite weights
     assert checkpoint["meta"]["precision"] == precision
     assert checkpoint["meta"]["device_kind"].startswith("cuda sm_")
     losses = [entry["loss"] for entry in checkpoint["history"]]
-    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses), losses
+    assert len(losses) == 1 and all(math.isfinite(loss) for loss in losses), losses
 
 
 def test_resume_after_an_interruption_is_bit_exact_on_the_gpu(project, tmp_path, monkeypatch):
@@ -192,18 +198,21 @@ def test_fused_sgd_channels_last_and_pinned_memory_on_cuda(project, tmp_path, mo
 def test_eval_and_predict_on_the_gpu_agree_with_the_cpu(project, gpu_run, tmp_path):
     import json
 
+    from anoseg.bench import strict_fp32
     from anoseg.engine.checkpoint import LAST
     from anoseg.engine.evaluate import evaluate
     from anoseg.engine.predict import load_predictor, predict
     from anoseg.paths import eval_dir
 
     output = gpu_run.parents[3]
-    on_gpu = json.loads((eval_dir(gpu_run, 2) / "metrics.json").read_text())
-    assert on_gpu["eval_device_kind"].startswith("cuda") and on_gpu["device_kind"].startswith("cuda")
+    written = json.loads((eval_dir(gpu_run, 2) / "metrics.json").read_text())
+    assert written["eval_device_kind"].startswith("cuda") and written["device_kind"].startswith("cuda")
+    with strict_fp32(torch.device("cuda")):  # TF32 convolutions would round the maps to ~1e-3
+        on_gpu = evaluate(eval_job(project, output, "cuda"))
     on_cpu = evaluate(eval_job(project, output, "cpu"))  # the GPU-trained checkpoint, evaluated on the CPU
-    for metric in ("pixel_ap", "pixel_auroc", "image_auroc"):
-        assert on_cpu["mean"][metric] == pytest.approx(on_gpu["mean"][metric], abs=5e-3), metric
-    # TF32 convolutions on the GPU round to ~1e-3 of the logits' scale
+    for metric in ("pixel_ap", "pixel_auroc", "image_auroc", "pixel_f1max"):
+        assert on_cpu["mean"][metric] == pytest.approx(on_gpu["mean"][metric], abs=1e-3), metric
+    # with the defaults (TF32 convolutions on the GPU) the logits agree to ~1e-3 of their scale
     run_gpu, meta = load_predictor(gpu_run / LAST, None, "cuda")
     run_cpu, _ = load_predictor(gpu_run / LAST, None, "cpu")
     assert meta["device"] == "cuda"
@@ -243,7 +252,8 @@ def test_compile_trains_and_saves_plain_weights(project, tmp_path):
     from anoseg.engine.checkpoint import LAST, build_model, load_checkpoint
     from anoseg.engine.train import train
 
-    run = train(train_job(project, outputs(project, tmp_path), precision="32-true", compile=True))
+    run = train(train_job(project, outputs(project, tmp_path), precision="32-true", compile=True,
+                          recipe=one_epoch(project)))
     checkpoint = load_checkpoint(run / LAST)
     assert all(math.isfinite(entry["loss"]) for entry in checkpoint["history"])
     assert not any(key.startswith("_orig_mod.") for key in checkpoint["state_dict"])
