@@ -56,10 +56,10 @@ def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) ->
     ``bilinear_by_matmul``: CUDA's own bilinear backward adds with atomics (``torch.use_deterministic_algorithms``
     lists it as nondeterministic), which would make GPU training, and ``--resume``, differ from run to run.
     """
-    size = (int(size[0]), int(size[1]))
     if x.is_cuda and x.requires_grad and torch.are_deterministic_algorithms_enabled():
         return bilinear_by_matmul(x, size, align_corners)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+    # the sizes as given: an exporter tracing the model keeps them symbolic (int() would bake them in)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 def bilinear_by_matmul(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
