@@ -27,6 +27,17 @@ def test_warmup_passes_are_run_but_not_in_the_median():
     assert len(calls) == 8 and latency < 20
 
 
+def test_a_cuda_input_is_synchronised_before_and_after_every_pass(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: events.append("sync"))
+
+    class OnCuda:  # stands for a CUDA tensor: time_forward only looks at its device
+        device = torch.device("cuda")
+
+    time_forward(lambda x: events.append("pass"), OnCuda(), warmup=2, runs=3)
+    assert events == ["sync", "pass", "sync"] * 5  # kernels are asynchronous: without it, launch time is measured
+
+
 def test_strict_fp32_turns_tf32_off_on_cuda_only_and_restores_it():
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:
