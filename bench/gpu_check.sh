@@ -14,6 +14,9 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-python3}
+# the checkout itself comes first on the path, so the check runs this code even if the editable install is refused
+# (e.g. an externally managed system Python)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-$(mktemp -d -t anoseg-gpu-check-XXXXXX)}
 mkdir -p "$OUT"
 BUDGET=${GPU_CHECK_BUDGET:-470}
@@ -100,12 +103,15 @@ install() {
   local source=()
   [[ -n $wheels ]] && source=(--no-index --find-links "$wheels")
   # --no-build-isolation: the editable build uses the setuptools already installed (no download)
-  "$PY" -m pip install -q --no-deps --no-build-isolation -e . || return 1
+  "$PY" -m pip install -q --no-deps --no-build-isolation -e . ||
+    "$PY" -m pip install -q --no-deps -e . ||
+    echo "pip install -e . refused: running from the checkout (PYTHONPATH)"
   local missing
   mapfile -t missing < <(missing_requirements)
   if ((${#missing[@]})); then
     echo "missing here: ${missing[*]}"
-    "$PY" -m pip install -q "${source[@]}" "${missing[@]}" || return 1
+    "$PY" -m pip install -q "${source[@]}" "${missing[@]}" ||
+      "$PY" -m pip install -q --user "${source[@]}" "${missing[@]}" || return 1
   else
     echo "every package anoseg imports is installed"
   fi
