@@ -1,10 +1,14 @@
 """``anoseg bench``: used parameters, MACs, latency, FPS and peak memory of each segmenter, plus a fast path.
 
 Latency is the median over ``runs`` timed forward passes at batch 1 after ``warmup`` untimed ones, under
-``torch.inference_mode`` with CUDA synchronisation. The fast path (BN folded into convolutions, channels-last memory,
-optionally ``torch.compile``) is timed in the same run and reported as a speed-up ratio over plain eager; its output
-must equal eager's to 1e-4 relative to the output's scale (random-weight logits reach the hundreds, where float32
-rounding alone is ~1e-5 absolute). Speeds vary with machine load: compare ratios measured in one run, not seconds.
+``torch.inference_mode`` with CUDA synchronisation before and after each pass. The fast path (BN folded into
+convolutions, channels-last memory, optionally ``torch.compile``) is timed in the same run and reported as a speed-up
+ratio over plain eager; its output must equal eager's to 1e-4 relative to the output's scale (random-weight logits
+reach the hundreds, where float32 rounding alone is ~1e-5 absolute), checked in strict fp32 on a GPU (TF32 off for
+the check only: TF32 rounds to 10 mantissa bits). Larger batches (``batches``, e.g. 32) are timed for throughput
+(eager, the chosen fast path, ONNX Runtime) beside batch 1. ONNX Runtime runs with its CUDA provider when the device
+is a GPU and onnxruntime has it (``onnxruntime-gpu``), else on the CPU (the row says which). Speeds vary with machine
+load: compare ratios measured in one run, not seconds.
 """
 
 from __future__ import annotations
@@ -128,9 +132,25 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+@contextmanager
+def strict_fp32(device: torch.device) -> Iterator[None]:
+    """On CUDA, convolutions and matrix products in full fp32 (TF32 off) for the duration; nothing on a CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def bench_model(name: str, size: tuple[int, int], device: torch.device, *, warmup: int = 5, runs: int = 30,
-                compile_model: bool = False, onnx: bool = False) -> dict:
-    """All numbers for one model; the fast path and ONNX Runtime are checked against eager before being timed."""
+                compile_model: bool = False, onnx: bool = False, batches: tuple[int, ...] = (1,)) -> dict:
+    """All numbers for one model at batch 1, and ``batches`` other than 1 under ``row["batches"][str(batch)]``
+    (latencies in ms per batch, ``*_images_per_s``); the fast path and ONNX Runtime are checked against eager before
+    being timed."""
     from anoseg.models import create_model
 
     torch.manual_seed(0)
@@ -141,49 +161,75 @@ def bench_model(name: str, size: tuple[int, int], device: torch.device, *, warmu
     row["latency_ms"] = time_forward(model, x, warmup, runs)
     row["fps"] = 1000.0 / row["latency_ms"]
     row["peak_mem_mb"] = peak_memory_mb(model, x)
-    with torch.inference_mode():
+    with strict_fp32(device), torch.inference_mode():
         reference = model(x)
     best = None
     for label, (fast, channels_last) in fast_variants(model, compile_model).items():
         x_fast = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-        with torch.inference_mode():
+        with strict_fp32(device), torch.inference_mode():
             difference = (fast(x_fast) - reference).abs().max().item() / max(1.0, reference.abs().max().item())
         if difference > FAST_TOLERANCE:
             raise AnosegError(f"fast path {label} of {name} differs from eager by {difference:.2e}")
         latency = time_forward(fast, x_fast, warmup, runs)
         if best is None or latency < best[1]:
-            best = (label, latency, difference)
-    row["fast_path"], row["fast_latency_ms"], row["fast_rel_diff"] = best
+            best = (label, latency, difference, fast, channels_last)
+    row["fast_path"], row["fast_latency_ms"], row["fast_rel_diff"], fast, channels_last = best
     row["fast_speedup"] = row["latency_ms"] / row["fast_latency_ms"]
+    larger = sorted({b for b in batches if b != 1})
+    row["batches"] = {}
+    for batch in larger:
+        xb = torch.randn(batch, 3, *size, device=device)
+        eager = time_forward(model, xb, warmup, runs)
+        quick = time_forward(fast, xb.contiguous(memory_format=torch.channels_last) if channels_last else xb,
+                             warmup, runs)
+        row["batches"][str(batch)] = {"latency_ms": eager, "images_per_s": 1000.0 * batch / eager,
+                                      "fast_latency_ms": quick, "fast_images_per_s": 1000.0 * batch / quick}
     row["onnx_latency_ms"] = None
     if onnx:
         from anoseg.engine.conversion import onnx_session
+        from anoseg.engine.inference import CUDA_PROVIDER, ort_has_cuda
 
-        session, input_name, expected_diff = onnx_session(model.cpu(), x.cpu())
-        row["onnx_max_abs_diff"] = expected_diff
-        row["onnx_latency_ms"] = time_forward(lambda t: session.run(None, {input_name: t.numpy()}), x.cpu(),
-                                              warmup, runs)
-        row["onnx_speedup"] = row["latency_ms"] / row["onnx_latency_ms"]
+        where = str(device) if device.type == "cuda" and ort_has_cuda() else "cpu"
+        model = model.cpu()
+        for batch in (1, *larger):
+            example = x.cpu() if batch == 1 else torch.randn(batch, 3, *size)
+            session, input_name, difference = onnx_session(model, example, device=where)
+            # what really runs it: ONNX Runtime falls back to the CPU when its CUDA provider cannot start
+            row["onnx_provider"] = "cuda" if CUDA_PROVIDER in session.get_providers() else "cpu"
+            latency = time_forward(lambda t, s=session, n=input_name: s.run(None, {n: t.numpy()}), example,
+                                   warmup, runs)
+            if batch == 1:
+                row["onnx_max_abs_diff"], row["onnx_latency_ms"] = difference, latency
+                row["onnx_speedup"] = row["latency_ms"] / latency
+            else:
+                row["batches"][str(batch)].update(onnx_latency_ms=latency, onnx_images_per_s=1000.0 * batch / latency)
     return row
 
 
 def run_bench(models: list[str], size: tuple[int, int], device: str = "auto", *, warmup: int = 5, runs: int = 30,
               compile_model: bool = False, onnx: bool = False, output: Path | None = None,
-              progress: Callable[[str], None] | None = None) -> dict:
-    """Benchmark ``models`` and write ``<output>/bench/bench.json`` atomically (schema ``anoseg.bench/1``)."""
-    from anoseg.engine.checkpoint import resolve_device
+              progress: Callable[[str], None] | None = None, batches: tuple[int, ...] = (1,)) -> dict:
+    """Benchmark ``models`` and write ``<output>/bench/bench.json`` atomically (schema ``anoseg.bench/1``).
+
+    Raises ``AnosegError`` for a size that is not a multiple of 32, a batch below 1 and a device that is not there.
+    """
+    from anoseg.engine.checkpoint import device_kind, resolve_device
     from anoseg.paths import bench_path
 
     if len(size) != 2 or any(s < SIZE_MULTIPLE or s % SIZE_MULTIPLE for s in size):
         raise AnosegError(f"--size {' '.join(map(str, size))}: both sides must be positive multiples of "
                           f"{SIZE_MULTIPLE}")
+    if any(b < 1 for b in batches):
+        raise AnosegError(f"--batch {min(batches)}: a batch holds at least one image")
     target = resolve_device(device)
     rows = []
     for name in models:
         if progress:
             progress(name)
-        rows.append(bench_model(name, size, target, warmup=warmup, runs=runs, compile_model=compile_model, onnx=onnx))
-    result = {"schema": BENCH_SCHEMA, "device": str(target), "size": list(size),
+        rows.append(bench_model(name, size, target, warmup=warmup, runs=runs, compile_model=compile_model, onnx=onnx,
+                                batches=batches))
+    result = {"schema": BENCH_SCHEMA, "device": str(target), "device_kind": device_kind(target), "size": list(size),
+              "batches": sorted({1, *batches}),
               "threads": torch.get_num_threads(), "created": datetime.now().isoformat(timespec="seconds"),
               "warmup": warmup, "runs": runs, "models": rows}
     if output is not None:

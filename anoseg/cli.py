@@ -383,15 +383,17 @@ def report(output, dataset, out, fmt, no_figures, aupro, ci, by) -> None:
               help="Untimed forward passes first.")
 @click.option("--onnx", is_flag=True, help="Also time ONNX Runtime (ratio to eager in the same run).")
 @click.option("--compile", "compile_model", is_flag=True, help="Also try torch.compile as a fast path.")
+@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
+              help="Also time this batch size for throughput (repeatable, e.g. --batch 32); batch 1 is always timed.")
 @output_option
-def bench(model_names, size, device, runs, warmup, onnx, compile_model, output) -> None:
+def bench(model_names, size, device, runs, warmup, onnx, compile_model, batches, output) -> None:
     """Used parameters, GMACs, latency, FPS and peak memory at batch 1, with the fast-path speed-up."""
     from anoseg.jobs import BenchJob
     from anoseg.stages import run_bench
 
     run_bench(BenchJob(models=_csv(model_names, "--model"), size=tuple(size), device=device, runs=runs, warmup=warmup,
                        onnx=onnx,
-                       compile_model=compile_model, output=output))
+                       compile_model=compile_model, output=output, batches=(1, *batches)))
 
 
 @main.command()

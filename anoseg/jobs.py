@@ -130,6 +130,7 @@ class BenchJob:
     onnx: bool = False
     compile_model: bool = False
     output: Path = OUTPUTS
+    batches: tuple[int, ...] = (1,)  # batch sizes timed; batch 1 always (the main columns), others for throughput
 
 
 @dataclass(frozen=True)

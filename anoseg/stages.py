@@ -356,8 +356,9 @@ def run_bench(job: BenchJob) -> dict:
         create_model(name)  # unknown names fail before any timing starts
     with console.status("benchmarking") as status:
         result = bench(names, size, device, runs=runs, warmup=warmup, compile_model=compile_model, onnx=onnx,
-                       output=output, progress=lambda name: status.update(f"benchmarking {name}"))
-    view = Table(title=f"{result['device']} · batch 1 · {size[0]}×{size[1]} · {result['threads']} threads · "
+                       output=output, progress=lambda name: status.update(f"benchmarking {name}"),
+                       batches=job.batches)
+    view = Table(title=f"{result['device_kind']} · batch 1 · {size[0]}×{size[1]} · {result['threads']} threads · "
                        f"median of {runs}")
     for column in ("model", "params", "GMACs", "ms", "FPS", "peak MB", "fast ms", "fast ×", "fast path"):
         view.add_column(column, justify="left" if column in ("model", "fast path") else "right")
@@ -372,6 +373,15 @@ def run_bench(job: BenchJob) -> dict:
             cells += [f"{row['onnx_latency_ms']:.1f}", f"{row['onnx_speedup']:.2f}"]
         view.add_row(*cells)
     console.print(view)
+    for batch in result["batches"][1:]:  # throughput at the larger batches: images/s
+        wide = Table(title=f"batch {batch} · images/s")
+        for column in ("model", "eager", "fast", *(["onnx"] if onnx else [])):
+            wide.add_column(column, justify="left" if column == "model" else "right")
+        for row in result["models"]:
+            timed = row["batches"][str(batch)]
+            wide.add_row(row["model"], *[f"{timed[key]:.1f}" for key in ("images_per_s", "fast_images_per_s",
+                                                                          *(["onnx_images_per_s"] if onnx else []))])
+        console.print(wide)
     console.print(f"bench: {bench_path(output)}")
     return result
 

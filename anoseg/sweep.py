@@ -337,6 +337,34 @@ def result_exists(cell: Cell) -> bool:
             and metrics.stat().st_mtime >= checkpoint.stat().st_mtime)
 
 
+def precision_warnings(plan: Plan) -> list[str]:
+    """One line per (variant, model, generator, category) whose evaluated seeds trained in different precisions
+    (``metrics.json`` ``precision``; ``--precision auto`` is bf16 on some machines, fp32 on others): the report's
+    mean over those seeds mixes numerics. Cells without a result, or with a result older than the field, are left
+    out."""
+    from anoseg.paths import eval_dir
+
+    groups: dict[tuple, dict[str, list[int]]] = {}
+    for cell in plan.cells:
+        try:
+            written = json.loads((eval_dir(cell.run, cell.result_epoch) / METRICS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        precision = written.get("precision") if isinstance(written, dict) else None
+        if isinstance(precision, str):
+            key = (cell.variant.tag, cell.model, cell.generator, cell.category)
+            groups.setdefault(key, {}).setdefault(precision, []).append(cell.seed)
+    lines = []
+    for (tag, model, generator, category), seeds in groups.items():
+        if len(seeds) > 1:
+            parts = "; ".join(f"{p}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}"
+                              for p, v in sorted(seeds.items()))
+            where = f"{model} · {generator} · {category}" + (f" [{tag}]" if tag else "")
+            lines.append(f"{where}: seeds trained in different precisions ({parts}); the report's mean over them "
+                         "mixes them (cells on machines with and without native bf16 under --precision auto)")
+    return lines
+
+
 def train_state(cell: Cell) -> str:
     """``new`` (nothing trained), ``partial`` (stopped half-way: resume) or ``finished``.
 
@@ -680,6 +708,7 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
     finally:
         restore()
     summary = _summary(plan, results)
+    summary["warnings"] = precision_warnings(plan)
     write_json(plan.records / "summary.json", summary)
     _print_summary(console, plan, summary)
     if report and any(r["status"] in (DONE, SKIPPED) for r in results.values()):
@@ -792,6 +821,13 @@ def _print_summary(console, plan: Plan, summary: dict[str, Any]) -> None:
             line += f": {c['error']}" + (f"  (log: {show_command([c['log']], plan.cwd)})" if c["log"] else "")
         console.print(line, style=style[c["status"]], highlight=False, markup=False)
     console.print(f"sweep records: {show_command([str(plan.records)], plan.cwd)}", highlight=False)
+    if summary.get("warnings"):
+        from rich.markup import escape
+
+        from anoseg.log import warn
+
+        for line in summary["warnings"]:
+            warn(escape(line))
 
 
 def show_command(argv: list[str], cwd: Path) -> str:

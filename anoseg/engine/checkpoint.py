@@ -137,3 +137,71 @@ def resolve_device(device: str, devices: int = 1) -> torch.device:
         if index >= count or (devices > count):
             raise AnosegError(f"--device {device} --devices {devices}: this machine has {count} GPU(s)")
     return torch.device(device)
+
+
+#: ``meta.precision`` of a checkpoint written before the precision was recorded: those runs trained in fp32.
+UNRECORDED_PRECISION = "32-true"
+
+
+def training_precision(meta: dict[str, Any]) -> str:
+    """The Lightning precision a checkpoint's run trained in (``meta.precision``; ``32-true`` for checkpoints older
+    than the field, which always trained in fp32)."""
+    return str(meta.get("precision") or UNRECORDED_PRECISION)
+
+
+def device_kind(device: torch.device | str) -> str:
+    """A short description of the device numbers were computed on, for provenance (checkpoint ``meta.device_kind``,
+    ``metrics.json``, ``bench.json``): the kind and the instruction set that decides the numerics, then the model.
+
+    * CUDA: ``"cuda sm_90 · NVIDIA H100 80GB HBM3"`` (compute capability, ``torch.cuda.get_device_name``).
+    * x86 CPU: ``"cpu avx512_bf16+amx · <model name>"``: ATen's kernel level (``torch.backends.cpu
+      .get_cpu_capability()``, which ``ATEN_CPU_CAPABILITY`` can lower: ``avx2``, ``avx512``, ``default``), joined
+      with the native bf16 units ``/proc/cpuinfo`` lists (``avx512_bf16``, ``amx``; ``avx512`` + ``avx512_bf16`` is
+      written ``avx512_bf16``). E.g. ``cpu avx2`` (AVX2 only), ``cpu avx512_bf16`` (Zen 5), ``cpu
+      avx512_bf16+amx`` (Sapphire Rapids).
+    * ARM CPU: ``"cpu arm64[+sve256][+bf16] · <model>"``.
+
+    Two runs with the same kind string ran the same kernels; ``--precision auto`` picks bf16 exactly where the
+    string shows a bf16 unit (CPU) or the GPU supports it. Never raises: what cannot be read is left out.
+    """
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        return f"cuda sm_{major}{minor} · {torch.cuda.get_device_name(index)}"
+    if device.type != "cpu":
+        return device.type
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("features") or "").split())
+    level = str(torch.backends.cpu.get_cpu_capability()).lower()
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        tokens = ["arm64"] + ([level] if level not in ("default", "") else []) + (["bf16"] if "bf16" in flags else [])
+    else:
+        tokens = [level]
+        if "avx512_bf16" in flags:
+            tokens = ["avx512_bf16"] if level == "avx512" else [*tokens, "avx512_bf16"]
+        if "amx_bf16" in flags:
+            tokens.append("amx")
+    model = info.get("model name") or platform.processor() or ""
+    kind = "cpu " + "+".join(tokens)
+    return f"{kind} · {' '.join(model.split())}" if model else kind
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (lower-case names); empty where there is no such file."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip().lower(), value.strip())
+    except OSError:
+        pass
+    return fields

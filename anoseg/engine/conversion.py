@@ -51,8 +51,11 @@ NOISE_CAP = 1e-2  # relative to the output scale: the loosest tolerance the floa
 SECOND_SIZE_OFFSET = (SIZE_MULTIPLE, 2 * SIZE_MULTIPLE)
 
 
-def onnx_session(model: nn.Module, example: torch.Tensor) -> tuple[Any, str, float]:
-    """Export an eval-mode ``model`` in memory, open it in onnxruntime (CPU) and verify it on ``example``.
+def onnx_session(model: nn.Module, example: torch.Tensor, device: str = "cpu") -> tuple[Any, str, float]:
+    """Export an eval-mode ``model`` (on the CPU) in memory, open it in onnxruntime (CPU) and verify it on
+    ``example``; with ``device="cuda"`` the returned session runs the verified bytes with ONNX Runtime's CUDA provider
+    instead, and ``max_abs_diff`` is that session's difference from eager on ``example`` (GPU kernels round
+    otherwise: reported, not refused).
 
     Returns ``(session, input_name, max_abs_diff)``; raises ``AnosegError`` if no exporter reproduces eager mode.
     The session comes from ``anoseg.engine.inference.ort_session`` (as many threads as PyTorch).
@@ -63,8 +66,14 @@ def onnx_session(model: nn.Module, example: torch.Tensor) -> tuple[Any, str, flo
         >>> session.run(None, {name: np.zeros((1, 3, 256, 256), np.float32)})[0].shape  # doctest: +SKIP
         (1, 2, 256, 256)
     """
-    _, info, session = _export_onnx(model, example, dynamic=False, exporter="auto")
-    return session, INPUT_NAME, info["verification"]["max_abs_diff"]
+    data, info, session = _export_onnx(model, example, dynamic=False, exporter="auto")
+    if not device.startswith("cuda"):
+        return session, INPUT_NAME, info["verification"]["max_abs_diff"]
+    gpu = ort_session(data, device=device)
+    with torch.no_grad():
+        reference = model(example).numpy()
+    difference = float(np.abs(gpu.run(None, {INPUT_NAME: example.numpy()})[0] - reference).max())
+    return gpu, INPUT_NAME, difference
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic: bool = False,

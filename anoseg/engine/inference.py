@@ -70,8 +70,22 @@ def torch_runner(model: Any, device: Any = "cpu") -> Runner:
     return run
 
 
-def ort_session(model: bytes | str | Path, threads: int | None = None, spin: bool = True) -> Any:
-    """An ONNX Runtime CPU ``InferenceSession`` for an ONNX file or its bytes: the one session factory of anoseg.
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def ort_has_cuda() -> bool:
+    """Whether the installed ONNX Runtime can run on a GPU (``onnxruntime-gpu``: ``CUDAExecutionProvider``)."""
+    import onnxruntime
+
+    return CUDA_PROVIDER in onnxruntime.get_available_providers()
+
+
+def ort_session(model: bytes | str | Path, threads: int | None = None, spin: bool = True,
+                device: str = "cpu") -> Any:
+    """An ONNX Runtime ``InferenceSession`` for an ONNX file or its bytes: the one session factory of anoseg.
+
+    ``device="cuda"`` (or ``cuda:N``) runs it on that GPU with ONNX Runtime's CUDA provider (CPU for the operators
+    it lacks); callers check ``ort_has_cuda()`` first. Otherwise the CPU provider alone.
 
     ``threads`` (default: as many as PyTorch uses, ``torch.get_num_threads()``, so timings compare fairly) bounds
     the intra-op thread pool; ONNX Runtime's own log is silenced (a failing run raises, its C++ log line would only
@@ -92,7 +106,10 @@ def ort_session(model: bytes | str | Path, threads: int | None = None, spin: boo
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
-    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        providers.insert(0, (CUDA_PROVIDER, {"device_id": int(device.partition(":")[2] or 0)}))
+    return onnxruntime.InferenceSession(source, options, providers=providers)
 
 
 def onnx_runner(session: Any) -> Runner:

@@ -29,7 +29,17 @@ import numpy as np
 from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS
 from anoseg.data.images import read_image
 from anoseg.engine import results
-from anoseg.engine.inference import Runner, dense_logits, normalise, onnx_runner, ort_session, resize, softmax
+from anoseg.engine.inference import (
+    CUDA_PROVIDER,
+    Runner,
+    dense_logits,
+    normalise,
+    onnx_runner,
+    ort_has_cuda,
+    ort_session,
+    resize,
+    softmax,
+)
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
 from anoseg.jobs import PredictJob
@@ -136,7 +146,7 @@ def load_predictor(checkpoint: Path | None, model_file: Path | None, device: str
     the ``results.Thresholds`` computed for exactly these weights or None, ``eval_command`` to compute them,
     ``device``). Raises ``AnosegError`` for a missing or unreadable model."""
     if model_file is not None:
-        return _onnx_predictor(model_file)
+        return _onnx_predictor(model_file, device)
     from anoseg.engine.checkpoint import build_model, load_checkpoint, resolve_device
     from anoseg.engine.inference import torch_runner
 
@@ -150,7 +160,19 @@ def load_predictor(checkpoint: Path | None, model_file: Path | None, device: str
     return torch_runner(build_model(ckpt), target), meta
 
 
-def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
+def _onnx_predictor(model_file: Path, device: str = "auto") -> tuple[Runner, dict]:
+    """An exported ONNX file run by ONNX Runtime: on the GPU (CUDA provider) when ``device`` resolves to CUDA and
+    onnxruntime has that provider, else on the CPU; ``AnosegError`` for an explicit ``--device cuda`` without it."""
+    import torch
+
+    from anoseg.engine.checkpoint import resolve_device
+
+    target = resolve_device(device)
+    if target.type == "cuda" and not ort_has_cuda():
+        if device != "auto":
+            raise AnosegError(f"--device {device}: this onnxruntime has no CUDAExecutionProvider for {model_file}; "
+                              "install onnxruntime-gpu, or use --device cpu")
+        target = torch.device("cpu")
     sidecar = model_file.with_suffix(".json")
     if not model_file.is_file():
         raise AnosegError(f"model file not found: {model_file}")
@@ -167,11 +189,15 @@ def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
         meta["thresholds"] = None
     meta["eval_command"] = "anoseg eval (for the checkpoint it came from) and `anoseg export` again"
     meta["source"] = str(model_file)
-    meta["device"] = "cpu"
     try:
-        session = ort_session(model_file, spin=False)  # decoding and writing share the cores
+        session = ort_session(model_file, spin=False, device=str(target))  # decoding and writing share the cores
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise AnosegError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
+    # ONNX Runtime falls back to the CPU, quietly, when the CUDA provider cannot start (e.g. CUDA libraries missing)
+    meta["device"] = "cuda" if CUDA_PROVIDER in session.get_providers() else "cpu"
+    if target.type == "cuda" and meta["device"] != "cuda" and device != "auto":
+        raise AnosegError(f"--device {device}: onnxruntime could not start its CUDA provider for {model_file} (are "
+                          "the CUDA libraries onnxruntime-gpu needs installed?); use --device cpu")
     return _fixed_batch(onnx_runner(session), session.get_inputs()[0].shape[0]), meta
 
 

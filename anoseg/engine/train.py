@@ -27,10 +27,12 @@ from anoseg.engine import curves, rundir
 from anoseg.engine.checkpoint import (
     LAST,
     RunSpec,
+    device_kind,
     epoch_path,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
+    training_precision,
 )
 from anoseg.errors import AnosegError, Interrupted
 from anoseg.io import write_json
@@ -81,13 +83,17 @@ def resolve_precision(precision: str, device: torch.device, paper_numerics: bool
     (~1e-12) no longer depends on the CPU's instruction set or thread count (the step-parity test, docs/parity.md).
 
     Raises ``AnosegError`` for a reduced precision with ``paper_numerics`` (the authors trained in fp32: the pair
-    would record numerics that are neither).
+    would record numerics that are neither), and for ``16-mixed`` off CUDA (Lightning would train in bf16 instead,
+    and the run would record a precision it did not use).
     """
     if paper_numerics:
         if precision not in (PRECISION_AUTO, "32-true", "64-true"):
             raise AnosegError(f"--paper-numerics trains in fp32 as the authors did; drop --precision {precision} or "
                               "use --precision 32-true")
         return "64-true" if precision == "64-true" else "32-true"
+    if precision == "16-mixed" and device.type != "cuda":
+        raise AnosegError(f"--precision 16-mixed (fp16 autocast) needs a CUDA GPU, not {device.type}; use "
+                          "--precision bf16-mixed or 32-true")
     if precision != PRECISION_AUTO:
         return precision
     if native_bf16(device):
@@ -207,10 +213,13 @@ def setup(state: RunState, rows) -> Trainer:
                                 weight_decay=settings.weight_decay, **_sgd_implementation(fast, fabric.device))
     if previous is not None:
         model.load_state_dict(previous["state_dict"])
-        optimizer.load_state_dict(previous["optimizer"])
     criterion = build_loss(job.model, thresh=settings.ohem_thresh, min_kept=settings.ohem_min_kept,
                            class_weights=settings.class_weights, ignore_index=recipe.ignore_index)
     wrapped, optimizer = fabric.setup(model, optimizer)
+    if previous is not None:
+        # after setup: load_state_dict puts the momentum buffers on the parameters' device, now the GPU's (loaded
+        # before, they stayed on the CPU, where a CUDA step cannot use them)
+        optimizer.load_state_dict(previous["optimizer"])
     if job.compile:
         wrapped = torch.compile(wrapped)
     loader = _loader(dataset, job, state.start_epoch, fabric)
@@ -223,6 +232,7 @@ def setup(state: RunState, rows) -> Trainer:
     # what the backbone really holds (a resumed run keeps its first start's record: its weights came from there)
     meta["backbone_weights"] = (previous["meta"].get("backbone_weights", meta["backbone_weights"]) if previous
                                 else weights_provenance(model, job.backbone_weights))
+    meta["device_kind"] = _device_history(previous["meta"] if previous else None, device_kind(fabric.device))
     return Trainer(fabric, model, wrapped, optimizer, criterion.to(fabric.device), dataset, loader, batches,
                    batches * settings.epochs, meta)
 
@@ -321,7 +331,7 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
             raise AnosegError(f"--resume: no interrupted run in {job.run}")
         previous = load_checkpoint(last)
         if job.precision == PRECISION_AUTO:
-            job = dataclasses.replace(job, precision=previous["meta"].get("precision", "32-true"))
+            job = dataclasses.replace(job, precision=training_precision(previous["meta"]))
         if previous["model"] != job.model or previous["num_classes"] != job.recipe.num_classes:
             raise AnosegError(f"--resume: {last} holds a {previous['model']} model, not {job.model}")
         plan = rundir.plan_resume(previous, _meta(job, rows), job.resume_epochs, last)
@@ -354,6 +364,15 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
         state.rollback()
         raise AnosegError(f"cannot create {checkpoints}: {exc.strerror}; choose a writable --output") from None
     return state
+
+
+def _device_history(previous: dict[str, Any] | None, kind: str) -> str:
+    """``meta.device_kind`` of a run continuing on a device of ``kind``: ``kind``, or the earlier kinds and this one
+    joined with `` + `` when a resumed run moved machines (``unrecorded`` for a start older than the field)."""
+    if previous is None:
+        return kind
+    kinds = str(previous.get("device_kind") or "unrecorded").split(" + ")
+    return " + ".join(kinds if kind in kinds else [*kinds, kind])
 
 
 def _stop_if_not_finite(loss: torch.Tensor, fabric, state: RunState, epoch: int, step: int, lr: float) -> None:

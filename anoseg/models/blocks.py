@@ -50,8 +50,43 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 
 
 def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
-    """Bilinear resize of a ``(N, C, H, W)`` tensor to ``size = (H', W')``."""
+    """Bilinear resize of a ``(N, C, H, W)`` tensor to ``size = (H', W')``.
+
+    On CUDA, when gradients flow and ``torch.use_deterministic_algorithms`` is on (``anoseg train``), the resize is
+    ``bilinear_by_matmul``: CUDA's own bilinear backward adds with atomics (``torch.use_deterministic_algorithms``
+    lists it as nondeterministic), which would make GPU training, and ``--resume``, differ from run to run.
+    """
+    if x.is_cuda and x.requires_grad and torch.are_deterministic_algorithms_enabled():
+        return bilinear_by_matmul(x, size, align_corners)
+    # the sizes as given: an exporter tracing the model keeps them symbolic (int() would bake them in)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
+def bilinear_by_matmul(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=...)`` (no antialiasing) as two matrix products,
+    ``A_h · x · A_wᵀ``, whose backward is deterministic on every device. The same weights as PyTorch's kernel
+    (``area_pixel_compute_source_index``): equal up to float summation order. ``x``: (N, C, H, W)."""
+    rows = _bilinear_matrix(x.shape[-2], int(size[0]), align_corners, x)
+    cols = _bilinear_matrix(x.shape[-1], int(size[1]), align_corners, x)
+    out = torch.matmul(torch.matmul(rows, x), cols.t())
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+        memory_format=torch.channels_last) and not x.is_contiguous() else out
+
+
+def _bilinear_matrix(n_in: int, n_out: int, align_corners: bool, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) weights of 1-D linear interpolation from ``n_in`` to ``n_out`` samples, PyTorch's rule."""
+    out = torch.arange(n_out, dtype=torch.float64)
+    if align_corners:
+        source = out * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        source = ((out + 0.5) * (n_in / n_out) - 0.5).clamp(min=0.0)
+    low = source.floor().long().clamp(max=n_in - 1)
+    high = (low + 1).clamp(max=n_in - 1)
+    weight = source - low
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    matrix[torch.arange(n_out), low] += 1.0 - weight
+    matrix[torch.arange(n_out), high] += weight
+    return matrix.to(device=like.device, dtype=like.dtype)
 
 
 class PyramidPooling(nn.Module):

@@ -29,6 +29,7 @@ from anoseg.report.runs import (
     category_order,
     find_datasets,
     find_metrics,
+    precision_warnings,
     run_rank,
     select_seeds,
     tidy,
@@ -121,7 +122,7 @@ def build_report(
     spec = _with_columns(TASK_SPECS[task], task, extra_metrics, say)
     data, duplicates = tidy(files, outputs)
     data, seed_warnings = select_seeds(data)
-    for message in duplicates + seed_warnings:
+    for message in duplicates + seed_warnings + precision_warnings(data):
         say(message)
     order = category_order(files, categories)
     if categories and spec.summary_category is not None:

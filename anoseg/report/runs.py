@@ -26,7 +26,11 @@ GENERATOR_NAMES = {"seas": "SeaS", "dfmgan": "DFMGAN", "anomalydiffusion": "Anom
 
 # The columns of the tidy table, in order.
 TIDY_COLUMNS = ["task", "model", "mode", "generator", "seed", "protocol", "epoch", "category", "metric", "value",
-                "run_dir"]
+                "run_dir", "precision", "device_kind"]
+# How the run trained (metrics.json ``precision``, ``device_kind``): the tidy table's provenance columns, and what a
+# file written before a field existed shows in them.
+PROVENANCE = ("precision", "device_kind")
+UNRECORDED = "unrecorded"
 
 
 def model_label(model: str, mode: str = UNIFIED) -> str:
@@ -75,6 +79,8 @@ class MetricsFile:
     split: dict[str, Any] | None = None  # the split prepare used (None: not recorded, files before it was)
     operating_points: list[dict[str, Any]] = field(default_factory=list)  # per-category entries (docs/schemas.md)
     deployed_point: str | None = None
+    precision: str = UNRECORDED  # the training precision (Lightning's name)
+    device_kind: str = UNRECORDED  # the training device (anoseg.engine.checkpoint.device_kind)
 
     @property
     def mode(self) -> str:
@@ -153,6 +159,7 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         split=split,
         operating_points=_operating_points(raw.get("operating_points")),
         deployed_point=raw.get("deployed_point") if isinstance(raw.get("deployed_point"), str) else None,
+        **{key: raw[key] for key in PROVENANCE if isinstance(raw.get(key), str) and raw[key]},
     )
 
 
@@ -299,7 +306,7 @@ def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[st
             seen[key] = f.path
             for metric, value in metrics.items():
                 rows.append((f.task, f.model, f.mode, f.generator, f.seed, f.protocol, f.epoch, category, metric,
-                             value, str(f.path.parent)))  # fmt: skip
+                             value, str(f.path.parent), f.precision, f.device_kind))  # fmt: skip
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     frame["value"] = frame["value"].astype(float)
     return frame, warnings
@@ -356,6 +363,29 @@ def select_seeds(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                             "every seed kept)")
         kept.append(group[group["seed"].isin(seeds) & group["category"].isin(chosen)])
     return (pd.concat(kept) if kept else data), warnings
+
+
+def precision_warnings(data: pd.DataFrame) -> list[str]:
+    """One warning per run (model, mode, generator) whose seeds, or categories, trained in different precisions:
+    the report's mean over them then mixes numerics (``--precision auto`` is bf16 on some machines, fp32 on others).
+    """
+    warnings = []
+    for (model, mode, generator), group in data.groupby(["model", "mode", "generator"], sort=False):
+        if group["precision"].nunique() < 2:
+            continue
+        by_seed = group["seed"].nunique() > 1
+        parts = []
+        for precision, rows in sorted(group.groupby("precision"), key=lambda item: str(item[0])):
+            if by_seed:
+                seeds = sorted(rows["seed"].unique())
+                parts.append(f"{precision}: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+            else:
+                parts.append(f"{precision}: {', '.join(dict.fromkeys(rows['category']))}")
+        what = "seeds" if by_seed else "categories"
+        warnings.append(f"{model_label(model, mode)} / {generator_label(generator)}: its {what} trained in "
+                        f"different precisions ({'; '.join(parts)}); their mean mixes them — train every seed with "
+                        "the same --precision")
+    return warnings
 
 
 def category_order(files: list[MetricsFile], categories: list[str] | None) -> list[str]:

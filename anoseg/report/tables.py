@@ -14,6 +14,7 @@ import pandas as pd
 from anoseg.constants import ALL_CATEGORIES, ANOMALY, DEFECT_METRICS, PIXEL_AUPRO, PROTOCOL_REAL_FRACTION, ROAD, SCENE
 from anoseg.report.runs import (
     PER_CATEGORY,
+    PROVENANCE,
     UNIFIED,
     generator_label,
     generator_rank,
@@ -28,6 +29,9 @@ MISSING = "–"
 AVERAGE = "Average"
 RUN_KEYS = ["model", "mode", "generator"]
 SEEDS_COLUMN = "n"  # summary column of a table with seeds: how many seeds stand behind the row
+# the provenance columns (anoseg.report.runs.PROVENANCE) as row labels, shown only in a table whose rows mix them
+PROVENANCE_TITLES = {"precision": "Precision", "device_kind": "Device"}
+MIXED_JOIN = " & "  # the values of a row that mixes them
 SEEDS_BOLD = ("With seeds, bold also needs the best value to beat the next best by a two-sided paired t-test over the "
               "(seed, category) pairs both have, p < 0.05; else no bold.")
 
@@ -141,6 +145,7 @@ class _Row:
     group: tuple  # the rows bold compares with each other
     per_seed: pd.DataFrame  # seed × metric key: the row's value for each seed
     samples: pd.DataFrame  # observations ((seed, category); Average: (segmenter, seed, category)) × metric key
+    provenance: dict[str, frozenset[str]] = field(default_factory=dict)  # precision, device_kind → values behind it
 
     @property
     def std(self) -> pd.Series:
@@ -165,7 +170,7 @@ def summary_table(data: pd.DataFrame, spec: TaskSpec, order: list[str]) -> Table
         rows += averages
         notes += average_notes
 
-    labels = pd.DataFrame([r.label for r in rows])
+    labels = pd.DataFrame(with_provenance(rows))
     index = pd.MultiIndex.from_frame(labels)
     shown = (pd.DataFrame([r.values for r in rows]) * 100).round(2).rename(columns=spec.metrics).set_axis(index)
     marks = pd.DataFrame([r.marks for r in rows]).rename(columns=spec.metrics).set_axis(index).astype(bool)
@@ -202,6 +207,28 @@ def summary_table(data: pd.DataFrame, spec: TaskSpec, order: list[str]) -> Table
     return Table("Summary", shown, bold, marks, decimals, captions, lower, std=std)
 
 
+def with_provenance(rows: list[_Row]) -> list[dict[str, str]]:
+    """The rows' labels, plus a ``Precision`` / ``Device`` label for each provenance field whose values differ
+    between the rows (or within one: seeds trained apart); a table whose rows all trained alike shows neither."""
+    shown = [key for key in PROVENANCE
+             if len(frozenset().union(*[r.provenance.get(key, frozenset()) for r in rows])) > 1]
+    return [r.label | {PROVENANCE_TITLES[key]: MIXED_JOIN.join(sorted(r.provenance.get(key, frozenset())))
+                       for key in shown} for r in rows]
+
+
+def mixed_provenance_line(data: pd.DataFrame) -> str | None:
+    """A caption for a table whose runs are columns: each run's precision / device when the runs mix them, else
+    None."""
+    parts = []
+    for key in PROVENANCE:
+        if data[key].nunique() < 2:
+            continue
+        per_run = data.groupby(RUN_KEYS)[key].agg(lambda v: MIXED_JOIN.join(sorted(set(v))))
+        runs = sorted(per_run.items(), key=lambda item: run_rank(*item[0]))
+        parts.append(f"{PROVENANCE_TITLES[key]} per run: " + ", ".join(f"{run_label(*r)} {v}" for r, v in runs) + ".")
+    return " ".join(parts) or None
+
+
 def has_seeds(data: pd.DataFrame) -> bool:
     """Whether some run of the tidy table has several seeds: then every table shows mean ± std and n."""
     return bool(len(data)) and int(data.groupby(RUN_KEYS)["seed"].nunique().max()) > 1
@@ -226,6 +253,7 @@ def _run_rows(data: pd.DataFrame, spec: TaskSpec, position: dict[str, int]) -> t
     samples = data.set_index([*RUN_KEYS, "seed", "category", "metric"])["value"].unstack("metric")
     samples = samples.reindex(columns=metrics)
     union = frozenset(data["category"])
+    provenance = {k: data.groupby(keys)[k].agg(frozenset) for k in PROVENANCE if k in data}
 
     def rank(key: tuple) -> tuple:
         return (*run_rank(*key[:3]), *[position.get(c, len(position)) for c in key[3:]])
@@ -246,7 +274,7 @@ def _run_rows(data: pd.DataFrame, spec: TaskSpec, position: dict[str, int]) -> t
         if spec.by_benchmark:
             sample = sample[sample.index.get_level_values("category") == key[3]]
         rows.append(_Row(key, cats, _row_label(key, spec, note), means.loc[key], marks, complete, group,
-                         per_seed.loc[key], sample))
+                         per_seed.loc[key], sample, {k: values[key] for k, values in provenance.items()}))
     return rows, notes
 
 
@@ -289,8 +317,9 @@ def _average_rows(runs: list[_Row], mode: str, spec: TaskSpec, position: dict[st
         marks = (fewer | pd.DataFrame([r.marks for r in picked]).any()) & mean.notna()
         label = _row_label((AVERAGE, mode, *key), spec, ", ".join(parts) or None)
         group_key = (AVERAGE, mode, *key[1:]) if spec.bold_within_block else (AVERAGE, mode, *key)
+        provenance = {k: frozenset().union(*[r.provenance.get(k, frozenset()) for r in picked]) for k in PROVENANCE}
         rows.append(_Row((AVERAGE, mode, *key), chosen, label, mean, marks, not parts, group_key, per_seed,
-                         samples))
+                         samples, provenance))
         where = f"{label['Segmenter']} / {label['Generator']}"
         notes += [
             f"{where}: {spec.metrics[m]} ({'defined for fewer segmenters' if fewer[m] else 'includes a marked mean'})"
@@ -456,6 +485,9 @@ def _runs_by_rows(data: pd.DataFrame, order: list[str], title: str, row_name: st
         bold = best_mask(shown.T, pd.Series(0, index=shown.columns), eligible, frozenset()).T
     if marks.to_numpy().any():
         captions.append(f"{MARK} mean over the rows this run has only (a dash marks a missing or undefined value).")
+    mixed = mixed_provenance_line(data) if all(k in data for k in PROVENANCE) else None
+    if mixed:
+        captions.append(mixed)
     return Table(title, shown, bold, marks, dict.fromkeys(shown.columns, 2), captions, kind="per_category", std=std)
 
 
@@ -467,7 +499,7 @@ def ci_table(data: pd.DataFrame, spec: TaskSpec, order: list[str],
     metrics = {k: v for k, v in spec.metrics.items() if k in IMAGE_METRICS}
     spec = TaskSpec(metrics, row_name=spec.row_name)
     runs, _ = _run_rows(data[data["metric"].isin(metrics)], spec, {c: i for i, c in enumerate(order)})
-    index = pd.MultiIndex.from_frame(pd.DataFrame([r.label for r in runs]))
+    index = pd.MultiIndex.from_frame(pd.DataFrame(with_provenance(runs)))
     shown = (pd.DataFrame([r.values for r in runs]) * 100).round(2).rename(columns=metrics).set_axis(index)
     found = [intervals.get(r.key) or {} for r in runs]
     sides = []
