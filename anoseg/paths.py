@@ -92,6 +92,37 @@ def seed_of_run(run: Path) -> int:
     return int(match.group(1)) if match else DEFAULT_SEED
 
 
+def run_identity(run: Path) -> dict[str, str | int] | None:
+    """``run_dir``'s inverse: the ``output``, ``dataset``, ``generator``, ``model``, ``seed`` and ``category`` of a run
+    folder's path, or None for a path too short to be one.
+
+    Example:
+        >>> run_identity(Path("outputs/demo/seas/lfd/seed_0/disk"))["seed"]
+        0
+    """
+    run = Path(run)
+    seeded = re.fullmatch(r"seed_\d+", run.parent.name) is not None
+    parents = run.parents
+    if len(parents) < (5 if seeded else 4):
+        return None
+    model_dir = run.parent.parent if seeded else run.parent
+    return {"output": str(output_of_run(run)), "dataset": model_dir.parent.parent.name,
+            "generator": model_dir.parent.name, "model": model_dir.name, "seed": seed_of_run(run),
+            "category": run.name}
+
+
+def run_dirs(output: str | Path, dataset: str) -> list[Path]:
+    """Every folder of ``dataset`` under ``output`` that sits where ``run_dir`` puts a run (whether or not it holds a
+    checkpoint), sorted."""
+    base = Path(output) / dataset
+    if not base.is_dir():
+        return []
+    found = [p for p in base.glob("*/*/*") if p.is_dir() and not p.name.startswith(".")
+             and not re.fullmatch(r"seed_\d+", p.name)]
+    found += [p for p in base.glob("*/*/seed_*/*") if p.is_dir() and re.fullmatch(r"seed_\d+", p.parent.name)]
+    return sorted(found)
+
+
 def export_path(run: Path, suffix: str) -> Path:
     """Default file of ``anoseg export``: ``<run>/export/model<suffix>``."""
     return run / "export" / f"model{suffix}"
