@@ -162,6 +162,9 @@ def main(debug: bool) -> None:
       sweep     a grid of models × generators × seeds: prepare → train → eval → report
     """
     DEBUG["on"] = debug
+    from anoseg.log import print_undecodable_names
+
+    print_undecodable_names()
 
 
 @main.command()

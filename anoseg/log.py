@@ -15,6 +15,14 @@ err_console = Console(stderr=True, width=_WIDTH)
 _said: set[str] = set()
 
 
+def print_undecodable_names() -> None:
+    """Let stdout and stderr print file names that are not valid UTF-8 (lone surrogates, ``os.fsdecode``) as their
+    own bytes, as ``ls`` does, instead of failing with ``UnicodeEncodeError`` (see ``anoseg.io.NAME_ERRORS``)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", None) == "strict":
+            stream.reconfigure(errors="surrogateescape")
+
+
 def warn(message: str) -> None:
     """Print a yellow warning line to stderr."""
     err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, markup=True)

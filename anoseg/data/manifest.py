@@ -24,7 +24,7 @@ import pandas as pd
 
 from anoseg.constants import ALL_CATEGORIES
 from anoseg.errors import AnosegError
-from anoseg.io import atomic_open
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, atomic_open
 
 MANIFEST_COLUMNS = (
     "dataset", "generator", "category", "split", "source", "defect", "root", "image", "mask",
@@ -76,7 +76,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     for column in PATH_COLUMNS:
         stored[column] = [_relative_to(value, root) for value, root in zip(stored[column], stored["root"], strict=True)]
     stored["root"] = stored["root"].map(roots)
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding=TEXT_ENCODING, errors=NAME_ERRORS, newline="") as handle:
         stored.to_csv(handle, index=False, lineterminator="\n")
 
 
@@ -133,7 +133,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     if not path.is_file():
         raise AnosegError(f"manifest not found: {path} (run `anoseg prepare` first)")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=TEXT_ENCODING,
+                         encoding_errors=NAME_ERRORS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AnosegError(f"{path} is not an anoseg manifest: {str(exc).splitlines()[0]}") from None
     if tuple(df.columns[: len(LEGACY_COLUMNS)]) == LEGACY_COLUMNS and "root" not in df.columns:

@@ -29,7 +29,7 @@ from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import Runner, dense_logits, normalise, onnx_runner, ort_session, resize, softmax
 from anoseg.errors import AnosegError
-from anoseg.io import write_with
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, write_with
 from anoseg.jobs import PredictJob
 from anoseg.paths import run_of_checkpoint
 
@@ -257,10 +257,12 @@ def write_predictions(prediction: Prediction, progress: Callable[[int, int], Non
         if not rows:
             raise AnosegError(f"none of the {len(files)} image(s) could be read (first: {skipped[0]['reason']})")
         frame = pd.DataFrame(rows)
-        write_with(staging / "predictions.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        write_with(staging / "predictions.csv", lambda tmp: frame.to_csv(tmp, index=False, encoding=TEXT_ENCODING,
+                                                                         errors=NAME_ERRORS))
         if skipped:
             listed = pd.DataFrame(skipped)
-            write_with(staging / "skipped.csv", lambda tmp: listed.to_csv(tmp, index=False))
+            write_with(staging / "skipped.csv", lambda tmp: listed.to_csv(tmp, index=False, encoding=TEXT_ENCODING,
+                                                                          errors=NAME_ERRORS))
         results.publish(staging, prediction.out)
     finally:
         results.discard(staging)
