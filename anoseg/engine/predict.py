@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS
+from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS, SIZE_MULTIPLE
 from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import Runner, dense_logits, normalise, onnx_runner, ort_session, resize, softmax
@@ -168,7 +168,56 @@ def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
         session = ort_session(model_file, spin=False)  # decoding and writing share the cores
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise AnosegError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
-    return _fixed_batch(onnx_runner(session), session.get_inputs()[0].shape[0]), meta
+    shape = list(session.get_inputs()[0].shape)
+    meta["image_size"], note = model_input_size(model_file, shape, list(session.get_outputs()[0].shape),
+                                                meta.get("image_size"))
+    meta["notes"] = [note] if note else []
+    return _fixed_batch(onnx_runner(session), shape[0]), meta
+
+
+def model_input_size(model_file: Path, shape: list, output_shape: list, sidecar_size: Any
+                     ) -> tuple[list[int], str | None]:
+    """The (height, width) images are resized to for an ONNX model whose input has ``shape`` (``[N, C, H, W]``, each
+    an int or a name for a dynamic axis), and a note when that is not the sidecar's ``image_size``.
+
+    A fixed side is the model's own, whatever the sidecar says (the note says so). A dynamic side takes the sidecar's
+    value, which must then be a positive multiple of ``SIZE_MULTIPLE``; both sides dynamic and no sidecar size (a
+    native-resolution model) gives ``[]``: each image is padded to a multiple of ``SIZE_MULTIPLE``. Raises
+    ``AnosegError`` for an input that is not 4-D, a channel count other than 3 (naming the shape the model wants),
+    an output with fewer than 2 classes, or a dynamic side with no usable sidecar size.
+    """
+    wanted = "[" + ", ".join(str(d) for d in shape) + "]"
+    if len(shape) != 4:
+        raise AnosegError(f"{model_file} takes input of shape {wanted}; predict feeds image batches "
+                          "(batch, 3, height, width)")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise AnosegError(f"{model_file} wants {shape[1]}-channel input of shape {wanted}; predict feeds RGB images "
+                          "(3 channels): export a model with 3 input channels")
+    if len(output_shape) == 4 and isinstance(output_shape[1], int) and output_shape[1] < 2:
+        raise AnosegError(f"{model_file} outputs {output_shape[1]} channel(s); predict needs class logits (good, "
+                          "defect, ...: at least 2)")
+    sidecar = [int(v) for v in sidecar_size] if sidecar_size else []
+    sides = shape[2:]
+    if not any(isinstance(s, int) for s in sides) and not sidecar:
+        return [], None
+    size = []
+    for axis, side in enumerate(sides):
+        if isinstance(side, int) and side > 0:
+            size.append(side)
+            continue
+        name = ("height", "width")[axis]
+        if not sidecar or len(sidecar) != 2:
+            raise AnosegError(f"{model_file} has a fixed and a dynamic side (input {wanted}) and its sidecar gives no "
+                              f"image_size for the {name}; export it again with --image-size or --dynamic")
+        if sidecar[axis] < SIZE_MULTIPLE or sidecar[axis] % SIZE_MULTIPLE:
+            raise AnosegError(f"the sidecar of {model_file} gives image_size {sidecar}: the {name} of a dynamic "
+                              f"model must be a positive multiple of {SIZE_MULTIPLE}")
+        size.append(sidecar[axis])
+    note = None
+    if sidecar and size != sidecar:
+        note = (f"{model_file} takes {size[0]}×{size[1]} images (input {wanted}) but its sidecar says "
+                f"{sidecar[0]}×{sidecar[1]}: images are resized to the model's {size[0]}×{size[1]}")
+    return size, note
 
 
 def _fixed_batch(run: Runner, batch: Any) -> Runner:
@@ -199,7 +248,7 @@ def prepare(job: PredictJob) -> Prediction:
     files = collect_images(sources, masks)
     names = output_names(files, sources)
     out = _output_folder(job.out, job.overwrite, files)
-    notes: list[str] = []
+    notes: list[str] = list(meta.get("notes") or [])
     if masks:
         notes.append(f"skipped {len(masks)} file(s) as masks (named as a dataset's masks), e.g. {masks[0]}")
     threshold, why = job.threshold, ""
@@ -277,8 +326,9 @@ def _run_line(prediction: Prediction, staging: Path, pool: ThreadPoolExecutor,
     skipped: list[dict] = []
     in_flight: deque[Future] = deque()
     limit = 4 * prediction.batch_size  # outputs waiting to be written: bounds the memory they hold
-    # anomaly models run at their image size; road/scene models at each image's own size, one image at a time
-    resize_to, batch_size = (size, prediction.batch_size) if not prediction.dense else (None, 1)
+    # anomaly models run at their image size; road/scene models and native-resolution anomaly models (no image
+    # size) at each image's own size, padded to a multiple of 32, one image at a time
+    resize_to, batch_size = (size, prediction.batch_size) if not prediction.dense and size else (None, 1)
     done = 0
     for batch in _decoded_batches(prediction, resize_to, batch_size):
         good = [item for item in batch if item[3] is None]
@@ -307,9 +357,13 @@ def _forward(prediction: Prediction, staging: Path, good: list) -> list[tuple]:
             tasks.append((_write_dense, staging, out, files[i], names[files[i]], original, logits,
                           list(meta.get("class_names") or []), prediction.job.overlays))
         return tasks
-    resized = np.stack([item[2] for item in good])
-    logits = prediction.run(normalise(resized, meta["mean"], meta["std"]))
-    anomaly = softmax(logits.astype(np.float32, copy=False), axis=1)[:, 1]
+    if good[0][2] is None:  # a native-resolution model: one image, padded (``dense_logits``)
+        anomaly = [softmax(dense_logits(prediction.run, original, meta["mean"], meta["std"]))[1]
+                   for _, original, _, _ in good]
+    else:
+        resized = np.stack([item[2] for item in good])
+        logits = prediction.run(normalise(resized, meta["mean"], meta["std"]))
+        anomaly = softmax(logits.astype(np.float32, copy=False), axis=1)[:, 1]
     return [(_write_anomaly, staging, out, files[i], names[files[i]], original, anomaly[k], prediction.threshold,
              prediction.job.overlays) for k, (i, original, _, _) in enumerate(good)]
 
