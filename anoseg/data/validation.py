@@ -51,6 +51,9 @@ class IssueKind:
 ISSUE_KINDS: dict[str, IssueKind] = {
     "missing_category": IssueKind(1, WARNING, "expected category folder(s) not found, skipped"),
     "missing_good": IssueKind(2, WARNING, "train/good or test/good folder(s) missing"),
+    "empty_good": IssueKind(2, WARNING, "train/good or test/good folder(s) without images (sub-folders are not read)"),
+    "layout_mismatch": IssueKind(None, ERROR, "folder(s) that do not follow the layout (the one expected is named), "
+                                              "skipped"),
     "defect_without_masks": IssueKind(3, ERROR, "defect type(s) without masks (no ground_truth folder), skipped"),
     "masks_without_defect": IssueKind(3, ERROR, "mask folder(s) without images, skipped"),
     "empty_defect": IssueKind(3, WARNING, "empty defect folder(s)"),
