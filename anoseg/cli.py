@@ -162,9 +162,11 @@ def main(debug: bool) -> None:
       sweep     a grid of models × generators × seeds: prepare → train → eval → report
     """
     DEBUG["on"] = debug
+    from anoseg.environment import check_thread_settings
     from anoseg.log import print_undecodable_names
 
     print_undecodable_names()
+    check_thread_settings()  # before any command imports torch, whose OpenMP reads it once
 
 
 @main.command()

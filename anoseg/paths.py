@@ -14,10 +14,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from pathlib import Path
 
 from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE, MODEL_RESOLUTION
+from anoseg.errors import AnosegError
 
 DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
@@ -37,6 +40,17 @@ def data_report_path(output: str | Path, dataset: str, generator: str) -> Path:
     return dataset_dir(output, dataset, generator) / DATA_REPORT_FILE
 
 
+def folder_name(value: str, what: str) -> str:
+    """``value`` if it can name one folder of the output tree: not empty, not ``.`` or ``..``, no ``/`` and no
+    control character (newline, tab ...). Otherwise ``AnosegError`` naming ``what`` (e.g. ``--category``), so that no
+    run path ever leaves its dataset's folder."""
+    if (not value or value in (".", "..") or "/" in value or os.sep in value
+            or any(unicodedata.category(c) == "Cc" for c in value)):
+        raise AnosegError(f"{what} {value!r} cannot name a folder: give a name without '/', control characters, "
+                          "and other than '.' or '..'")
+    return value
+
+
 def run_dir(output: str | Path, dataset: str, generator: str, model: str, category: str,
             seed: int = DEFAULT_SEED) -> Path:
     """One training run: ``category`` is a category name or ``all`` for the unified model.
@@ -45,6 +59,9 @@ def run_dir(output: str | Path, dataset: str, generator: str, model: str, catego
     ``<model>/seed_<n>/<category>`` for any other seed. The seed level sits above the category so that no run
     folder is nested inside another (``train --fresh`` replaces a whole run folder).
     """
+    for value, what in ((dataset, "dataset"), (generator, "--generator"), (model, "--model"),
+                        (category, "--category")):
+        folder_name(value, what)
     model_dir = dataset_dir(output, dataset, generator) / model
     return model_dir / category if seed == DEFAULT_SEED else model_dir / f"seed_{seed}" / category
 

@@ -78,7 +78,8 @@ class PredictResult:
 
 
 def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list[Path]:
-    """Image files named directly or found (recursively, sorted) in folders. In given folders, mask folders and mask
+    """Image files named directly or found (recursively, sorted, following symbolic links to folders, each real folder
+    once, so a link loop ends) in folders. In given folders, mask folders and mask
     files by the layouts' naming rules (``anoseg.data.layouts.is_mask_folder`` / ``is_mask_file``: ``ground_truth/``,
     ``label/``, ``*_mask``, ``*_GT``, ``*_label`` ...) are not taken as images, so a dataset root can be given as is;
     the mask files passed over are appended to ``masks``. Raises ``AnosegError`` when a source is missing or nothing
@@ -88,8 +89,10 @@ def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list
     found: list[Path] = []
     for source in sources:
         if source.is_dir():
-            for folder, subfolders, names in os.walk(source):
-                subfolders[:] = sorted(d for d in subfolders if not is_mask_folder(d) and not d.startswith("."))
+            seen = {os.path.realpath(source)}  # symbolic links to folders are followed, each real folder once
+            for folder, subfolders, names in os.walk(source, followlinks=True):
+                subfolders[:] = [d for d in sorted(subfolders) if not is_mask_folder(d) and not d.startswith(".")
+                                 and _first_visit(os.path.join(folder, d), seen)]
                 images = [Path(folder) / n for n in sorted(names)
                           if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.startswith(".")]
                 found += [p for p in images if not is_mask_file(p)]
@@ -105,6 +108,16 @@ def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list
     return found
 
 
+def _first_visit(folder: str, seen: set[str]) -> bool:
+    """Whether the real folder behind ``folder`` is new to ``seen`` (and record it): a link back up the tree (a loop)
+    or a second link to one folder is not walked again."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
+
+
 def output_names(files: list[Path], sources: list[Path]) -> dict[Path, Path]:
     """Each input's output stem, relative to the output folder: its path relative to the common root of the inputs
     (the given folders, and the folders of the given files), without the suffix — or with it where two images of
@@ -115,9 +128,10 @@ def output_names(files: list[Path], sources: list[Path]) -> dict[Path, Path]:
         ... # doctest: +SKIP
         {PosixPath('d/bottle/test/good/000.png'): PosixPath('bottle/test/good/000'), ...}
     """
-    bases = [s.resolve() if s.is_dir() else s.resolve().parent for s in sources]
+    # the paths as given (made absolute), not their link targets: a linked image or folder keeps its place
+    bases = [Path(os.path.abspath(s)) if s.is_dir() else Path(os.path.abspath(s)).parent for s in sources]
     root = Path(os.path.commonpath(bases))
-    relative = {f: f.resolve().relative_to(root) for f in files}
+    relative = {f: Path(os.path.abspath(f)).relative_to(root) for f in files}
     stems = Counter((r.parent, r.stem) for r in relative.values())
     names = {f: r.parent / (r.stem if stems[(r.parent, r.stem)] == 1 else r.name) for f, r in relative.items()}
     if len(set(names.values())) != len(names):
