@@ -6,6 +6,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 # Piped or captured output (CI logs, `| tee`) would otherwise be cut at 80 columns and truncate the tables.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -25,7 +26,7 @@ def print_undecodable_names() -> None:
 
 def warn(message: str) -> None:
     """Print a yellow warning line to stderr."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, markup=True)
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, markup=True)
 
 
 def warn_once(message: str) -> None:

@@ -235,11 +235,22 @@ def model_input_size(model_file: Path, shape: list, output_shape: list, sidecar_
 
 
 def _fixed_batch(run: Runner, batch: Any) -> Runner:
-    """A runner that takes any batch for a model exported with a fixed batch size (run in slices of that size; a
-    dynamic batch axis takes the whole batch)."""
+    """A runner that takes any batch for a model exported with a fixed batch size (run in slices of that size, the
+    last one filled up with copies of its last image whose outputs are dropped; a dynamic batch axis takes the whole
+    batch)."""
     if not isinstance(batch, int) or batch < 1:
         return run
-    return lambda x: np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+    def sliced(x: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(x), batch):
+            part = x[start:start + batch]
+            filled = np.concatenate([part, np.repeat(part[-1:], batch - len(part), axis=0)]) if len(part) < batch \
+                else part
+            outputs.append(run(filled)[:len(part)])
+        return np.concatenate(outputs)
+
+    return sliced
 
 
 def prepare(job: PredictJob) -> Prediction:
