@@ -111,7 +111,7 @@ def has_checkpoint(run: Path) -> bool:
 def other_runs(run: Path, checkpoint: Path | None = None) -> str | None:
     """One sentence for a run folder without a checkpoint that names the runs of the same dataset that do exist,
     when one differs from it in a single identity (seed, category, generator or model): "no run for seed 42 in
-    <run>; runs exist for seeds 0 — pass --seed 0". ``checkpoint`` (a missing ``--checkpoint`` file) makes the hint
+    <run>; runs exist for seeds 0 — pass --seed 0, or run `anoseg train` for this one first". ``checkpoint`` (a missing ``--checkpoint`` file) makes the hint
     the existing checkpoint files instead of the option. None when no other run of the dataset exists.
     """
     wanted = run_identity(run)
@@ -133,9 +133,10 @@ def other_runs(run: Path, checkpoint: Path | None = None) -> str | None:
             files = [str(p / checkpoint.relative_to(run)) if _inside(checkpoint, run)
                      and (p / checkpoint.relative_to(run)).is_file() else str(p / LAST) for p, _ in same[:3]]
             return f"{head}: {', '.join(files)}"
-        return f"{head} — pass {option} {values[0]}"
+        return f"{head} — pass {option} {values[0]}, or run `anoseg train` for this one first"
     listed = ", ".join(str(p) for p, _ in runs[:3]) + (" …" if len(runs) > 3 else "")
-    return f"no checkpoint in {run}; the runs of {wanted['dataset']} under {wanted['output']} are: {listed}"
+    return (f"no checkpoint in {run}; run `anoseg train` first (the runs of {wanted['dataset']} under "
+            f"{wanted['output']} are: {listed})")
 
 
 def _inside(path: Path, folder: Path) -> bool:
