@@ -31,6 +31,17 @@ def name_bytes(text: str) -> bytes:
     return text.encode(TEXT_ENCODING, NAME_ERRORS)
 
 
+def drawable(text: str) -> str:
+    """``text`` with the bytes of an undecodable name shown as ``\\xNN`` escapes: for figures, whose fonts can only
+    draw valid text.
+
+    Example:
+        >>> drawable(os.fsdecode(b"caf\\xe9"))
+        'caf\\\\xe9'
+    """
+    return name_bytes(text).decode(TEXT_ENCODING, "backslashreplace")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, on error it vanishes.

@@ -299,13 +299,15 @@ def test_names_that_are_not_utf8_go_through_prepare_train_eval_predict_report(tm
     for args in (["train", "--recipe", str(recipe), "--model", "lfd", "--category", category, "--output", str(out),
                   "--backbone-weights", "none", "--device", "cpu"],
                  ["eval", "--recipe", str(recipe), "--model", "lfd", "--category", category, "--output", str(out),
-                  "--device", "cpu", "--overlays", "1"],
-                 ["report", "--output", str(out), "--no-figures", "--format", "csv"]):
+                  "--device", "cpu", "--overlays", "1", "--save-scores"],
+                 ["report", "--output", str(out), "--format", "csv"]):  # with figures: their titles name it
         result = invoke(*args)
         assert result.exit_code == 0, result.output
     metrics = json.loads((out / "tiny/none/lfd" / category / "eval/epoch_001/metrics.json").read_text())
     assert list(metrics["categories"]) == [category]
     assert b"caf\xe9" in (out / "report.md").read_bytes()
+    assert b"caf\xe9" in (out / "report_image_auroc.csv").read_bytes()  # the per-category table
+    assert len(list((out / "report_figures").glob("*_pr.png"))) == 1
 
     result = invoke("predict", "--checkpoint", str(out / "tiny/none/lfd" / category / "last.pt"), "--out",
                     str(tmp_path / "pred"), str(base / "test/crack"))

@@ -111,8 +111,9 @@ def has_checkpoint(run: Path) -> bool:
 def other_runs(run: Path, checkpoint: Path | None = None) -> str | None:
     """One sentence for a run folder without a checkpoint that names the runs of the same dataset that do exist,
     when one differs from it in a single identity (seed, category, generator or model): "no run for seed 42 in
-    <run>; runs exist for seeds 0 — pass --seed 0, or run `anoseg train` for this one first". ``checkpoint`` (a missing ``--checkpoint`` file) makes the hint
-    the existing checkpoint files instead of the option. None when no other run of the dataset exists.
+    <run>; runs exist for seeds 0 — pass --seed 0, or run `anoseg train` for this one first". ``checkpoint`` (a
+    missing ``--checkpoint`` file) makes the hint the existing checkpoint files instead of the option. None when no
+    other run of the dataset exists.
     """
     wanted = run_identity(run)
     if wanted is None:
