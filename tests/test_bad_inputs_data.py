@@ -159,6 +159,14 @@ def empty_category(env: dict[str, str]) -> None:
     assert invoke("prepare", "--recipe", str(recipe), "--output", str(Path(env["tmp"], "out"))).exit_code == 0
 
 
+def only_empty_categories(env: dict[str, str]) -> None:
+    root = Path(env["tmp"], "data")
+    for category in ("void", "hollow"):
+        (root / category / "train/good").mkdir(parents=True)
+        (root / category / "test/good").mkdir(parents=True)
+    tiny_recipe(Path(env["tmp"], "r.yaml"), root)
+
+
 PREDICT_ONNX = ["predict", "--model-file", "{tmp}/model.onnx", "--threshold", "0.5", "--out", "{tmp}/pred",
                 "{tmp}/images"]
 EVAL = ["eval", "--recipe", "{recipe}", "--model", "lfd", "--category", "disk", "--output", "{out}", "--device", "cpu"]
@@ -210,6 +218,8 @@ REFUSALS = [
     ("prepare-mask-of-other-aspect", PREPARE_TINY, mask_of_other_aspect, None, "does not fit"),
     ("train-empty-category", [*TRAIN_TINY, "--category", "void"], empty_category, None,
      "category 'void' is not in the manifest"),
+    ("prepare-every-category-empty", PREPARE_TINY, only_empty_categories, None,
+     "no usable image under {tmp}/data (4 × train/good or test/good folder(s) without images"),
     # kind 9: thread counts OpenMP cannot use
     ("omp-threads-0", ["models", "--names-only"], None, {"OMP_NUM_THREADS": "0"}, "OMP_NUM_THREADS=0 is not a thread"),
     ("omp-threads-negative", [*EVAL], None, {"OMP_NUM_THREADS": "-2"}, "OMP_NUM_THREADS=-2 is not a thread"),
