@@ -74,10 +74,10 @@ def one_line_error(result, fragment: str) -> str:
 
 # ---- handmade ONNX models: a 1×1 convolution, so the right answer is a few lines of numpy -------------------------
 
-def conv_onnx(path: Path, shape: list, image_size: list[int] | None, out_channels: int = 2, seed: int = 0
-              ) -> np.ndarray:
-    """An ONNX model ``logits = W · x`` per pixel with input ``shape`` (ints fixed, strings dynamic) and a sidecar
-    saying ``image_size``; returns W (out_channels, in_channels)."""
+def conv_onnx(path: Path, shape: list, image_size: list[int] | None, out_channels: int = 2, seed: int = 0,
+              stride: int = 1) -> np.ndarray:
+    """An ONNX model ``logits = W · x`` per pixel (of every ``stride``-th pixel) with input ``shape`` (ints fixed,
+    strings dynamic) and a sidecar saying ``image_size``; returns W (out_channels, in_channels)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -85,9 +85,11 @@ def conv_onnx(path: Path, shape: list, image_size: list[int] | None, out_channel
     kernel = (out_channels, channels, *[1] * (len(shape) - 2))
     weights = np.random.default_rng(seed).normal(size=kernel).astype(np.float32)
     inputs = helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)
-    output_shape = [shape[0], out_channels, *shape[2:]] if len(shape) == 4 else [shape[0], out_channels]
+    output_shape = [shape[0], out_channels, *(shape[2:] if stride == 1 else ["oh", "ow"])] if len(shape) == 4 \
+        else [shape[0], out_channels]
     outputs = helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)
-    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["logits"])], "conv", [inputs], [outputs],
+    conv = helper.make_node("Conv", ["image", "w"], ["logits"], strides=[stride] * (len(shape) - 2))
+    graph = helper.make_graph([conv], "conv", [inputs], [outputs],
                               [numpy_helper.from_array(weights, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -280,6 +282,26 @@ def test_predict_feeds_an_onnx_model_its_own_input_size(tmp_path, shape, sidecar
         assert written.shape == image.shape[:2]
         assert (written != expected).mean() < 1e-3  # float rounding at the threshold may flip a pixel
         assert 0 < expected.mean() < 1 and row.score == pytest.approx(score, abs=1e-5)
+
+
+def test_predict_brings_coarse_logits_of_a_native_resolution_model_back_to_the_image(tmp_path):
+    """A dynamic model whose logits are at half its input's resolution: the map must cover the whole image."""
+    images = images_folder(tmp_path / "images", {"a.png": (40, 50)})
+    weights = conv_onnx(tmp_path / "model.onnx", ["n", 3, "h", "w"], None, stride=2)
+    result = invoke("predict", "--model-file", str(tmp_path / "model.onnx"), "--threshold", "0.5", "--out",
+                    str(tmp_path / "pred"), "--no-overlays", str(images))
+    assert result.exit_code == 0, result.output
+    image = np.asarray(Image.open(images / "a.png"))
+    padded = np.zeros((64, 64, 3), np.uint8)  # padded to a multiple of 32 with black, as documented
+    padded[:40, :50] = image
+    x = (padded[::2, ::2].astype(np.float32) / 255 - np.float32(0.5)) / np.float32(0.25)
+    coarse = np.einsum("hwc,kc->khw", x, weights)
+    logits = np.stack([np.asarray(Image.fromarray(c.astype(np.float32)).resize((64, 64), Image.Resampling.BILINEAR))
+                       for c in coarse])[:, :40, :50]
+    expected = 1 / (1 + np.exp(logits[0] - logits[1])) >= 0.5
+    written = np.asarray(Image.open(pd.read_csv(tmp_path / "pred/predictions.csv")["mask"].iloc[0])) > 0
+    assert written.shape == (40, 50) and 0.05 < expected.mean() < 0.95
+    assert (written != expected).mean() < 0.02  # PIL's and torch's bilinear differ at the borders only
 
 
 # ---- kind 6: file names that are not valid UTF-8 -----------------------------------------------------------------
