@@ -200,6 +200,10 @@ REFUSALS = [
      "no run for model sanet_s in {out}/demo/seas/sanet_s/disk; runs exist for models lfd — pass --model lfd"),
     ("eval-other-generator", [*EVAL, "--generator", "none"], None, None,
      "no run for generator none in {out}/demo/none/lfd/disk; runs exist for generators seas — pass --generator seas"),
+    ("train-other-generator", ["train", "--recipe", "{recipe}", "--model", "lfd", "--category", "disk", "--output",
+                               "{out}", "--device", "cpu", "--generator", "none"], None, None,
+     "manifest not found: {out}/demo/none/manifest.csv (run `anoseg prepare` first; prepared for generators seas — "
+     "pass --generator seas)"),
     ("predict-checkpoint-of-other-seed", ["predict", "--checkpoint", "{out}/demo/seas/lfd/seed_7/disk/last.pt",
                                           "--out", "{tmp}/pred", "{data}/mvtec/disk/test"], None, None,
      "runs exist for seeds 42: {out}/demo/seas/lfd/disk/last.pt"),

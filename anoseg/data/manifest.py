@@ -131,7 +131,7 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     """
     path = Path(path)
     if not path.is_file():
-        raise AnosegError(f"manifest not found: {path} (run `anoseg prepare` first)")
+        raise AnosegError(f"manifest not found: {path} (run `anoseg prepare` first{_other_manifests(path)})")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=TEXT_ENCODING,
                          encoding_errors=NAME_ERRORS)
@@ -155,6 +155,20 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     if check_files:
         _check_files(df, path)
     return df
+
+
+def _other_manifests(path: Path) -> str:
+    """For a missing ``<output>/<dataset>/<generator>/manifest.csv``: the generators of that dataset that were
+    prepared ("; prepared for generators seas — pass --generator seas"), or the datasets under the output, or ""."""
+    dataset = path.parent.parent
+    generators = sorted(p.parent.name for p in dataset.glob(f"*/{path.name}")) if dataset.is_dir() else []
+    if generators:
+        return f"; prepared for generators {', '.join(generators)} — pass --generator {generators[0]}"
+    output = dataset.parent
+    datasets = sorted({p.parent.parent.name for p in output.glob(f"*/*/{path.name}")}) if output.is_dir() else []
+    if datasets:
+        return f"; prepared datasets under {output}: {', '.join(datasets)}"
+    return ""
 
 
 def _resolve_paths(df: pd.DataFrame, path: Path) -> None:
