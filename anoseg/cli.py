@@ -54,9 +54,12 @@ class Cli(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
+    from rich.markup import escape
+
     from anoseg.log import err_console
 
-    err_console.print(f"[bold red]error:[/bold red] [red]{message}[/red]", highlight=False, soft_wrap=True)
+    # escaped: a message naming a shape or a list ("[n, 4, h, w]") must not be read as rich markup and vanish
+    err_console.print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -152,6 +155,11 @@ def main(debug: bool) -> None:
       sweep     a grid of models × generators × seeds: prepare → train → eval → report
     """
     DEBUG["on"] = debug
+    from anoseg.environment import check_thread_settings
+    from anoseg.log import print_undecodable_names
+
+    print_undecodable_names()
+    check_thread_settings()  # before any command imports torch, whose OpenMP reads it once
 
 
 @main.command()

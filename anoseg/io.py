@@ -15,6 +15,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+#: How anoseg writes and reads text files that carry file names (manifest, predictions.csv, reports): UTF-8, with a
+#: name that is not valid UTF-8 (bytes of another locale, which Python decodes to lone surrogates: ``os.fsdecode``)
+#: written as its own bytes, so that it reads back identical and still opens the file (docs/schemas.md).
+TEXT_ENCODING, NAME_ERRORS = "utf-8", "surrogateescape"
+
+
+def name_bytes(text: str) -> bytes:
+    """``text`` (a file name or anything holding one) as bytes: UTF-8, undecodable name bytes as they were.
+
+    Example:
+        >>> name_bytes(os.fsdecode(b"bad\\xff.png"))
+        b'bad\\xff.png'
+    """
+    return text.encode(TEXT_ENCODING, NAME_ERRORS)
+
+
+def drawable(text: str) -> str:
+    """``text`` with the bytes of an undecodable name shown as ``\\xNN`` escapes: for figures, whose fonts can only
+    draw valid text.
+
+    Example:
+        >>> drawable(os.fsdecode(b"caf\\xe9"))
+        'caf\\\\xe9'
+    """
+    return name_bytes(text).decode(TEXT_ENCODING, "backslashreplace")
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

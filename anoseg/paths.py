@@ -14,10 +14,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from pathlib import Path
 
 from anoseg.constants import BENCH_FILE, DATA_REPORT_FILE, MANIFEST_FILE, MODEL_RESOLUTION, SELECTION_FILE
+from anoseg.errors import AnosegError
 
 DEFAULT_SEED = 42  # runs trained with this seed keep the seed-free folder they always had
 
@@ -37,6 +40,17 @@ def data_report_path(output: str | Path, dataset: str, generator: str) -> Path:
     return dataset_dir(output, dataset, generator) / DATA_REPORT_FILE
 
 
+def folder_name(value: str, what: str) -> str:
+    """``value`` if it can name one folder of the output tree: not empty, not ``.`` or ``..``, no ``/`` and no
+    control character (newline, tab ...). Otherwise ``AnosegError`` naming ``what`` (e.g. ``--category``), so that no
+    run path ever leaves its dataset's folder."""
+    if (not value or value in (".", "..") or "/" in value or os.sep in value
+            or any(unicodedata.category(c) == "Cc" for c in value)):
+        raise AnosegError(f"{what} {value!r} cannot name a folder: give a name without '/', control characters, "
+                          "and other than '.' or '..'")
+    return value
+
+
 def run_dir(output: str | Path, dataset: str, generator: str, model: str, category: str,
             seed: int = DEFAULT_SEED) -> Path:
     """One training run: ``category`` is a category name or ``all`` for the unified model.
@@ -45,6 +59,9 @@ def run_dir(output: str | Path, dataset: str, generator: str, model: str, catego
     ``<model>/seed_<n>/<category>`` for any other seed. The seed level sits above the category so that no run
     folder is nested inside another (``train --fresh`` replaces a whole run folder).
     """
+    for value, what in ((dataset, "dataset"), (generator, "--generator"), (model, "--model"),
+                        (category, "--category")):
+        folder_name(value, what)
     model_dir = dataset_dir(output, dataset, generator) / model
     return model_dir / category if seed == DEFAULT_SEED else model_dir / f"seed_{seed}" / category
 
@@ -95,6 +112,37 @@ def seed_of_run(run: Path) -> int:
     category, else ``DEFAULT_SEED``."""
     match = re.fullmatch(r"seed_(\d+)", Path(run).parent.name)
     return int(match.group(1)) if match else DEFAULT_SEED
+
+
+def run_identity(run: Path) -> dict[str, str | int] | None:
+    """``run_dir``'s inverse: the ``output``, ``dataset``, ``generator``, ``model``, ``seed`` and ``category`` of a run
+    folder's path, or None for a path too short to be one.
+
+    Example:
+        >>> run_identity(Path("outputs/demo/seas/lfd/seed_0/disk"))["seed"]
+        0
+    """
+    run = Path(run)
+    seeded = re.fullmatch(r"seed_\d+", run.parent.name) is not None
+    parents = run.parents
+    if len(parents) < (5 if seeded else 4):
+        return None
+    model_dir = run.parent.parent if seeded else run.parent
+    return {"output": str(output_of_run(run)), "dataset": model_dir.parent.parent.name,
+            "generator": model_dir.parent.name, "model": model_dir.name, "seed": seed_of_run(run),
+            "category": run.name}
+
+
+def run_dirs(output: str | Path, dataset: str) -> list[Path]:
+    """Every folder of ``dataset`` under ``output`` that sits where ``run_dir`` puts a run (whether or not it holds a
+    checkpoint), sorted."""
+    base = Path(output) / dataset
+    if not base.is_dir():
+        return []
+    found = [p for p in base.glob("*/*/*") if p.is_dir() and not p.name.startswith(".")
+             and not re.fullmatch(r"seed_\d+", p.name)]
+    found += [p for p in base.glob("*/*/seed_*/*") if p.is_dir() and re.fullmatch(r"seed_\d+", p.parent.name)]
+    return sorted(found)
 
 
 def export_path(run: Path, suffix: str) -> Path:

@@ -85,6 +85,10 @@ def run_prepare(job: PrepareJob) -> Path | None:
         else:
             _print_counts(count_table(frame), f"{recipe.name}: what was found (nothing written)")
         return None
+    if frame.empty:  # every category empty (or every file dropped): a manifest of nothing trains nothing
+        found = report.get("warnings") or []
+        raise AnosegError(f"no usable image under {recipe.data_root}" + (f" ({found[0]})" if found else "")
+                          + "; nothing written")
     target = manifest_path(output, recipe.name, recipe.generator)
     # The two files belong together: the report records the manifest's digest and is written first, the manifest
     # last. Killed in between, the pair disagrees and train/eval refuse it (check_prepared) instead of mixing them.

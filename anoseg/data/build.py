@@ -35,6 +35,7 @@ from anoseg.data.validation import (
     check_folders,
     check_generated_names,
     check_inverted,
+    check_names,
     verify_samples,
 )
 from anoseg.errors import AnosegError
@@ -93,10 +94,12 @@ def build_manifest(
     for category in selected:
         scan = reader.scan(category)
         report.extend(scan.issues)
+        check_names(scan, report)
         scans.append(scan)
         if gen_reader is not None:
             gen_scan = gen_reader.scan(category)
             report.extend(gen_scan.issues)
+            check_names(gen_scan, report)
             names = check_generated_names(scan, gen_scan, report)
             if names:
                 unmatched[category] = names

@@ -22,7 +22,7 @@ from PIL import Image
 
 from anoseg.constants import CLEAN
 from anoseg.data.protocols import resized_mask, train_target
-from anoseg.io import write_with
+from anoseg.io import name_bytes, write_with
 
 AUGMENTATIONS = ("hflip", "vflip", "affine", "color")
 #: Bumped whenever decoding or resizing changes (2: masks resized by ``masks.resize_mask``, files read upright), so
@@ -45,7 +45,7 @@ def cache_key(rows: pd.DataFrame, size: tuple[int, int], protocol: str, mask_thr
     for image, mask in zip(rows["image"], rows["mask"], strict=True):
         for path in (image, mask):
             stat = os.stat(path) if path else None
-            digest.update(f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}\n".encode())
+            digest.update(name_bytes(f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}\n"))
     return digest.hexdigest()[:20]
 
 

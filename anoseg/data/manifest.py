@@ -24,7 +24,7 @@ import pandas as pd
 
 from anoseg.constants import ALL_CATEGORIES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
 from anoseg.errors import AnosegError
-from anoseg.io import atomic_open
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, atomic_open
 
 MANIFEST_COLUMNS = (
     "dataset", "generator", "category", "split", "source", "defect", "root", "image", "mask",
@@ -76,7 +76,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     for column in PATH_COLUMNS:
         stored[column] = [_relative_to(value, root) for value, root in zip(stored[column], stored["root"], strict=True)]
     stored["root"] = stored["root"].map(roots)
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding=TEXT_ENCODING, errors=NAME_ERRORS, newline="") as handle:
         stored.to_csv(handle, index=False, lineterminator="\n")
 
 
@@ -143,9 +143,10 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     """
     path = Path(path)
     if not path.is_file():
-        raise AnosegError(f"manifest not found: {path} (run `anoseg prepare` first)")
+        raise AnosegError(f"manifest not found: {path} (run `anoseg prepare` first{_other_manifests(path)})")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=TEXT_ENCODING,
+                         encoding_errors=NAME_ERRORS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AnosegError(f"{path} is not an anoseg manifest: {str(exc).splitlines()[0]}") from None
     if tuple(df.columns[: len(LEGACY_COLUMNS)]) == LEGACY_COLUMNS and "root" not in df.columns:
@@ -166,6 +167,20 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     if check_files:
         _check_files(df, path)
     return df
+
+
+def _other_manifests(path: Path) -> str:
+    """For a missing ``<output>/<dataset>/<generator>/manifest.csv``: the generators of that dataset that were
+    prepared ("; prepared for generators seas — pass --generator seas"), or the datasets under the output, or ""."""
+    dataset = path.parent.parent
+    generators = sorted(p.parent.name for p in dataset.glob(f"*/{path.name}")) if dataset.is_dir() else []
+    if generators:
+        return f"; prepared for generators {', '.join(generators)} — pass --generator {generators[0]}"
+    output = dataset.parent
+    datasets = sorted({p.parent.parent.name for p in output.glob(f"*/*/{path.name}")}) if output.is_dir() else []
+    if datasets:
+        return f"; prepared datasets under {output}: {', '.join(datasets)}"
+    return ""
 
 
 def _resolve_paths(df: pd.DataFrame, path: Path) -> None:

@@ -16,6 +16,7 @@ Nothing here reads folders (``layouts``) or builds rows (``build``); the split r
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ class IssueKind:
 ISSUE_KINDS: dict[str, IssueKind] = {
     "missing_category": IssueKind(1, WARNING, "expected category folder(s) not found, skipped"),
     "missing_good": IssueKind(2, WARNING, "train/good or test/good folder(s) missing"),
+    "empty_good": IssueKind(2, WARNING, "train/good or test/good folder(s) without images (sub-folders are not read)"),
+    "unusable_name": IssueKind(None, ERROR, "category or defect folder name(s) with a control character (newline, "
+                                            "tab ...), dropped"),
+    "layout_mismatch": IssueKind(None, ERROR, "folder(s) that do not follow the layout (the one expected is named), "
+                                              "skipped"),
     "defect_without_masks": IssueKind(3, ERROR, "defect type(s) without masks (no ground_truth folder), skipped"),
     "masks_without_defect": IssueKind(3, ERROR, "mask folder(s) without images, skipped"),
     "empty_defect": IssueKind(3, WARNING, "empty defect folder(s)"),
@@ -203,6 +209,24 @@ def check_generated_names(real: CategoryScan, generated: CategoryScan, report: D
             report.add(Issue("unmatched_generated_defect", str(folder.path.parent),
                              f"generated defect {real.category}/{folder.defect} has no real defect type of that name"))
     return unmatched
+
+
+def check_names(scan: CategoryScan, report: DataReport) -> None:
+    """Category and defect-type names become folder names, CSV cells, one-line messages and report rows: a name
+    holding a control character (a newline, a tab ...) is an ``unusable_name`` error (lenient: its samples are
+    dropped from ``scan``). Other names (``..`` inside, a leading ``-``, bytes of another locale) are used as they
+    are."""
+    folders = {f.defect: f.path for f in scan.folders}
+    names = [(scan.category, "category", Path(scan.folders[0].path) if scan.folders else Path(scan.category))]
+    names += [(defect, "defect type", path) for defect, path in folders.items()]
+    bad = set()
+    for name, what, path in names:
+        if any(unicodedata.category(c) == "Cc" for c in name) and name not in bad:
+            bad.add(name)
+            report.add(Issue("unusable_name", str(path), f"{what} folder name {name!r} holds a control character "
+                                                         f"(newline, tab ...) at {str(path)!r}: rename the folder"))
+    if bad:
+        scan.samples[:] = [s for s in scan.samples if s.category not in bad and s.defect not in bad]
 
 
 def check_folders(scans: list[CategoryScan], report: DataReport) -> None:

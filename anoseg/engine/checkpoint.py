@@ -19,7 +19,7 @@ import torch.nn as nn
 from anoseg.constants import ALL_CATEGORIES, CHECKPOINT_FORMAT, DEVICE_PATTERN, NO_GENERATOR
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.paths import DEFAULT_SEED, run_dir
+from anoseg.paths import DEFAULT_SEED, run_dir, run_dirs, run_identity
 from anoseg.recipes import Recipe
 
 LAST = "last.pt"
@@ -57,7 +57,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate a checkpoint written by ``anoseg train``."""
     path = Path(path)
     if not path.is_file():
-        raise AnosegError(f"checkpoint not found: {path}")
+        from anoseg.paths import run_of_checkpoint
+
+        hint = None if path.exists() else other_runs(run_of_checkpoint(path), path)
+        raise AnosegError(f"checkpoint not found: {path}" + (f" ({hint})" if hint else ""))
     with open(path, "rb") as handle:
         magic = handle.read(4)
     # torch.save writes a zip archive; anything else (a text file, an image) gives torch errors like "…: 101"
@@ -91,8 +94,58 @@ def find_checkpoint(run: Path, epoch: int | None = None) -> Path:
         return path
     kept = sorted(p.stem.removeprefix("epoch_") for p in (run / "checkpoints").glob("epoch_*.pt"))
     if not kept and not (run / LAST).is_file():
-        raise AnosegError(f"no checkpoint in {run}; run `anoseg train` first")
+        raise AnosegError(other_runs(run) or f"no checkpoint in {run}; run `anoseg train` first")
     raise AnosegError(f"no checkpoint for epoch {epoch} in {run}; kept epochs: {', '.join(kept) or 'none'}")
+
+
+#: The identity of a run, in the order a mismatch is reported, with the option that chooses it.
+_IDENTITY_OPTIONS = (("seed", "--seed"), ("category", "--category"), ("generator", "--generator"),
+                     ("model", "--model"))
+
+
+def has_checkpoint(run: Path) -> bool:
+    """Whether a run folder holds ``last.pt`` or a kept epoch checkpoint."""
+    return (run / LAST).is_file() or any((run / "checkpoints").glob("epoch_*.pt"))
+
+
+def other_runs(run: Path, checkpoint: Path | None = None) -> str | None:
+    """One sentence for a run folder without a checkpoint that names the runs of the same dataset that do exist,
+    when one differs from it in a single identity (seed, category, generator or model): "no run for seed 42 in
+    <run>; runs exist for seeds 0 — pass --seed 0, or run `anoseg train` for this one first". ``checkpoint`` (a
+    missing ``--checkpoint`` file) makes the hint the existing checkpoint files instead of the option. None when no
+    other run of the dataset exists.
+    """
+    wanted = run_identity(run)
+    if wanted is None:
+        return None
+    runs = [(p, run_identity(p)) for p in run_dirs(wanted["output"], str(wanted["dataset"]))
+            if p != Path(run) and has_checkpoint(p)]
+    if not runs:
+        return None
+    for key, option in _IDENTITY_OPTIONS:
+        same = [(p, ident) for p, ident in runs
+                if ident is not None and all(ident[k] == wanted[k] for k, _ in _IDENTITY_OPTIONS if k != key)]
+        if not same:
+            continue
+        values = sorted({ident[key] for _, ident in same}, key=lambda v: (str(type(v)), v))
+        plural = {"category": "categories"}.get(key, key + "s")
+        head = f"no run for {key} {wanted[key]} in {run}; runs exist for {plural} {', '.join(map(str, values))}"
+        if checkpoint is not None:
+            files = [str(p / checkpoint.relative_to(run)) if _inside(checkpoint, run)
+                     and (p / checkpoint.relative_to(run)).is_file() else str(p / LAST) for p, _ in same[:3]]
+            return f"{head}: {', '.join(files)}"
+        return f"{head} — pass {option} {values[0]}, or run `anoseg train` for this one first"
+    listed = ", ".join(str(p) for p, _ in runs[:3]) + (" …" if len(runs) > 3 else "")
+    return (f"no checkpoint in {run}; run `anoseg train` first (the runs of {wanted['dataset']} under "
+            f"{wanted['output']} are: {listed})")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).relative_to(folder)
+    except ValueError:
+        return False
+    return True
 
 
 def build_model(checkpoint: dict[str, Any]) -> nn.Module:

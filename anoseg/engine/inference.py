@@ -153,10 +153,13 @@ def dense_logits(run: Runner, image: np.ndarray, mean: Sequence[float], std: Seq
         model_input = np.zeros((padded_h, padded_w, 3), np.uint8)
         model_input[:height, :width] = image
     logits = run(normalise(model_input[None], mean, std))[0]
-    if size:
+    if size or logits.shape[1:] != model_input.shape[:2]:
         import torch
 
-        resized = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(height, width),
-                                                  mode="bilinear", align_corners=False)
-        return resized[0].numpy()
+        # a model whose logits are coarser than its input (an exported file need not upsample) is brought to the
+        # padded input first, so that the crop keeps the image's own region
+        target = (height, width) if size else model_input.shape[:2]
+        resized = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(logits))[None], size=target,
+                                                  mode="bilinear", align_corners=False)[0].numpy()
+        return resized if size else np.ascontiguousarray(resized[:, :height, :width])
     return np.ascontiguousarray(logits[:, :height, :width])

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS
+from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS, SIZE_MULTIPLE
 from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import (
@@ -41,7 +41,7 @@ from anoseg.engine.inference import (
     softmax,
 )
 from anoseg.errors import AnosegError
-from anoseg.io import write_with
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, write_with
 from anoseg.jobs import PredictJob
 from anoseg.paths import run_of_checkpoint
 
@@ -91,7 +91,8 @@ class PredictResult:
 
 
 def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list[Path]:
-    """Image files named directly or found (recursively, sorted) in folders. In given folders, mask folders and mask
+    """Image files named directly or found (recursively, sorted, following symbolic links to folders, each real folder
+    once, so a link loop ends) in folders. In given folders, mask folders and mask
     files by the layouts' naming rules (``anoseg.data.layouts.is_mask_folder`` / ``is_mask_file``: ``ground_truth/``,
     ``label/``, ``*_mask``, ``*_GT``, ``*_label`` ...) are not taken as images, so a dataset root can be given as is;
     the mask files passed over are appended to ``masks``. Raises ``AnosegError`` when a source is missing or nothing
@@ -101,8 +102,10 @@ def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list
     found: list[Path] = []
     for source in sources:
         if source.is_dir():
-            for folder, subfolders, names in os.walk(source):
-                subfolders[:] = sorted(d for d in subfolders if not is_mask_folder(d) and not d.startswith("."))
+            seen = {os.path.realpath(source)}  # symbolic links to folders are followed, each real folder once
+            for folder, subfolders, names in os.walk(source, followlinks=True):
+                subfolders[:] = [d for d in sorted(subfolders) if not is_mask_folder(d) and not d.startswith(".")
+                                 and _first_visit(os.path.join(folder, d), seen)]
                 images = [Path(folder) / n for n in sorted(names)
                           if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.startswith(".")]
                 found += [p for p in images if not is_mask_file(p)]
@@ -118,6 +121,16 @@ def collect_images(sources: list[Path], masks: list[Path] | None = None) -> list
     return found
 
 
+def _first_visit(folder: str, seen: set[str]) -> bool:
+    """Whether the real folder behind ``folder`` is new to ``seen`` (and record it): a link back up the tree (a loop)
+    or a second link to one folder is not walked again."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
+
+
 def output_names(files: list[Path], sources: list[Path]) -> dict[Path, Path]:
     """Each input's output stem, relative to the output folder: its path relative to the common root of the inputs
     (the given folders, and the folders of the given files), without the suffix — or with it where two images of
@@ -128,9 +141,10 @@ def output_names(files: list[Path], sources: list[Path]) -> dict[Path, Path]:
         ... # doctest: +SKIP
         {PosixPath('d/bottle/test/good/000.png'): PosixPath('bottle/test/good/000'), ...}
     """
-    bases = [s.resolve() if s.is_dir() else s.resolve().parent for s in sources]
+    # the paths as given (made absolute), not their link targets: a linked image or folder keeps its place
+    bases = [Path(os.path.abspath(s)) if s.is_dir() else Path(os.path.abspath(s)).parent for s in sources]
     root = Path(os.path.commonpath(bases))
-    relative = {f: f.resolve().relative_to(root) for f in files}
+    relative = {f: Path(os.path.abspath(f)).relative_to(root) for f in files}
     stems = Counter((r.parent, r.stem) for r in relative.values())
     names = {f: r.parent / (r.stem if stems[(r.parent, r.stem)] == 1 else r.name) for f, r in relative.items()}
     if len(set(names.values())) != len(names):
@@ -198,15 +212,75 @@ def _onnx_predictor(model_file: Path, device: str = "auto") -> tuple[Runner, dic
     if target.type == "cuda" and meta["device"] != "cuda" and device != "auto":
         raise AnosegError(f"--device {device}: onnxruntime could not start its CUDA provider for {model_file} (are "
                           "the CUDA libraries onnxruntime-gpu needs installed?); use --device cpu")
-    return _fixed_batch(onnx_runner(session), session.get_inputs()[0].shape[0]), meta
+    shape = list(session.get_inputs()[0].shape)
+    meta["image_size"], note = model_input_size(model_file, shape, list(session.get_outputs()[0].shape),
+                                                meta.get("image_size"))
+    meta["notes"] = [note] if note else []
+    return _fixed_batch(onnx_runner(session), shape[0]), meta
+
+
+def model_input_size(model_file: Path, shape: list, output_shape: list, sidecar_size: Any
+                     ) -> tuple[list[int], str | None]:
+    """The (height, width) images are resized to for an ONNX model whose input has ``shape`` (``[N, C, H, W]``, each
+    an int or a name for a dynamic axis), and a note when that is not the sidecar's ``image_size``.
+
+    A fixed side is the model's own, whatever the sidecar says (the note says so). A dynamic side takes the sidecar's
+    value, which must then be a positive multiple of ``SIZE_MULTIPLE``; both sides dynamic and no sidecar size (a
+    native-resolution model) gives ``[]``: each image is padded to a multiple of ``SIZE_MULTIPLE``. Raises
+    ``AnosegError`` for an input that is not 4-D, a channel count other than 3 (naming the shape the model wants),
+    an output with fewer than 2 classes, or a dynamic side with no usable sidecar size.
+    """
+    wanted = "[" + ", ".join(str(d) for d in shape) + "]"
+    if len(shape) != 4:
+        raise AnosegError(f"{model_file} takes input of shape {wanted}; predict feeds image batches "
+                          "(batch, 3, height, width)")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise AnosegError(f"{model_file} wants {shape[1]}-channel input of shape {wanted}; predict feeds RGB images "
+                          "(3 channels): export a model with 3 input channels")
+    if len(output_shape) == 4 and isinstance(output_shape[1], int) and output_shape[1] < 2:
+        raise AnosegError(f"{model_file} outputs {output_shape[1]} channel(s); predict needs class logits (good, "
+                          "defect, ...: at least 2)")
+    sidecar = [int(v) for v in sidecar_size] if sidecar_size else []
+    sides = shape[2:]
+    if not any(isinstance(s, int) for s in sides) and not sidecar:
+        return [], None
+    size = []
+    for axis, side in enumerate(sides):
+        if isinstance(side, int) and side > 0:
+            size.append(side)
+            continue
+        name = ("height", "width")[axis]
+        if not sidecar or len(sidecar) != 2:
+            raise AnosegError(f"{model_file} has a fixed and a dynamic side (input {wanted}) and its sidecar gives no "
+                              f"image_size for the {name}; export it again with --image-size or --dynamic")
+        if sidecar[axis] < SIZE_MULTIPLE or sidecar[axis] % SIZE_MULTIPLE:
+            raise AnosegError(f"the sidecar of {model_file} gives image_size {sidecar}: the {name} of a dynamic "
+                              f"model must be a positive multiple of {SIZE_MULTIPLE}")
+        size.append(sidecar[axis])
+    note = None
+    if sidecar and size != sidecar:
+        note = (f"{model_file} takes {size[0]}×{size[1]} images (input {wanted}) but its sidecar says "
+                f"{sidecar[0]}×{sidecar[1]}: images are resized to the model's {size[0]}×{size[1]}")
+    return size, note
 
 
 def _fixed_batch(run: Runner, batch: Any) -> Runner:
-    """A runner that takes any batch for a model exported with a fixed batch size (run in slices of that size; a
-    dynamic batch axis takes the whole batch)."""
+    """A runner that takes any batch for a model exported with a fixed batch size (run in slices of that size, the
+    last one filled up with copies of its last image whose outputs are dropped; a dynamic batch axis takes the whole
+    batch)."""
     if not isinstance(batch, int) or batch < 1:
         return run
-    return lambda x: np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+    def sliced(x: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(x), batch):
+            part = x[start:start + batch]
+            filled = np.concatenate([part, np.repeat(part[-1:], batch - len(part), axis=0)]) if len(part) < batch \
+                else part
+            outputs.append(run(filled)[:len(part)])
+        return np.concatenate(outputs)
+
+    return sliced
 
 
 def prepare(job: PredictJob) -> Prediction:
@@ -229,7 +303,7 @@ def prepare(job: PredictJob) -> Prediction:
     files = collect_images(sources, masks)
     names = output_names(files, sources)
     out = _output_folder(job.out, job.overwrite, files)
-    notes: list[str] = []
+    notes: list[str] = list(meta.get("notes") or [])
     if masks:
         notes.append(f"skipped {len(masks)} file(s) as masks (named as a dataset's masks), e.g. {masks[0]}")
     threshold, why, point = job.threshold, "", ""
@@ -291,10 +365,12 @@ def write_predictions(prediction: Prediction, progress: Callable[[int, int], Non
         if not rows:
             raise AnosegError(f"none of the {len(files)} image(s) could be read (first: {skipped[0]['reason']})")
         frame = pd.DataFrame(rows)
-        write_with(staging / "predictions.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        write_with(staging / "predictions.csv", lambda tmp: frame.to_csv(tmp, index=False, encoding=TEXT_ENCODING,
+                                                                         errors=NAME_ERRORS))
         if skipped:
             listed = pd.DataFrame(skipped)
-            write_with(staging / "skipped.csv", lambda tmp: listed.to_csv(tmp, index=False))
+            write_with(staging / "skipped.csv", lambda tmp: listed.to_csv(tmp, index=False, encoding=TEXT_ENCODING,
+                                                                          errors=NAME_ERRORS))
         results.publish(staging, prediction.out)
     finally:
         results.discard(staging)
@@ -309,8 +385,9 @@ def _run_line(prediction: Prediction, staging: Path, pool: ThreadPoolExecutor,
     skipped: list[dict] = []
     in_flight: deque[Future] = deque()
     limit = 4 * prediction.batch_size  # outputs waiting to be written: bounds the memory they hold
-    # anomaly models run at their image size; road/scene models at each image's own size, one image at a time
-    resize_to, batch_size = (size, prediction.batch_size) if not prediction.dense else (None, 1)
+    # anomaly models run at their image size; road/scene models and native-resolution anomaly models (no image
+    # size) at each image's own size, padded to a multiple of 32, one image at a time
+    resize_to, batch_size = (size, prediction.batch_size) if not prediction.dense and size else (None, 1)
     done = 0
     for batch in _decoded_batches(prediction, resize_to, batch_size):
         good = [item for item in batch if item[3] is None]
@@ -339,9 +416,13 @@ def _forward(prediction: Prediction, staging: Path, good: list) -> list[tuple]:
             tasks.append((_write_dense, staging, out, files[i], names[files[i]], original, logits,
                           list(meta.get("class_names") or []), prediction.job.overlays))
         return tasks
-    resized = np.stack([item[2] for item in good])
-    logits = prediction.run(normalise(resized, meta["mean"], meta["std"]))
-    anomaly = softmax(logits.astype(np.float32, copy=False), axis=1)[:, 1]
+    if good[0][2] is None:  # a native-resolution model: one image, padded (``dense_logits``)
+        anomaly = [softmax(dense_logits(prediction.run, original, meta["mean"], meta["std"]))[1]
+                   for _, original, _, _ in good]
+    else:
+        resized = np.stack([item[2] for item in good])
+        logits = prediction.run(normalise(resized, meta["mean"], meta["std"]))
+        anomaly = softmax(logits.astype(np.float32, copy=False), axis=1)[:, 1]
     return [(_write_anomaly, staging, out, files[i], names[files[i]], original, anomaly[k], prediction.threshold,
              prediction.job.overlays) for k, (i, original, _, _) in enumerate(good)]
 

@@ -31,7 +31,7 @@ from anoseg.engine.checkpoint import (
     training_precision,
 )
 from anoseg.errors import AnosegError
-from anoseg.io import write_with
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, write_with
 from anoseg.paths import selection_path
 
 
@@ -184,7 +184,7 @@ def write_percent_csv(path: Path, columns: Mapping[str, Mapping[str, float | Non
     table = pd.DataFrame({column: {row: percent(value) for row, value in rows.items()}
                           for column, rows in columns.items()})
     table.index.name = index_name
-    write_with(path, lambda tmp: table.to_csv(tmp))
+    write_with(path, lambda tmp: table.to_csv(tmp, encoding=TEXT_ENCODING, errors=NAME_ERRORS))
 
 
 def order_categories(categories: Iterable[str], recipe_order: Sequence[str]) -> list[str]:

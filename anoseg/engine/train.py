@@ -35,7 +35,7 @@ from anoseg.engine.checkpoint import (
     training_precision,
 )
 from anoseg.errors import AnosegError, Interrupted
-from anoseg.io import write_json
+from anoseg.io import name_bytes, write_json
 from anoseg.log import console
 from anoseg.losses import build_loss
 from anoseg.models.weights import weights_provenance
@@ -498,7 +498,7 @@ def _rows_digest(rows) -> str:
         image = os.path.relpath(row.image, row.root) if row.root else row.image
         mask = os.path.relpath(row.mask, row.root) if row.root and row.mask else row.mask
         lines.append(f"{row.category}\t{row.defect}\t{row.label}\t{image}\t{mask}")
-    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+    return hashlib.sha256(name_bytes("\n".join(sorted(lines)))).hexdigest()
 
 
 def _meta(job: TrainJob, rows) -> dict:

@@ -61,7 +61,11 @@ def report_targets(outputs: Path, dataset: str | None, out: Path | None) -> list
     ``<out stem>_<dataset><suffix>`` (default ``<outputs>/report_<dataset>.md``). ``AnosegError`` if there is none.
     """
     outputs = Path(outputs)
-    datasets = [dataset] if dataset else find_datasets(outputs)
+    found = find_datasets(outputs)
+    if dataset and found and dataset not in found:
+        raise AnosegError(f"no eval results for dataset {dataset!r} under {outputs}; datasets with results: "
+                          f"{', '.join(found)} — pass --dataset {found[0]}")
+    datasets = [dataset] if dataset else found
     if not datasets:
         raise AnosegError(f"nothing to report under {outputs}: no eval results (run `anoseg eval` first)")
     base = Path(out) if out else outputs / "report.md"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from anoseg.io import write_with
+from anoseg.io import drawable, write_with
 
 N_EXAMPLES = 4
 _PLOT_POINTS = 5000  # points drawn per curve (the curve itself is computed on every pixel)
@@ -124,7 +124,7 @@ def _pr_figure(category: str, runs: list[_Scores]) -> Figure:
         ax.plot(recall[idx], precision[idx], drawstyle="steps-post", linewidth=1.5,
                 label=f"{run.label} (AP {ap:.3f})")  # fmt: skip  (the axes' unit: fractions, not percent)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-    ax.set_title(f"{category}: pixel-level PR (every pixel)", fontsize=10)
+    ax.set_title(f"{drawable(category)}: pixel-level PR (every pixel)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return fig
@@ -153,7 +153,7 @@ def _examples_figure(category: str, runs: list[_Scores], n_examples: int) -> Fig
     shown = None
     for row, (i, name) in enumerate(zip(order, names, strict=True)):
         axes[row, 0].imshow(first.images[i])
-        axes[row, 0].set_ylabel(name, fontsize=7)
+        axes[row, 0].set_ylabel(drawable(name), fontsize=7)
         axes[row, 1].imshow(first.gt_masks[i], cmap="gray", vmin=0, vmax=1)
         for col, run in enumerate(runs, start=2):
             if name in run.names:
@@ -172,7 +172,7 @@ def _examples_figure(category: str, runs: list[_Scores], n_examples: int) -> Fig
         bar = fig.colorbar(shown, ax=axes, shrink=0.6, ticks=[0, 0.5, 1])
         bar.set_label("defect probability", fontsize=8)
         bar.solids.set_alpha(1.0)
-    fig.suptitle(f"{category}: test images (anomalous first) and heatmaps", fontsize=10)
+    fig.suptitle(f"{drawable(category)}: test images (anomalous first) and heatmaps", fontsize=10)
     return fig
 
 
@@ -202,7 +202,7 @@ def loss_curve_figures(runs: list[tuple[str, Path]], out_dir: Path) -> dict[str,
             ax.plot(steps[window - 1:], smooth, lw=1.2, color="C0", label=f"mean of {window}")
             ax.legend(fontsize=7, frameon=False)
         ax.set(xlabel="iteration", ylabel="loss")
-        ax.set_title(name, fontsize=8)
+        ax.set_title(drawable(name), fontsize=8)
         ax.tick_params(labelsize=7)
         path = out_dir / f"{figure_stem(name)}_loss.png"
         out_dir.mkdir(parents=True, exist_ok=True)

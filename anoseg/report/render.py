@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from anoseg.constants import REPORT_SCHEMA, SCENE
-from anoseg.io import atomic_open, write_json, write_with
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, atomic_open, write_json, write_with
 from anoseg.report.figures import FIGURE_KINDS
 from anoseg.report.tables import BY_DEFECT_NOTE, MARK, MISSING, PER_CATEGORY_NOTE, RUN_KEYS, Table
 
@@ -144,7 +144,7 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
     beside it, atomically. Returns the files written."""
     by_defect = by_defect or {}
     md_path = out if fmt == "markdown" else out.with_suffix(".md")
-    with atomic_open(md_path, "w", encoding="utf-8") as handle:
+    with atomic_open(md_path, "w", encoding=TEXT_ENCODING, errors=NAME_ERRORS) as handle:
         handle.write(report.markdown)
     written = [md_path]
     base = out.with_suffix("")
@@ -162,7 +162,7 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
         for suffix, table in named.items():
             path = base.with_name(f"{base.name}{suffix}.csv")
             numbers = table.numbers()
-            write_with(path, lambda tmp, frame=numbers: frame.to_csv(tmp))
+            write_with(path, lambda tmp, frame=numbers: frame.to_csv(tmp, encoding=TEXT_ENCODING, errors=NAME_ERRORS))
             written.append(path)
     elif fmt == "json":
         path = base.with_suffix(".json")

@@ -153,3 +153,17 @@ def bmad(root: Path) -> Path:
 
 TREES = {"mvtec_ad_2": mvtec_ad_2, "mpdd": mpdd, "btad": btad, "ksdd2": ksdd2, "autovi": autovi,
          "kolektorsdd": kolektorsdd, "bmad": bmad, "folder": folder}
+
+
+def bmad_readme(root: Path) -> Path:
+    """BMAD as its README draws it: ``bmad``'s tree with the training images in ``train/good/img`` and the masks of
+    ``Ungood`` in ``anomaly_mask/`` instead of ``label/`` (the same files, moved)."""
+    bmad(root)
+    for base in root.iterdir():
+        good = base / "train" / "good"
+        (good / "img").mkdir()
+        for image in sorted(good.glob("*.png")):
+            image.rename(good / "img" / image.name)
+        for split in ("valid", "test"):
+            (base / split / "Ungood" / "label").rename(base / split / "Ungood" / "anomaly_mask")
+    return root

@@ -39,7 +39,7 @@ from anoseg.data.generators.perlin import PerlinDefects
 from anoseg.data.images import read_image
 from anoseg.data.layouts import TRAIN_GOOD, open_layout
 from anoseg.errors import AnosegError
-from anoseg.io import write_with
+from anoseg.io import name_bytes, write_with
 
 IMAGE_DIR, MASK_DIR = "image", "mask"
 #: Draws per pair before giving up on a source image (an empty draw is rare: ~0 for cutpaste, <1 % for perlin).
@@ -165,7 +165,7 @@ def _split_count(count: int, defects: tuple[str, ...]) -> dict[str, int]:
 def _pair_seed(seed: int, category: str, defect: str, index: int) -> int:
     """A seed of its own for each pair: independent of the count, the category list and the generation order."""
     # crc32, not hash(): str hashes change between Python processes
-    entropy = [seed & 0xFFFFFFFF, zlib.crc32(category.encode()), zlib.crc32(defect.encode()), index]
+    entropy = [seed & 0xFFFFFFFF, zlib.crc32(name_bytes(category)), zlib.crc32(name_bytes(defect)), index]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 

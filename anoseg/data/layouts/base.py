@@ -245,6 +245,10 @@ def good_folder(scan: CategoryScan, role: str, folder: Path, mask_dir: Path | No
         scan.issue("missing_good", folder, f"folder not found: {folder}")
         return
     images = list_images(folder, scan)
+    if not images:
+        inside = ", ".join(list_dirs(folder)[:3])
+        scan.issue("empty_good", folder, f"no images in {folder}" + (f" (sub-folders are not read: {inside})"
+                                                                      if inside else ""))
     masks: dict[Path, Path | None] = dict.fromkeys(images)
     if mask_dir is not None and mask_dir.is_dir():
         by_stem = {mask.stem: mask for mask in list_images(mask_dir, scan)}

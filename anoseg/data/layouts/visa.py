@@ -10,6 +10,7 @@ from pathlib import Path
 from anoseg.data.layouts.base import DEFECT, GOOD, TEST_GOOD, TRAIN_GOOD, CategoryScan, Layout, list_dirs
 from anoseg.data.layouts.mvtec import MVTecAD
 from anoseg.errors import AnosegError
+from anoseg.io import NAME_ERRORS
 
 VISA_SPLIT_CSV = Path("split_csv") / "1cls.csv"
 VISA_FALLBACK_DEFECT = "bad"  # anomalib's single pseudo defect type, used when image_anno.csv has no usable label
@@ -33,7 +34,8 @@ def visa_defect_name(label: str) -> str | None:
 def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows of a CSV file as stripped strings; unreadable or lacking a ``required`` column → ``AnosegError``."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        # a name of another locale reads as the file name it stands for (anoseg.io.NAME_ERRORS)
+        with open(path, newline="", encoding="utf-8-sig", errors=NAME_ERRORS) as handle:
             reader = csv.DictReader(handle)
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
             columns = [c.strip() for c in reader.fieldnames or []]
