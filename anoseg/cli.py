@@ -234,10 +234,10 @@ def _train_options(func):
         device_option,
         click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Number of devices (DDP when > 1)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
-                     help="Lightning precision. auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX, "
-                     "AVX-512 BF16), 16-mixed on other GPUs, else 32-true; 32-true under --paper-numerics; a resumed "
-                     "run keeps its own."),
+        click.option("--precision", type=click.Choice(PRECISIONS),
+                     help="Lightning precision. Default: 32-true, the same arithmetic on every machine (a resumed run "
+                     "keeps its own). auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX, AVX-512 BF16), "
+                     "16-mixed on other GPUs, else 32-true: faster, but numbers then depend on the machine."),
         click.option("--backbone-weights", default="imagenet", show_default=True,
                      help="imagenet (torchvision's, if in the local torch cache), none, or a state-dict file."),
         click.option("--download-weights", is_flag=True,

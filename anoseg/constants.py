@@ -95,6 +95,10 @@ EXPORTERS = ("auto", "dynamo", "legacy")
 EXECUTORS = ("local", "debug", "slurm")
 #: ``train --precision auto``: bf16 autocast where the hardware runs bf16 natively, fp32 elsewhere (docs/training.md).
 PRECISION_AUTO = "auto"
+#: A new run's precision when ``--precision`` is not given: fp32, the same arithmetic on every CPU and GPU, so the
+#: same command gives the same numbers up to float noise on any machine (``auto`` is opt-in speed; docs/training.md,
+#: "Precision and the machine").
+DEFAULT_PRECISION = "32-true"
 #: ``auto`` and Lightning's precision names (lightning.fabric's ``_PRECISION_INPUT_STR``), spelled out to keep
 #: imports light.
 PRECISIONS = (PRECISION_AUTO, "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")

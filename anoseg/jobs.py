@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from anoseg.constants import PRECISION_AUTO, REPORT_FORMATS, RESOLUTIONS
+from anoseg.constants import REPORT_FORMATS, RESOLUTIONS
 from anoseg.paths import DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class TrainRunsJob(RunsJob):
     on to more epochs than it was started with (None = each run's own)."""
 
     devices: int = 1
-    precision: str = PRECISION_AUTO
+    precision: str | None = None  # None: 32-true for a new run (DEFAULT_PRECISION), a resumed run keeps its own
     backbone_weights: str = "imagenet"
     download_weights: bool = False
     resume: bool = False

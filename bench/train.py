@@ -11,10 +11,10 @@ rounds). Variants:
 - one option at a time over the baseline: ``one loader`` (one loader for the run, workers persist),
   ``channels-last``, ``foreach SGD`` (multi-tensor step), ``bf16 autocast`` (where the CPU has bf16 instructions),
   ``compile`` (``torch.compile``, only with ``--compile``: its compile time is inside the run's time).
-- ``anoseg fp32``: anoseg's defaults in fp32 (``anoseg.engine.train``: one loader, channels-last, foreach SGD), what
-  ``anoseg train`` does on a CPU without native bf16 or with ``--precision 32-true``.
-- ``anoseg default``: what ``anoseg train`` does by default on a CPU with native bf16 (``--precision auto``): the
-  same with bf16 autocast.
+- ``anoseg fp32``: anoseg's defaults (``anoseg.engine.train``: one loader, channels-last, foreach SGD, fp32), what
+  ``anoseg train`` does by default (and with ``--precision auto`` on a CPU without native bf16).
+- ``anoseg auto``: what ``anoseg train --precision auto`` does on a CPU with native bf16: the same with bf16
+  autocast.
 - ``authors``: with ``--reference PATH`` (a checkout of HUST-SLOW/LFD), their own ``LFD._train`` on the same
   files, imported as ``bench/parity.py`` does (CPU, random init); it decodes and resizes every PNG every epoch.
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         variants["compile"] = Options(compile=True)
     variants["anoseg fp32"] = Options(one_loader=True, channels_last=True, foreach=True)
     if bf16_supported():
-        variants["anoseg default"] = Options(one_loader=True, channels_last=True, foreach=True, bf16=True)
+        variants["anoseg auto"] = Options(one_loader=True, channels_last=True, foreach=True, bf16=True)
     ref = parity.reference_lfd(args.reference) if args.reference else None
     if ref is not None:
         variants["authors"] = None

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from anoseg import models
-from anoseg.constants import ANOMALY, CHECKPOINT_FORMAT, PRECISION_AUTO
+from anoseg.constants import ANOMALY, CHECKPOINT_FORMAT, DEFAULT_PRECISION, PRECISION_AUTO
 from anoseg.data.dataset import SegmentationDataset, load_cached, normalize
 from anoseg.data.manifest import prepared_mask_threshold, read_manifest, select_rows
 from anoseg.engine import curves, rundir
@@ -48,7 +48,7 @@ class TrainJob(RunSpec):
 
     device: str = "auto"
     devices: int = 1
-    precision: str = PRECISION_AUTO  # see resolve_precision
+    precision: str | None = None  # None: DEFAULT_PRECISION for a new run, a resumed run's own; see resolve_precision
     backbone_weights: str = "none"
     resume: bool = False
     fresh: bool = False
@@ -74,8 +74,9 @@ def native_bf16(device: torch.device) -> bool:
             and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
 
 
-def resolve_precision(precision: str, device: torch.device, paper_numerics: bool = False) -> str:
-    """The Lightning precision of a new run: ``auto`` → ``bf16-mixed`` where the device runs bf16 natively (LFD
+def resolve_precision(precision: str | None, device: torch.device, paper_numerics: bool = False) -> str:
+    """The Lightning precision of a new run: ``None`` (not given) → ``DEFAULT_PRECISION`` (fp32, the same numbers
+    on every machine); ``auto`` → ``bf16-mixed`` where the device runs bf16 natively (LFD
     trains ~1.35× faster on an AMX CPU at the same accuracy over seeds, docs/training.md), ``16-mixed`` on CUDA
     without bf16, else ``32-true``; always ``32-true`` with ``paper_numerics``. Other names are returned as given.
 
@@ -87,13 +88,15 @@ def resolve_precision(precision: str, device: torch.device, paper_numerics: bool
     and the run would record a precision it did not use).
     """
     if paper_numerics:
-        if precision not in (PRECISION_AUTO, "32-true", "64-true"):
+        if precision not in (None, PRECISION_AUTO, "32-true", "64-true"):
             raise AnosegError(f"--paper-numerics trains in fp32 as the authors did; drop --precision {precision} or "
                               "use --precision 32-true")
         return "64-true" if precision == "64-true" else "32-true"
     if precision == "16-mixed" and device.type != "cuda":
         raise AnosegError(f"--precision 16-mixed (fp16 autocast) needs a CUDA GPU, not {device.type}; use "
                           "--precision bf16-mixed or 32-true")
+    if precision is None:
+        return DEFAULT_PRECISION
     if precision != PRECISION_AUTO:
         return precision
     if native_bf16(device):
@@ -330,7 +333,7 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
         if not last.is_file():
             raise AnosegError(f"--resume: no interrupted run in {job.run}")
         previous = load_checkpoint(last)
-        if job.precision == PRECISION_AUTO:
+        if job.precision in (None, PRECISION_AUTO):  # not given, or auto: the run keeps the precision it started in
             job = dataclasses.replace(job, precision=training_precision(previous["meta"]))
         if previous["model"] != job.model or previous["num_classes"] != job.recipe.num_classes:
             raise AnosegError(f"--resume: {last} holds a {previous['model']} model, not {job.model}")

@@ -17,6 +17,9 @@ from anoseg.engine.train import EpochSampler, TrainJob, train
 from anoseg.errors import AnosegError
 from anoseg.recipes import TrainSettings, load_recipe
 
+# precision and resume numerics: .ci/run repeats these under AVX2 kernels
+pytestmark = pytest.mark.numerics
+
 
 class Pids(torch.utils.data.Dataset):
     """Each item is the id of the process that served it."""
@@ -134,6 +137,14 @@ def test_tensorboard_logger_without_the_package_is_one_clear_error(tmp_path, mon
 
 
 @pytest.mark.parametrize("native", [True, False])
+def test_the_default_precision_is_fp32_on_every_machine(monkeypatch):
+    # the same command gives the same arithmetic on an AMX, an AVX2 or an ARM machine; auto is opt-in
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
+    assert train_module.resolve_precision(None, torch.device("cpu")) == "32-true"
+    assert train_module.resolve_precision(None, torch.device("cuda")) == "32-true"
+    assert train_module.TrainJob.__dataclass_fields__["precision"].default is None
+
+
 def test_auto_precision_is_bf16_only_where_the_device_has_it_and_never_under_paper_numerics(monkeypatch, native):
     monkeypatch.setattr(train_module, "native_bf16", lambda device: native)
     cpu = torch.device("cpu")
@@ -155,7 +166,7 @@ def test_a_run_records_the_precision_auto_chose_and_a_resumed_run_keeps_its_own(
     common = {"recipe": recipe, "model": "lfd", "category": "mesh", "generator": "seas", "output": output,
               "device": "cpu", "seed": 42, "backbone_weights": "none"}
     monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
-    run = train(TrainJob(**common))  # precision "auto" by default
+    run = train(TrainJob(**common, precision="auto"))
     assert load_checkpoint(run / LAST)["meta"]["precision"] == "32-true"
     monkeypatch.setattr(train_module, "native_bf16", lambda device: True)  # e.g. the run moved to an AMX machine
     train(TrainJob(**common, resume=True, resume_epochs=2))
@@ -167,5 +178,10 @@ def test_a_run_records_the_precision_auto_chose_and_a_resumed_run_keeps_its_own(
     with pytest.raises(AnosegError, match="--paper-numerics trains in fp32"):
         train(TrainJob(**common, resume=True, resume_epochs=3, paper_numerics=True, precision="bf16-mixed"))
     assert load_checkpoint(run / LAST)["epoch"] == 2
-    fresh = train(TrainJob(**common, fresh=True))
+    fresh = train(TrainJob(**common, fresh=True, precision="auto"))
     assert load_checkpoint(fresh / LAST)["meta"]["precision"] == "bf16-mixed"
+    # not given, a resumed run keeps its own (bf16 here) and a new run trains in fp32, even where bf16 is native
+    train(TrainJob(**common, resume=True, resume_epochs=2))
+    assert load_checkpoint(fresh / LAST)["meta"]["precision"] == "bf16-mixed"
+    default = train(TrainJob(**{**common, "category": "disk"}))
+    assert load_checkpoint(default / LAST)["meta"]["precision"] == "32-true"
