@@ -20,6 +20,26 @@ from click.testing import CliRunner
 from anoseg.cli import main
 from anoseg.data.synth import make_demo_data
 
+#: Test groups by the part of anoseg they exercise, so a developer runs the part they change (``pytest -m export``,
+#: ``-m "not train"``): each group is the test files that drive that part end to end, or tests named after it.
+#: ``slow``, ``parity``, ``numerics`` and ``gpu`` are set in the test modules themselves.
+GROUPS = {
+    "train": ("tests/engine/test_train_eval.py", "tests/engine/test_train_speed.py", "tests/engine/test_parity.py",
+              "tests/engine/test_beyond_options.py", "tests/engine/test_pipeline_models.py",
+              "tests/data/test_layouts_pipeline.py", "tests/gpu/test_gpu.py"),
+    "export": ("tests/test_export.py",),
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark each test with its groups (``GROUPS``): by file, and ``export`` also by name."""
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        for group, files in GROUPS.items():
+            if where in files or (group == "export" and "export" in item.name):
+                item.add_marker(group)
+
 RECIPE = """\
 name: demo
 layout: mvtec_ad

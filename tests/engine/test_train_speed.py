@@ -136,7 +136,6 @@ def test_tensorboard_logger_without_the_package_is_one_clear_error(tmp_path, mon
     assert json.dumps([type(lg).__name__ for lg in curves.train_loggers(tmp_path, "csv")]) == '["CSVLogger"]'
 
 
-@pytest.mark.parametrize("native", [True, False])
 def test_the_default_precision_is_fp32_on_every_machine(monkeypatch):
     # the same command gives the same arithmetic on an AMX, an AVX2 or an ARM machine; auto is opt-in
     monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
@@ -145,6 +144,7 @@ def test_the_default_precision_is_fp32_on_every_machine(monkeypatch):
     assert train_module.TrainJob.__dataclass_fields__["precision"].default is None
 
 
+@pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_where_the_device_has_it_and_never_under_paper_numerics(monkeypatch, native):
     monkeypatch.setattr(train_module, "native_bf16", lambda device: native)
     cpu = torch.device("cpu")
