@@ -34,7 +34,7 @@ from typing import Any
 
 from anoseg.constants import ALL_CATEGORIES, ANOMALY, METRICS_FILE, SWEEP_SCHEMA
 from anoseg.errors import AnosegError
-from anoseg.io import write_json
+from anoseg.io import check_output, make_folder, write_json
 from anoseg.paths import DEFAULT_SEED, manifest_path, run_dir, sweep_dir
 
 DONE, SKIPPED, FAILED, RUNNING = "done", "skipped", "failed", "running"
@@ -608,7 +608,8 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
 
     from anoseg.log import console
 
-    plan.records.mkdir(parents=True, exist_ok=True)
+    check_output(plan.records, folder=True, replace=False)  # an unwritable --output: one line before any cell runs
+    make_folder(plan.records)
     write_recipes(plan)
     results: dict[str, dict[str, Any]] = {}
     pending = [c for c in plan.cells if not result_exists(c)]

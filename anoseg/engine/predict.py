@@ -12,7 +12,6 @@ the line. Nothing here prints: the stage (``anoseg.stages.run_predict``) shows p
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, deque
 from collections.abc import Callable
@@ -24,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS
+from anoseg.constants import ANOMALY, EXPORT_SCHEMA, IMAGE_EXTENSIONS
 from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import Runner, dense_logits, normalise, onnx_runner, ort_session, resize, softmax
 from anoseg.errors import AnosegError
-from anoseg.io import write_with
+from anoseg.io import check_output, expect, is_number, read_json, write_with
 from anoseg.jobs import PredictJob
 from anoseg.paths import run_of_checkpoint
 
@@ -153,7 +152,8 @@ def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
         raise AnosegError(f"model file not found: {model_file}")
     if not sidecar.is_file():
         raise AnosegError(f"{model_file} has no sidecar {sidecar} (written by `anoseg export`)")
-    meta = json.loads(sidecar.read_text())
+    meta = read_json(sidecar, f"run `anoseg export` again (it rewrites {model_file} and {sidecar.name})",
+                     check_sidecar)
     if meta.get("thresholds"):  # per-category thresholds of the eval of the exported weights (anoseg export)
         epoch = (meta.get("source") or {}).get("epoch")
         meta["thresholds"] = results.Thresholds(Path(str(meta.get("threshold_source"))), epoch,
@@ -169,6 +169,24 @@ def _onnx_predictor(model_file: Path) -> tuple[Runner, dict]:
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise AnosegError(f"cannot load {model_file}: {str(exc).splitlines()[0]}") from None
     return _fixed_batch(onnx_runner(session), session.get_inputs()[0].shape[0]), meta
+
+
+def check_sidecar(doc: Any) -> None:
+    """Validate the keys of an export sidecar (docs/schemas.md) that predict reads; ``ValueError`` saying which."""
+    from anoseg.engine.checkpoint import check_preprocessing
+
+    expect(isinstance(doc, dict), "not a JSON object")
+    expect(doc.get("schema") == EXPORT_SCHEMA, f"schema {doc.get('schema')!r}, not {EXPORT_SCHEMA!r}")
+    check_preprocessing(doc)
+    expect(isinstance(doc.get("task", ANOMALY), str), "'task' is not a name")
+    expect(doc.get("threshold") is None or is_number(doc["threshold"], 0.0, 1.0),
+           "'threshold' is not a probability in [0, 1]")
+    thresholds = doc.get("thresholds")
+    expect(thresholds is None or isinstance(thresholds, dict), "'thresholds' is not an object")
+    for name, value in (thresholds or {}).items():
+        expect(is_number(value, 0.0, 1.0), f"the threshold of {name!r} is {value!r}, not a probability in [0, 1]")
+    expect(isinstance(doc.get("source", {}), dict), "'source' is not an object")
+    expect(doc.get("class_names") is None or isinstance(doc["class_names"], list), "'class_names' is not a list")
 
 
 def _fixed_batch(run: Runner, batch: Any) -> Runner:
@@ -433,6 +451,7 @@ def _output_folder(out: Path | None, overwrite: bool, files: list[Path]) -> Path
         while out.exists():
             n += 1
             out = DEFAULT_ROOT / f"{stamp}-{n}"
+        check_output(out, folder=True)
         return out
     if out.exists() and not out.is_dir():
         raise AnosegError(f"--out {out} is a file, not a folder")
@@ -445,6 +464,7 @@ def _output_folder(out: Path | None, overwrite: bool, files: list[Path]) -> Path
         if not (out / "predictions.csv").is_file():
             raise AnosegError(f"--out {out} holds files that are not an anoseg predict run; --overwrite only "
                               "replaces an earlier predict output")
+    check_output(out, folder=True)  # the staging folder goes beside it: a read-only place is refused before work
     return out
 
 

@@ -33,7 +33,7 @@ from anoseg.engine.checkpoint import (
     save_checkpoint,
 )
 from anoseg.errors import AnosegError, Interrupted
-from anoseg.io import write_json
+from anoseg.io import check_output, write_json
 from anoseg.log import console
 from anoseg.losses import build_loss
 from anoseg.models.weights import weights_provenance
@@ -323,6 +323,10 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
             if not folder.is_dir():
                 raise AnosegError(f"cannot write the run: {folder} is a file, not a folder")
             rundir.check_writable(folder)
+    if job.resume:  # the files a resumed run replaces or appends to (a fresh one writes into a new folder)
+        for written in (last, job.run / "train_history.json"):
+            check_output(written)
+        curves.check_log(curves.log_file(job.run, curves.TRAIN_LOG))
     if job.fresh:
         state.swap = rundir.FreshSwap(job.run)
         state.swap.begin()

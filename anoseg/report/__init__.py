@@ -21,10 +21,11 @@ import pandas as pd
 
 from anoseg.constants import BENCH_SCHEMA, REPORT_FORMATS
 from anoseg.errors import AnosegError
+from anoseg.io import check_output
 from anoseg.log import warn
 from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures, loss_curve_figures
-from anoseg.report.render import Report, print_report, render_markdown, write_tables
+from anoseg.report.render import Report, named_tables, print_report, render_markdown, report_files, write_tables
 from anoseg.report.runs import category_order, find_datasets, find_metrics, run_rank, select_seeds, tidy
 from anoseg.report.stats import IMAGE_METRICS, run_intervals
 from anoseg.report.tables import (
@@ -86,6 +87,10 @@ def build_report(
     if fmt not in REPORT_FORMATS:
         raise AnosegError(f"unknown report format {fmt!r} (--format): choose one of {', '.join(REPORT_FORMATS)}")
     outputs, out = Path(outputs), Path(out)
+    check_output(out if fmt == "markdown" else out.with_suffix(".md"))  # unwritable: refused before any work
+    figures_dir = out.parent / f"{out.stem}_figures"
+    if figures:
+        check_output(figures_dir, folder=True, replace=False)
     warnings: list[str] = []
 
     def say(message: str) -> None:
@@ -127,7 +132,8 @@ def build_report(
     if cost is not None:
         tables.append(cost)
 
-    figures_dir = out.parent / f"{out.stem}_figures"
+    for path in report_files(out, fmt, named_tables(tables, per_category, cost)):
+        check_output(path)  # every table file, before the figures are drawn
     figure_paths = _write_figures(data, order, figures_dir, say) if figures else {}
     markdown = render_markdown(dataset, task, data, tables, figure_paths, out.parent, warnings, sources)
 
