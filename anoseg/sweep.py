@@ -281,10 +281,12 @@ def write_recipes(plan: Plan) -> None:
 # ---- what is already there ------------------------------------------------------------------------------------------
 
 def _history_length(run: Path) -> int | None:
+    """Epochs done by the run, from ``train_history.json``; None when it is absent or damaged (not a list)."""
     try:
-        return len(json.loads((run / "train_history.json").read_text(encoding="utf-8")))
+        history = json.loads((run / "train_history.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return len(history) if isinstance(history, list) else None
 
 
 def result_exists(cell: Cell) -> bool:
@@ -313,7 +315,11 @@ def train_state(cell: Cell) -> str:
 
     if not (cell.run / LAST).is_file():
         return "new"
-    done = _history_length(cell.run) or 0
+    done = _history_length(cell.run)
+    if done is None:  # train_history.json damaged or gone: the checkpoint knows (AnosegError if it is damaged too)
+        from anoseg.engine.checkpoint import load_checkpoint
+
+        done = load_checkpoint(cell.run / LAST)["epoch"]
     if done > cell.variant.epochs:
         raise AnosegError(f"{cell.run} holds a run of {done} epochs, the sweep asks {cell.variant.epochs}; "
                           "use another --output or remove that run")

@@ -364,3 +364,25 @@ def test_read_json_names_the_file_and_the_command(tmp_path):
     assert read_json(path, "rerun") == {"a": "one"}
     with pytest.raises(FileNotFoundError):
         read_json(tmp_path / "absent.json", "rerun")
+
+
+def test_sweep_reads_a_damaged_history_from_the_checkpoint(exported, tmp_path):
+    """A finished run whose train_history.json is truncated or edited is still finished for the sweep (the checkpoint
+    says how many epochs it holds), not a stopped run to resume; with last.pt damaged too, the cell's one line says
+    so."""
+    from anoseg.errors import AnosegError
+    from anoseg.sweep import SweepSpec, expand, train_state
+
+    out = tmp_path / "out"
+    shutil.copytree(exported.out, out)
+    plan = expand(SweepSpec(name="t", recipe=str(exported.recipe), models=("lfd",), generators=("seas",),
+                            categories=("disk",), seeds=(42,), device="cpu", backbone_weights="none"), out)
+    (cell,) = plan.cells
+    history = cell.run / "train_history.json"
+    assert train_state(cell) == "finished"
+    for damage in (history.read_bytes()[:5], b'{"epoch": 1}'):
+        history.write_bytes(damage)
+        assert train_state(cell) == "finished"
+    (cell.run / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(AnosegError, match="cannot read checkpoint"):
+        train_state(cell)
