@@ -223,6 +223,12 @@ CASES = [
     ("predict-sidecar-a-list", PREDICT_ONNX, written(RUN + "/export/model.json", b"[]"), DAMAGED),
     ("predict-sidecar-threshold-word", PREDICT_ONNX,
      edited_json(RUN + "/export/model.json", lambda d: d.update(thresholds={"disk": "x"})), DAMAGED),
+    ("train-manifest-truncated", [*TRAIN, "--fresh"], truncated("{out}/demo/seas/manifest.csv"), "prepare again"),
+    ("eval-manifest-truncated-no-report", EVAL,
+     both(truncated("{out}/demo/seas/manifest.csv"), removed("{out}/demo/seas/data_report.json")), "manifest"),
+    ("eval-manifest-other-columns-no-report", EVAL,
+     both(written("{out}/demo/seas/manifest.csv", b"a,b\n1,2\n"), removed("{out}/demo/seas/data_report.json")),
+     "not an anoseg manifest"),
     ("eval-curve-log-garbage", EVAL, written(RUN + "/logs/eval/metrics.csv", b"a\n\x00\x01,2,3\n"), DAMAGED),
     ("train-resume-log-garbage", RESUME, written(RUN + "/logs/csv/metrics.csv", b"a\n1,2,3\n"), DAMAGED),
     # 4. checkpoints that are not what they claim
