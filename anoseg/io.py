@@ -190,6 +190,23 @@ def check_output(path: str | Path, *, folder: bool = False, replace: bool = True
         raise output_error(exc, probe, inside=True) from None
 
 
+def check_removable(folder: str | Path) -> None:
+    """Refuse, before any work, a folder that a command will delete to replace it (an older result, ``--overwrite``,
+    ``--fresh``) when part of it cannot be deleted: an immutable or append-only entry, or a subfolder in which nothing
+    can be created or removed. ``AnosegError`` naming the entry; nothing is changed."""
+    for root, folders, files in os.walk(folder):
+        for name in (*folders, *files):
+            entry = Path(root) / name
+            if _immutable(entry):
+                raise AnosegError(f"cannot replace {folder}: {entry} is immutable or append-only (chattr +i/+a; see "
+                                  f"lsattr); {_WRITABLE_HINT}")
+        try:
+            with tempfile.TemporaryFile(dir=root):
+                pass
+        except OSError as exc:
+            raise output_error(exc, Path(root), inside=True) from None
+
+
 def _immutable(path: Path) -> bool:
     """True when ``path`` carries the immutable or append-only inode flag; False where flags cannot be read."""
     try:

@@ -99,7 +99,9 @@ def truncated(text: str):
 
 def written(text: str, content: bytes):
     def setup(env: dict, frozen: list[Path]) -> None:
-        Path(text.format(**env)).write_bytes(content)
+        path = Path(text.format(**env))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     return setup
 
 
@@ -169,6 +171,13 @@ CASES = [
     ("predict-out-parent-immutable", [*PREDICT, "--out", "{tmp}/ro/pred"], immutable("{tmp}/ro"), UNWRITABLE),
     ("predict-overwrite-immutable", [*PREDICT, "--out", "{tmp}/ro", "--overwrite"], immutable("{tmp}/ro"),
      UNWRITABLE),
+    ("eval-old-result-file-immutable", EVAL, immutable(RUN + "/eval/epoch_001/metrics.csv"), "cannot replace"),
+    ("predict-overwrite-file-immutable", [*PREDICT, "--out", "{tmp}/p", "--overwrite"],
+     both(written("{tmp}/p/predictions.csv", b"image\n"), immutable("{tmp}/p/predictions.csv")), "cannot replace"),
+    ("train-fresh-file-immutable", [*TRAIN, "--fresh"], immutable(RUN + "/train_history.json"), "cannot replace"),
+    ("generate-overwrite-file-immutable", [*GENERATE, "--out", "{tmp}/gen", "--overwrite"],
+     both(written("{tmp}/gen/disk/perlin/image/0.png", b"x"), immutable("{tmp}/gen/disk/perlin/image/0.png")),
+     "cannot replace"),
     ("train-resume-history-immutable", RESUME, immutable(RUN + "/train_history.json"), UNWRITABLE),
     ("train-resume-last-immutable", RESUME, immutable(LAST), UNWRITABLE),
     ("train-resume-log-folder-immutable", RESUME, immutable(RUN + "/logs/csv"), UNWRITABLE),
@@ -279,12 +288,13 @@ def exported(pipeline, tmp_path_factory):
 
 
 @pytest.fixture
-def frozen():
-    """The paths a case made immutable; made mutable again afterwards so that the folders can be deleted."""
+def frozen(tmp_path):
+    """The paths a case made immutable; made mutable again afterwards (wherever a command moved them) so that the
+    folders can be deleted."""
     paths: list[Path] = []
     yield paths
-    for path in reversed(paths):
-        subprocess.run(["chattr", "-i", str(path)], check=False)
+    if paths:
+        subprocess.run(["chattr", "-R", "-f", "-i", str(tmp_path)], check=False)
 
 
 def test_the_table_is_large_and_names_are_unique():

@@ -28,7 +28,16 @@ from typing import Any
 
 from anoseg.constants import METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
-from anoseg.io import check_output, current_umask, expect, is_number, make_folder, output_error, read_json
+from anoseg.io import (
+    check_output,
+    check_removable,
+    current_umask,
+    expect,
+    is_number,
+    make_folder,
+    output_error,
+    read_json,
+)
 from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
 
 _CHUNK = 1 << 20
@@ -65,6 +74,8 @@ def staging_dir(target: Path) -> Path:
     a read-only or immutable folder, a file in the way), before any work is done.
     """
     check_output(target, folder=True, replace=True)
+    if target.is_dir():
+        check_removable(target)  # the older result is deleted once the new one is in place
     make_folder(target.parent)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))

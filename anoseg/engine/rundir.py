@@ -196,10 +196,10 @@ def plan_resume(previous: dict[str, Any], settings: dict[str, Any], epochs: int 
     """
     stored_meta = previous["meta"]
     train = stored_meta.get("train")
-    if not (isinstance(train, dict) and isinstance(train.get("epochs"), int) and previous.get("optimizer")
+    if not (isinstance(train, dict) and isinstance(train.get("epochs"), int)
             and isinstance(previous.get("history"), list)):
-        raise AnosegError(f"--resume: {last} lacks what a resume needs (the optimiser state, the history and the "
-                          "training settings that `anoseg train` saves in last.pt); start a new run with --fresh")
+        raise AnosegError(f"--resume: {last} lacks what a resume needs (the history and the training settings that "
+                          "`anoseg train` saves in last.pt); start a new run with --fresh")
     stored_epochs = int(train["epochs"])
     changed = [f"{name} {old} → {new}" for name, old, new in _differences(stored_meta, settings)]
     if changed:
