@@ -24,7 +24,7 @@ from anoseg.engine.conversion import (
     export_torchscript,
 )
 from anoseg.errors import AnosegError
-from anoseg.io import atomic_open, write_json
+from anoseg.io import atomic_open, check_output, write_json
 from anoseg.paths import export_path, run_of_checkpoint
 
 # Trace size for a dynamic export of a checkpoint trained at native resolution (no image_size in its meta).
@@ -64,6 +64,8 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
     weights = results.weights_sha256(ckpt)
     decision = _decision_threshold(ckpt, run, weights, threshold, operating_point)
     model_file = _model_path(out, run, fmt)
+    for written in (model_file, model_file.with_suffix(".json")):  # both or neither: checked before converting
+        check_output(written)
     size = _trace_size(image_size, meta, dynamic, checkpoint)
     model = build_model(ckpt)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from anoseg.constants import ALL_CATEGORIES, ANOMALY, PIXEL_AUPRO
 from anoseg.errors import AnosegError
-from anoseg.io import atomic_path, write_json
+from anoseg.io import atomic_path, check_output, write_json
 from anoseg.jobs import (
     BenchJob,
     EvalRunsJob,
@@ -44,6 +44,7 @@ def run_synth(job: SynthJob) -> dict[str, Path]:
     """Write the built-in demo dataset (``anoseg.data.synth.make_demo_data``) and print where it went."""
     from anoseg.data.synth import make_demo_data
 
+    check_output(job.out, folder=True, replace=False)
     with console.status("writing the demo dataset"):
         paths = make_demo_data(job.out, seed=job.seed)
     console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
@@ -63,6 +64,9 @@ def run_prepare(job: PrepareJob) -> Path | None:
     recipe, output, generated, strict, dry_run = job.recipe, job.output, job.generated, job.strict, job.dry_run
     categories = list(job.categories) if job.categories else None
     mask_threshold, drop_empty_generated = job.mask_threshold, job.drop_empty_generated
+    if not dry_run:  # an unwritable manifest or report is refused before the files are checked
+        check_output(manifest_path(output, recipe.name, recipe.generator))
+        check_output(data_report_path(output, recipe.name, recipe.generator))
     if recipe.task != ANOMALY:
         from anoseg.data.scenes import build_scene_manifest
 
@@ -121,15 +125,12 @@ def check_prepared(output: Path, dataset: str, generator: str) -> None:
 
     Raises ``AnosegError`` naming both files. Outputs of older versions (no digest in the report) pass.
     """
-    import json
+    from anoseg.data.manifest import read_data_report
 
     manifest, report = manifest_path(output, dataset, generator), data_report_path(output, dataset, generator)
     if not (manifest.is_file() and report.is_file()):
         return
-    try:
-        digest = json.loads(report.read_text(encoding="utf-8")).get("manifest_sha256")
-    except (ValueError, AttributeError):
-        raise AnosegError(f"{report} is not a data report written by `anoseg prepare`; run prepare again") from None
+    digest = read_data_report(report).get("manifest_sha256")
     if digest is not None and digest != _sha256(manifest):
         raise AnosegError(f"{manifest} and {report} are not from the same `anoseg prepare` (it was interrupted "
                           "between them); run prepare again")
@@ -358,6 +359,7 @@ def run_bench(job: BenchJob) -> dict:
     names = list(job.models) if job.models else list_models()
     for name in names:
         create_model(name)  # unknown names fail before any timing starts
+    check_output(bench_path(output))
     with console.status("benchmarking") as status:
         result = bench(names, size, device, runs=runs, warmup=warmup, compile_model=compile_model, onnx=onnx,
                        output=output, progress=lambda name: status.update(f"benchmarking {name}"),

@@ -37,7 +37,7 @@ from annotated_types import Ge, Le, MinLen
 
 from anoseg.constants import ALL_CATEGORIES, ANOMALY, DEVICE_PATTERN, METRICS_FILE, SWEEP_SCHEMA
 from anoseg.errors import AnosegError
-from anoseg.io import write_json
+from anoseg.io import check_output, make_folder, write_json
 from anoseg.paths import DEFAULT_SEED, manifest_path, run_dir, sweep_dir
 
 DONE, SKIPPED, FAILED, RUNNING = "done", "skipped", "failed", "running"
@@ -314,10 +314,12 @@ def write_recipes(plan: Plan) -> None:
 # ---- what is already there ------------------------------------------------------------------------------------------
 
 def _history_length(run: Path) -> int | None:
+    """Epochs done by the run, from ``train_history.json``; None when it is absent or damaged (not a list)."""
     try:
-        return len(json.loads((run / "train_history.json").read_text(encoding="utf-8")))
+        history = json.loads((run / "train_history.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return len(history) if isinstance(history, list) else None
 
 
 def result_exists(cell: Cell) -> bool:
@@ -374,7 +376,11 @@ def train_state(cell: Cell) -> str:
 
     if not (cell.run / LAST).is_file():
         return "new"
-    done = _history_length(cell.run) or 0
+    done = _history_length(cell.run)
+    if done is None:  # train_history.json damaged or gone: the checkpoint knows (AnosegError if it is damaged too)
+        from anoseg.engine.checkpoint import load_checkpoint
+
+        done = load_checkpoint(cell.run / LAST)["epoch"]
     if done > cell.variant.epochs:
         raise AnosegError(f"{cell.run} holds a run of {done} epochs, the sweep asks {cell.variant.epochs}; "
                           "use another --output or remove that run")
@@ -669,7 +675,8 @@ def run_sweep(plan: Plan, options: EngineOptions, *, report: bool = True) -> dic
 
     from anoseg.log import console
 
-    plan.records.mkdir(parents=True, exist_ok=True)
+    check_output(plan.records, folder=True, replace=False)  # an unwritable --output: one line before any cell runs
+    make_folder(plan.records)
     write_recipes(plan)
     results: dict[str, dict[str, Any]] = {}
     pending = [c for c in plan.cells if not result_exists(c)]

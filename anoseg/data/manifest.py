@@ -14,7 +14,6 @@ one line saying to re-run ``anoseg prepare``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,7 +23,7 @@ import pandas as pd
 
 from anoseg.constants import ALL_CATEGORIES, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL
 from anoseg.errors import AnosegError
-from anoseg.io import NAME_ERRORS, TEXT_ENCODING, atomic_open
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, atomic_open, expect, read_json
 
 MANIFEST_COLUMNS = (
     "dataset", "generator", "category", "split", "source", "defect", "root", "image", "mask",
@@ -106,13 +105,29 @@ def _relative_to(value: str, root: str) -> str:
 def prepared_mask_threshold(report_path: str | Path) -> int | None:
     """The ``--mask-threshold`` that ``prepare`` validated the masks with (from ``data_report.json``), if any.
 
-    Train and eval must binarise masks exactly as prepare did.
+    Train and eval must binarise masks exactly as prepare did. A damaged report is an ``AnosegError``
+    (``read_data_report``).
     """
     path = Path(report_path)
     if not path.is_file():
         return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("mask_threshold")
-    return None if value is None else int(value)
+    return read_data_report(path).get("mask_threshold")
+
+
+def read_data_report(path: str | Path) -> dict[str, Any]:
+    """``data_report.json`` as written by ``anoseg prepare``, its keys that train and eval read checked
+    (``manifest_sha256``, ``mask_threshold``). Raises ``AnosegError`` naming the file for a truncated or edited one,
+    ``FileNotFoundError`` for a missing one."""
+    return read_json(path, "run `anoseg prepare` again", _check_data_report)
+
+
+def _check_data_report(doc: Any) -> None:
+    expect(isinstance(doc, dict), "not a JSON object")
+    digest = doc.get("manifest_sha256")
+    expect(digest is None or isinstance(digest, str), "'manifest_sha256' is not a string")
+    threshold = doc.get("mask_threshold")
+    expect(threshold is None or (isinstance(threshold, int) and not isinstance(threshold, bool)
+                                 and 0 <= threshold <= 255), f"'mask_threshold' {threshold!r} is not 0-255")
 
 
 def prepared_split(report_path: str | Path) -> dict[str, Any] | None:
@@ -121,7 +136,7 @@ def prepared_split(report_path: str | Path) -> dict[str, Any] | None:
     path = Path(report_path)
     if not path.is_file():
         return None
-    split = json.loads(path.read_text(encoding="utf-8")).get("split")
+    split = read_data_report(path).get("split")
     if not isinstance(split, dict):
         return None
     return {key: split.get(key) for key in ("val", "real_fraction", "protocol")}

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from anoseg.io import make_folder, output_error
+
 REAL_SIZE = 160
 GENERATED_SIZE = 192
 N_TRAIN_GOOD = 12
@@ -236,11 +238,14 @@ DEMO_CATEGORIES = (
 
 
 def _save(array: np.ndarray, path: Path, mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     pixels = np.clip(np.round(array), 0, 255).astype(np.uint8)
     if mode == "L":
         pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
-    Image.fromarray(pixels).save(path, format="PNG")  # (H, W) uint8 → L, (H, W, 3) → RGB
+    try:
+        Image.fromarray(pixels).save(path, format="PNG")  # (H, W) uint8 → L, (H, W, 3) → RGB
+    except OSError as exc:
+        raise output_error(exc, path) from None
 
 
 def _save_mask(mask: np.ndarray, path: Path) -> None:

@@ -9,6 +9,7 @@ A checkpoint is a plain dict of tensors and JSON-like values::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,56 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise AnosegError(f"cannot read checkpoint {path} (damaged or foreign file): {reason}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise AnosegError(f"{path} is not an anoseg checkpoint")
+    try:
+        check_checkpoint(checkpoint)
+    except (ValueError, TypeError, KeyError) as exc:
+        reason = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        raise AnosegError(f"{path} is not a complete anoseg checkpoint ({reason}); use a checkpoint written by "
+                          "`anoseg train`, or train again") from None
     bad = non_finite_tensors(checkpoint.get("state_dict") or {})
     if bad:
         raise AnosegError(f"{path} holds non-finite weights ({len(bad)} tensor(s), e.g. {bad[0]}): the training "
                           "diverged; train again with a lower --lr")
     return checkpoint
+
+
+def check_checkpoint(checkpoint: dict[str, Any]) -> None:
+    """The keys every reader of a checkpoint uses, with their types (module docstring); ``ValueError`` naming the
+    first one missing or wrong (a checkpoint without ``meta``, a hand-made or foreign dict)."""
+    _need(isinstance(checkpoint.get("model"), str) and checkpoint["model"], "'model' is not a model name")
+    _need(_whole(checkpoint.get("num_classes"), 1), "'num_classes' is not a positive whole number")
+    _need(_whole(checkpoint.get("epoch"), 0), "'epoch' is not a whole number")
+    state = checkpoint.get("state_dict")
+    _need(isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()),
+          "'state_dict' holds no tensors")
+    _need(isinstance(checkpoint.get("meta"), dict), "no 'meta' (what the model was trained on)")
+    check_preprocessing(checkpoint["meta"])
+    for key in ("dataset", "generator", "trained_on"):
+        _need(isinstance(checkpoint["meta"].get(key, ""), str), f"meta {key!r} is not a name")
+    _need(isinstance(checkpoint.get("history", []), list), "'history' is not a list")
+    _need(isinstance(checkpoint.get("optimizer", {}), dict), "'optimizer' is not a state dict")
+
+
+def check_preprocessing(meta: dict[str, Any]) -> None:
+    """``image_size`` (``[]`` = native resolution, or ``[H, W]``), ``mean`` and ``std`` (one number per channel, std
+    > 0) of a checkpoint's ``meta`` or an export sidecar; ``ValueError`` naming the key that is missing or wrong."""
+    size = meta.get("image_size")
+    _need(isinstance(size, list) and len(size) in (0, 2) and all(_whole(s, 1) for s in size),
+          f"'image_size' {size!r} is not [] or [H, W]")
+    for key, low in (("mean", float("-inf")), ("std", 0.0)):
+        values = meta.get(key)
+        _need(isinstance(values, list) and len(values) == 3 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > low for v in values),
+            f"{key!r} {values!r} is not three numbers" + (" above 0" if low == 0.0 else ""))
+
+
+def _need(condition: Any, reason: str) -> None:
+    if not condition:
+        raise ValueError(reason)
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:

@@ -22,6 +22,33 @@ from typing import Any
 
 LOGGERS = ("csv", "tensorboard")
 LOG_DIR = "logs"
+TRAIN_LOG, EVAL_LOG = "csv", "eval"  # <run>/logs/<version>/metrics.csv
+
+
+def log_file(run: Path, version: str) -> Path:
+    """``<run>/logs/<version>/metrics.csv``: the training log (``TRAIN_LOG``) or the eval curve (``EVAL_LOG``)."""
+    return run / LOG_DIR / version / "metrics.csv"
+
+
+def check_log(path: Path) -> None:
+    """Refuse a log that a resumed ``train`` or another ``eval`` would append to, before their work starts: an
+    ``AnosegError`` naming it when it cannot be written (``anoseg.io.check_output``) or is no CSV log (a header with
+    ``step``, no row longer than the header: truncated or edited by hand)."""
+    from anoseg.io import check_output, damaged
+
+    check_output(path)
+    if not path.is_file():
+        return
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            rows = csv.reader(file)
+            header = next(rows, [])
+            fits = "step" in header and all(len(row) <= len(header) for row in rows)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        fits = False
+    if not fits:
+        raise damaged(path, "not a CSV log with a step column", "move it away or delete it (a curve log only: the "
+                      "checkpoints and results do not depend on it), then run the command again")
 
 
 def train_loggers(run: Path, logger: str = "csv") -> list[Any]:
@@ -33,7 +60,7 @@ def train_loggers(run: Path, logger: str = "csv") -> list[Any]:
 
     if logger not in LOGGERS:
         raise AnosegError(f"unknown logger {logger!r}; choose from {', '.join(LOGGERS)}")
-    loggers: list[Any] = [_appending_csv_logger(run, "csv", flush_logs_every_n_steps=50)]
+    loggers: list[Any] = [_appending_csv_logger(run, TRAIN_LOG, flush_logs_every_n_steps=50)]
     if logger == "tensorboard":
         from lightning.fabric.loggers import TensorBoardLogger
 
@@ -54,7 +81,7 @@ def flush(fabric) -> None:
 def log_eval_metrics(run: Path, epoch: int, metrics: dict[str, float]) -> None:
     """Append one evaluated checkpoint's mean metrics (fractions) to ``<run>/logs/eval/metrics.csv`` (step = epoch)."""
     values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(float(v))}
-    logger = _appending_csv_logger(run, "eval")
+    logger = _appending_csv_logger(run, EVAL_LOG)
     logger.log_metrics({**values, "epoch": epoch}, step=epoch)
     logger.finalize("success")
 
@@ -71,7 +98,7 @@ def _appending_csv_logger(run: Path, version: str, **kwargs):
     logger = CSVLogger(root_dir=str(run), name=LOG_DIR, version=version, **kwargs)
     if getattr(rank_zero_only, "rank", 0) != 0:
         return logger  # other DDP ranks write nothing
-    path = run / LOG_DIR / version / "metrics.csv"
+    path = log_file(run, version)
     kept = path.read_bytes() if path.is_file() else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "... will be deleted": handled here
@@ -85,7 +112,7 @@ def _appending_csv_logger(run: Path, version: str, **kwargs):
 
 def read_loss_curve(run: Path) -> tuple[list[int], list[float]]:
     """The per-iteration training loss of a run as (steps, losses), last row per step wins; empty lists if none."""
-    path = run / LOG_DIR / "csv" / "metrics.csv"
+    path = log_file(run, TRAIN_LOG)
     if not path.is_file():
         return [], []
     by_step: dict[int, float] = {}

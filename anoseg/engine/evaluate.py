@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from anoseg.constants import ANOMALY
+from anoseg.engine import curves
 from anoseg.engine.evaluate_anomaly import Progress, evaluate_anomaly
 from anoseg.engine.evaluate_scene import evaluate_scene
 from anoseg.engine.runs import RESOLUTIONS, EvalJob
@@ -21,6 +22,8 @@ def evaluate(job: EvalJob, progress: Progress | None = None) -> dict:
     """
     if job.resolution not in RESOLUTIONS:
         raise AnosegError(f"--resolution must be one of {', '.join(RESOLUTIONS)}, not {job.resolution!r}")
+    if job.run.is_dir():  # the eval curve the result is appended to, checked before the scoring
+        curves.check_log(curves.log_file(job.run, curves.EVAL_LOG))
     if job.recipe.task == ANOMALY:
         return evaluate_anomaly(job, progress)
     return evaluate_scene(job, progress)

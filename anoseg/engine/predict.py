@@ -14,7 +14,6 @@ the line. Nothing here prints: the stage (``anoseg.stages.run_predict``) shows p
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, deque
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from anoseg.constants import ANOMALY, IMAGE_EXTENSIONS, SIZE_MULTIPLE
+from anoseg.constants import ANOMALY, EXPORT_SCHEMA, IMAGE_EXTENSIONS, SIZE_MULTIPLE
 from anoseg.data.images import read_image
 from anoseg.engine import results
 from anoseg.engine.inference import (
@@ -41,7 +40,7 @@ from anoseg.engine.inference import (
     softmax,
 )
 from anoseg.errors import AnosegError
-from anoseg.io import NAME_ERRORS, TEXT_ENCODING, write_with
+from anoseg.io import NAME_ERRORS, TEXT_ENCODING, check_output, expect, is_number, read_json, write_with
 from anoseg.jobs import PredictJob
 from anoseg.paths import run_of_checkpoint
 
@@ -192,7 +191,8 @@ def _onnx_predictor(model_file: Path, device: str = "auto") -> tuple[Runner, dic
         raise AnosegError(f"model file not found: {model_file}")
     if not sidecar.is_file():
         raise AnosegError(f"{model_file} has no sidecar {sidecar} (written by `anoseg export`)")
-    meta = json.loads(sidecar.read_text())
+    meta = read_json(sidecar, f"run `anoseg export` again (it rewrites {model_file} and {sidecar.name})",
+                     check_sidecar)
     if meta.get("thresholds"):  # per-category thresholds of the eval of the exported weights (anoseg export)
         document = {"epoch": (meta.get("source") or {}).get("epoch"), "categories": meta["thresholds"],
                     "mean": meta.get("threshold"), "operating_point": meta.get("operating_point"),
@@ -262,6 +262,24 @@ def model_input_size(model_file: Path, shape: list, output_shape: list, sidecar_
         note = (f"{model_file} takes {size[0]}×{size[1]} images (input {wanted}) but its sidecar says "
                 f"{sidecar[0]}×{sidecar[1]}: images are resized to the model's {size[0]}×{size[1]}")
     return size, note
+
+
+def check_sidecar(doc: Any) -> None:
+    """Validate the keys of an export sidecar (docs/schemas.md) that predict reads; ``ValueError`` saying which."""
+    from anoseg.engine.checkpoint import check_preprocessing
+
+    expect(isinstance(doc, dict), "not a JSON object")
+    expect(doc.get("schema") == EXPORT_SCHEMA, f"schema {doc.get('schema')!r}, not {EXPORT_SCHEMA!r}")
+    check_preprocessing(doc)
+    expect(isinstance(doc.get("task", ANOMALY), str), "'task' is not a name")
+    expect(doc.get("threshold") is None or is_number(doc["threshold"], 0.0, 1.0),
+           "'threshold' is not a probability in [0, 1]")
+    thresholds = doc.get("thresholds")
+    expect(thresholds is None or isinstance(thresholds, dict), "'thresholds' is not an object")
+    for name, value in (thresholds or {}).items():
+        expect(is_number(value, 0.0, 1.0), f"the threshold of {name!r} is {value!r}, not a probability in [0, 1]")
+    expect(isinstance(doc.get("source", {}), dict), "'source' is not an object")
+    expect(doc.get("class_names") is None or isinstance(doc["class_names"], list), "'class_names' is not a list")
 
 
 def _fixed_batch(run: Runner, batch: Any) -> Runner:
@@ -548,6 +566,7 @@ def _output_folder(out: Path | None, overwrite: bool, files: list[Path]) -> Path
         while out.exists():
             n += 1
             out = DEFAULT_ROOT / f"{stamp}-{n}"
+        check_output(out, folder=True)
         return out
     if out.exists() and not out.is_dir():
         raise AnosegError(f"--out {out} is a file, not a folder")
@@ -560,6 +579,7 @@ def _output_folder(out: Path | None, overwrite: bool, files: list[Path]) -> Path
         if not (out / "predictions.csv").is_file():
             raise AnosegError(f"--out {out} holds files that are not an anoseg predict run; --overwrite only "
                               "replaces an earlier predict output")
+    check_output(out, folder=True)  # the staging folder goes beside it: a read-only place is refused before work
     return out
 
 

@@ -17,7 +17,6 @@ folders.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -29,7 +28,16 @@ from typing import Any
 
 from anoseg.constants import CHOSEN_ON_TEST, METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
-from anoseg.io import current_umask
+from anoseg.io import (
+    check_output,
+    check_removable,
+    current_umask,
+    expect,
+    is_number,
+    make_folder,
+    output_error,
+    read_json,
+)
 from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
 
 _CHUNK = 1 << 20
@@ -60,9 +68,19 @@ def weights_sha256(checkpoint: dict[str, Any]) -> str:
 
 
 def staging_dir(target: Path) -> Path:
-    """A fresh hidden folder beside ``target`` to write a result into before ``publish``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    """A fresh hidden folder beside ``target`` to write a result into before ``publish``.
+
+    Raises ``AnosegError`` naming the path when ``target`` cannot be written or replaced (``anoseg.io.check_output``:
+    a read-only or immutable folder, a file in the way), before any work is done.
+    """
+    check_output(target, folder=True, replace=True)
+    if target.is_dir():
+        check_removable(target)  # the older result is deleted once the new one is in place
+    make_folder(target.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as exc:
+        raise output_error(exc, target.parent, inside=True) from None
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates 0o700; the result must look like any new folder
     return staging
 
@@ -71,16 +89,25 @@ def publish(staging: Path, target: Path) -> None:
     """Move a finished ``staging`` folder to ``target``, replacing an older result there.
 
     The old folder is first renamed aside (hidden), then the new one renamed in: at every moment ``target`` is either
-    the old complete result, absent, or the new complete result.
+    the old complete result, absent, or the new complete result. A rename the file system refuses is an
+    ``AnosegError`` naming ``target``, with the old result put back.
     """
     old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        old.rmdir()
-        target.rename(old)
-    staging.rename(target)
+    try:
+        if os.path.lexists(target):
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old.rmdir()
+            target.rename(old)
+        staging.rename(target)
+    except OSError as exc:
+        if old is not None and old.exists() and not os.path.lexists(target):
+            old.rename(target)
+        raise output_error(exc, target) from None
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def discard(staging: Path) -> None:
@@ -221,16 +248,39 @@ def thresholds_document(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def thresholds_for(run: Path, weights: str) -> Thresholds | None:
     """The thresholds of the newest finished default-settings eval of ``run`` (``eval/epoch_NNN/``) computed with the
-    weights whose hash is ``weights``; an eval at another protocol or resolution never supplies predict's threshold."""
-    found = []
+    weights whose hash is ``weights``; an eval at another protocol or resolution never supplies predict's threshold.
+
+    A damaged ``thresholds.json`` (truncated, hand-edited: ``check_thresholds_document``) is an ``AnosegError``
+    naming it, unless another eval of the same weights supplies the thresholds.
+    """
+    found, damaged = [], []
     for path in completed_results(run, default_only=True):
+        file = path.parent / THRESHOLDS_FILE
         try:
-            doc = json.loads((path.parent / THRESHOLDS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            doc = read_json(file, f"run `anoseg eval` again (it rewrites {path.parent.name})",
+                            check_thresholds_document)
+        except FileNotFoundError:
             continue
-        if doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:
+        except AnosegError as exc:
+            damaged.append(exc)
+            continue
+        if doc["weights_sha256"] == weights:
             found.append(thresholds_from_document(doc, path.parent, weights))
+    if not found and damaged:
+        raise damaged[-1]
     return found[-1] if found else None
+
+
+def check_thresholds_document(doc: Any) -> None:
+    """Validate a ``thresholds.json`` document (docs/schemas.md); ``ValueError`` saying what is wrong."""
+    expect(isinstance(doc, dict), "not a JSON object")
+    expect(doc.get("schema") == THRESHOLDS_SCHEMA, f"schema {doc.get('schema')!r}, not {THRESHOLDS_SCHEMA!r}")
+    expect(isinstance(doc.get("weights_sha256"), str), "no 'weights_sha256'")
+    categories = doc.get("categories")
+    expect(isinstance(categories, dict), "'categories' is not an object")
+    for name, value in categories.items():
+        expect(is_number(value, 0.0, 1.0), f"the threshold of {name!r} is {value!r}, not a probability in [0, 1]")
+    expect(doc.get("mean") is None or is_number(doc["mean"], 0.0, 1.0), "'mean' is not a probability in [0, 1]")
 
 
 def eval_command(checkpoint: dict[str, Any], run: Path) -> str:

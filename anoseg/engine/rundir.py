@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from anoseg.errors import AnosegError
+from anoseg.io import make_folder
 from anoseg.recipes import TrainSettings
 
 # Recipe settings that do not change the trained weights; a resumed run may change them.
@@ -104,10 +105,7 @@ def _make_parents(folder: Path) -> list[Path]:
     while not probe.exists():
         missing.append(probe)
         probe = probe.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AnosegError(f"cannot create {folder}: {exc.strerror}; choose a writable --output") from None
+    make_folder(folder)
     return missing
 
 
@@ -197,7 +195,12 @@ def plan_resume(previous: dict[str, Any], settings: dict[str, Any], epochs: int 
     ``--epochs``, None = keep the run's) may only extend the run.
     """
     stored_meta = previous["meta"]
-    stored_epochs = int(stored_meta["train"]["epochs"])
+    train = stored_meta.get("train")
+    if not (isinstance(train, dict) and isinstance(train.get("epochs"), int)
+            and isinstance(previous.get("history"), list)):
+        raise AnosegError(f"--resume: {last} lacks what a resume needs (the history and the training settings that "
+                          "`anoseg train` saves in last.pt); start a new run with --fresh")
+    stored_epochs = int(train["epochs"])
     changed = [f"{name} {old} → {new}" for name, old, new in _differences(stored_meta, settings)]
     if changed:
         raise AnosegError(f"--resume continues {last} with its own settings; these differ: {'; '.join(changed)} "
@@ -216,8 +219,8 @@ def plan_resume(previous: dict[str, Any], settings: dict[str, Any], epochs: int 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     # backbone_weights is not compared: a resumed run's weights come from its checkpoint, whatever is asked
     # the train data too (n_train_images, train_data_sha256): `prepare` re-run on a changed dataset is another run
-    keys = ["image_size", "mean", "std", "protocol", "seed", "precision", "paper_numerics", "devices", "trained_on",
-            "n_train_images", "train_data_sha256"]
+    keys = ["dataset", "generator", "image_size", "mean", "std", "protocol", "seed", "precision", "paper_numerics",
+            "devices", "trained_on", "n_train_images", "train_data_sha256"]
     out = [(k, _short(stored[k]), _short(current[k])) for k in keys if k in stored and k in current
            and _norm(stored[k]) != _norm(current[k])]
     old_train, new_train = stored.get("train", {}), current.get("train", {})

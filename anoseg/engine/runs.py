@@ -86,6 +86,11 @@ def check_run_checkpoint(job: EvalJob, path: Path, checkpoint: dict) -> None:
     if checkpoint["num_classes"] != job.recipe.num_classes:
         raise AnosegError(f"{path} predicts {checkpoint['num_classes']} classes; recipe {job.recipe.name} has "
                           f"{job.recipe.num_classes}")
+    meta = checkpoint["meta"]
+    for key, expected in (("dataset", job.recipe.name), ("generator", job.generator), ("trained_on", job.category)):
+        if key in meta and meta[key] != expected:  # a checkpoint copied in from another run
+            raise AnosegError(f"{path} was trained with {key} {meta[key]!r}, not {expected!r} as this run "
+                              f"({job.run}); it belongs to another run: evaluate that run, or train this one again")
 
 
 def write_selection(run: Path, record: dict[str, Any]) -> Path:

@@ -35,7 +35,7 @@ from anoseg.engine.checkpoint import (
     training_precision,
 )
 from anoseg.errors import AnosegError, Interrupted
-from anoseg.io import name_bytes, write_json
+from anoseg.io import check_output, check_removable, name_bytes, write_json
 from anoseg.log import console
 from anoseg.losses import build_loss
 from anoseg.models.weights import weights_provenance
@@ -333,6 +333,9 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
         if not last.is_file():
             raise AnosegError(f"--resume: no interrupted run in {job.run}")
         previous = load_checkpoint(last)
+        if not previous.get("optimizer"):  # an epoch checkpoint copied over last.pt, or a hand-made file
+            raise AnosegError(f"--resume: {last} holds no optimiser state (only last.pt written by `anoseg train` "
+                              "does); start a new run with --fresh")
         if job.precision in (None, PRECISION_AUTO):  # not given, or auto: the run keeps the precision it started in
             job = dataclasses.replace(job, precision=training_precision(previous["meta"]))
         if previous["model"] != job.model or previous["num_classes"] != job.recipe.num_classes:
@@ -358,6 +361,12 @@ def _prepare_run_dir(job: TrainJob, rows, manage: bool = True) -> RunState:
             if not folder.is_dir():
                 raise AnosegError(f"cannot write the run: {folder} is a file, not a folder")
             rundir.check_writable(folder)
+    if job.resume:  # the files a resumed run replaces or appends to (a fresh one writes into a new folder)
+        for written in (last, job.run / "train_history.json"):
+            check_output(written)
+        curves.check_log(curves.log_file(job.run, curves.TRAIN_LOG))
+    if job.fresh and job.run.is_dir():
+        check_removable(job.run)  # the old run is deleted after the new one's first epoch
     if job.fresh:
         state.swap = rundir.FreshSwap(job.run)
         state.swap.begin()

@@ -21,10 +21,11 @@ import pandas as pd
 
 from anoseg.constants import BENCH_SCHEMA, REPORT_BY, REPORT_FORMATS
 from anoseg.errors import AnosegError
+from anoseg.io import check_output
 from anoseg.log import warn
 from anoseg.paths import bench_path
 from anoseg.report.figures import category_figures, loss_curve_figures
-from anoseg.report.render import Report, print_report, render_markdown, write_tables
+from anoseg.report.render import Report, named_tables, print_report, render_markdown, report_files, write_tables
 from anoseg.report.runs import (
     category_order,
     find_datasets,
@@ -108,6 +109,10 @@ def build_report(
     if by is not None and by not in REPORT_BY:
         raise AnosegError(f"unknown breakdown {by!r} (--by): choose one of {', '.join(REPORT_BY)}")
     outputs, out = Path(outputs), Path(out)
+    check_output(out if fmt == "markdown" else out.with_suffix(".md"))  # unwritable: refused before any work
+    figures_dir = out.parent / f"{out.stem}_figures"
+    if figures:
+        check_output(figures_dir, folder=True, replace=False)
     warnings: list[str] = []
 
     def say(message: str) -> None:
@@ -163,7 +168,8 @@ def build_report(
     if cost is not None:
         tables.append(cost)
 
-    figures_dir = out.parent / f"{out.stem}_figures"
+    for path in report_files(out, fmt, named_tables(tables, per_category, cost, by_defect)):
+        check_output(path)  # every table file, before the figures are drawn
     figure_paths = _write_figures(data, order, figures_dir, say) if figures else {}
     markdown = render_markdown(dataset, task, data, tables, figure_paths, out.parent, warnings, sources)
 

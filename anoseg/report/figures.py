@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from anoseg.io import drawable, write_with
+from anoseg.io import drawable, make_folder, write_with
 
 N_EXAMPLES = 4
 _PLOT_POINTS = 5000  # points drawn per curve (the curve itself is computed on every pixel)
@@ -205,7 +205,7 @@ def loss_curve_figures(runs: list[tuple[str, Path]], out_dir: Path) -> dict[str,
         ax.set_title(drawable(name), fontsize=8)
         ax.tick_params(labelsize=7)
         path = out_dir / f"{figure_stem(name)}_loss.png"
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
         _save(fig, path)
         paths.append(path)
     return {"training loss": paths} if paths else {}

@@ -143,29 +143,20 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
     or ``"json"``, the same tables as CSV files (``--by defect``: ``<stem>_by_defect_<metric>.csv``) or one JSON file
     beside it, atomically. Returns the files written."""
     by_defect = by_defect or {}
-    md_path = out if fmt == "markdown" else out.with_suffix(".md")
+    named = named_tables(report.tables, per_category, cost, by_defect)
+    files = report_files(out, fmt, named)
+    md_path = files[0]
     with atomic_open(md_path, "w", encoding=TEXT_ENCODING, errors=NAME_ERRORS) as handle:
         handle.write(report.markdown)
     written = [md_path]
-    base = out.with_suffix("")
-    named = {"": report.tables[0], **{f"_{k}": t for k, t in per_category.items()}}
-    named.update({f"_by_defect_{k}": t for k, t in by_defect.items()})
-    if cost is not None:
-        named["_cost"] = cost
-    ci = next((t for t in report.tables if t.kind == "ci"), None)
-    if ci is not None:
-        named["_ci"] = ci
-    operating = next((t for t in report.tables if t.kind == "operating"), None)
-    if operating is not None:
-        named["_operating"] = operating
+    ci, operating = named.get("_ci"), named.get("_operating")
     if fmt == "csv":
-        for suffix, table in named.items():
-            path = base.with_name(f"{base.name}{suffix}.csv")
+        for table, path in zip(named.values(), files[1:], strict=True):
             numbers = table.numbers()
             write_with(path, lambda tmp, frame=numbers: frame.to_csv(tmp, encoding=TEXT_ENCODING, errors=NAME_ERRORS))
             written.append(path)
     elif fmt == "json":
-        path = base.with_suffix(".json")
+        path = files[1]
         write_json(
             path,
             {
@@ -184,6 +175,33 @@ def write_tables(report: Report, out: Path, fmt: str, per_category: dict[str, Ta
         )
         written.append(path)
     return written
+
+
+def named_tables(tables: list[Table], per_category: dict[str, Table], cost: Table | None,
+                 by_defect: dict[str, Table] | None = None) -> dict[str, Table]:
+    """The tables a report writes as files, by file-name suffix: ``""`` (the summary), ``_<metric>``,
+    ``_by_defect_<metric>``, ``_cost``, ``_ci``, ``_operating``."""
+    named = {"": tables[0], **{f"_{k}": t for k, t in per_category.items()}}
+    named.update({f"_by_defect_{k}": t for k, t in (by_defect or {}).items()})
+    if cost is not None:
+        named["_cost"] = cost
+    for kind in ("ci", "operating"):
+        table = next((t for t in tables if t.kind == kind), None)
+        if table is not None:
+            named[f"_{kind}"] = table
+    return named
+
+
+def report_files(out: Path, fmt: str, named: dict[str, Table]) -> list[Path]:
+    """The files ``write_tables`` writes, the markdown first: ``out`` (or ``<out stem>.md``), then one CSV per named
+    table (``csv``) or one JSON (``json``)."""
+    md_path = out if fmt == "markdown" else out.with_suffix(".md")
+    base = out.with_suffix("")
+    if fmt == "csv":
+        return [md_path, *(base.with_name(f"{base.name}{suffix}.csv") for suffix in named)]
+    if fmt == "json":
+        return [md_path, base.with_suffix(".json")]
+    return [md_path]
 
 
 def _table_json(table: Table) -> dict:

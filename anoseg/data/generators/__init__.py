@@ -39,7 +39,7 @@ from anoseg.data.generators.perlin import PerlinDefects
 from anoseg.data.images import read_image
 from anoseg.data.layouts import TRAIN_GOOD, open_layout
 from anoseg.errors import AnosegError
-from anoseg.io import name_bytes, write_with
+from anoseg.io import check_output, check_removable, name_bytes, write_with
 
 IMAGE_DIR, MASK_DIR = "image", "mask"
 #: Draws per pair before giving up on a source image (an empty draw is rare: ~0 for cutpaste, <1 % for perlin).
@@ -121,6 +121,9 @@ def generate_pairs(*, method: str, layout: str, data_root: Path, categories: lis
     sources = _train_good_sources(layout, Path(data_root), categories)
     for category in sources:  # check every category before writing anything
         _check_output(out / category, overwrite)
+        check_output(out / category, folder=True, replace=False)
+        if overwrite and (out / category).is_dir():
+            check_removable(out / category)
 
     makers = _makers(method, textures, seed)
     counts = _split_count(count, METHODS[method].defects)
