@@ -20,28 +20,17 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anoseg.constants import CHOSEN_ON_TEST, METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
+from anoseg.constants import CHOSEN_ON_TEST, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import current_umask
-from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
-
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+from anoseg.paths import DEFAULT_SEED
+from anoseg.runid import EvalRecord, RunId, file_sha256  # noqa: F401  (file_sha256: its home is anoseg.runid)
 
 
 def weights_sha256(checkpoint: dict[str, Any]) -> str:
@@ -86,23 +75,6 @@ def publish(staging: Path, target: Path) -> None:
 def discard(staging: Path) -> None:
     """Remove an unfinished staging folder."""
     shutil.rmtree(staging, ignore_errors=True)
-
-
-DEFAULT_RESULT = re.compile(r"epoch_\d+")  # eval/epoch_NNN: the recipe's protocol at model resolution
-
-
-def completed_results(run: Path, default_only: bool = False) -> list[Path]:
-    """The ``metrics.json`` of every finished eval of a run (``eval/epoch_NNN[-variant]/``), sorted by folder name.
-
-    ``default_only``: only the results of the default settings (``eval/epoch_NNN/``, the recipe's protocol at model
-    resolution), the ones whose thresholds predict and export use.
-    """
-    root = eval_root(run)
-    if not root.is_dir():
-        return []
-    return sorted(p / METRICS_FILE for p in root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / METRICS_FILE).is_file()
-                  and (not default_only or DEFAULT_RESULT.fullmatch(p.name)))
 
 
 #: What a thresholds.json without operating points (written before they existed) holds: test-set pixel F1-max.
@@ -223,13 +195,15 @@ def thresholds_for(run: Path, weights: str) -> Thresholds | None:
     """The thresholds of the newest finished default-settings eval of ``run`` (``eval/epoch_NNN/``) computed with the
     weights whose hash is ``weights``; an eval at another protocol or resolution never supplies predict's threshold."""
     found = []
-    for path in completed_results(run, default_only=True):
+    for record in EvalRecord.results(run, variant=""):
+        if record.weights_sha256 != weights or record.path is None:
+            continue
         try:
-            doc = json.loads((path.parent / THRESHOLDS_FILE).read_text(encoding="utf-8"))
+            doc = json.loads((record.path.parent / THRESHOLDS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:
-            found.append(thresholds_from_document(doc, path.parent, weights))
+        if isinstance(doc, dict) and doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:
+            found.append(thresholds_from_document(doc, record.path.parent, weights))
     return found[-1] if found else None
 
 
@@ -239,10 +213,10 @@ def eval_command(checkpoint: dict[str, Any], run: Path) -> str:
     parts = ["anoseg eval", f"--recipe {meta.get('dataset', '<recipe>')}", f"--model {checkpoint.get('model')}",
              f"--category {meta.get('trained_on', 'all')}", f"--generator {meta.get('generator', 'none')}"]
     try:
-        output = output_of_run(run)
+        output = RunId.locate(run)[1]
         if str(output) != "outputs":
             parts.append(f"--output {output}")
-    except IndexError:  # a checkpoint outside any run folder: the user knows where its run is
+    except ValueError:  # a checkpoint outside any run folder: the user knows where its run is
         pass
     if isinstance(meta.get("seed"), int) and meta["seed"] != DEFAULT_SEED:
         parts.append(f"--seed {meta['seed']}")
