@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from anoseg.constants import ANOMALY, METRICS_FILE, METRICS_SCHEMA, TASKS
+from anoseg.errors import AnosegError
 from anoseg.paths import DEFAULT_SEED, eval_dir, eval_root, run_dir
+
+
+class RecordError(AnosegError, ValueError):
+    """A ``metrics.json`` that cannot be used: one line naming the file and why (``reason``: the why alone)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; run `anoseg eval` again to rewrite it")
+        self.path, self.reason = path, reason
+
 
 _SEED_FOLDER = re.compile(r"seed_(\d+)")
 _EVAL_FOLDER = re.compile(r"epoch_(\d+)(?:-(.+))?")
@@ -103,6 +113,18 @@ def result_variant(path: str | Path) -> str | None:
     if path.name != METRICS_FILE or not match or path.parent.parent.name != "eval":
         return None
     return match.group(2) or ""
+
+
+def result_folders(run: str | Path, variant: str | None = None) -> list[Path]:
+    """The folders of a run's finished evals (``<run>/eval/epoch_NNN[-variant]/`` holding ``metrics.json``), sorted
+    by name; only those of ``variant`` when given (``""``: the default settings). Hidden staging folders of an eval
+    still running or interrupted are never among them."""
+    root = eval_root(Path(run))
+    if not root.is_dir():
+        return []
+    return [folder for folder in sorted(root.iterdir())
+            if (match := _EVAL_FOLDER.fullmatch(folder.name)) and (folder / METRICS_FILE).is_file()
+            and (variant is None or (match.group(2) or "") == variant)]
 
 
 def run_of_result(path: str | Path) -> Path:
@@ -300,9 +322,15 @@ class EvalRecord:
 
     @classmethod
     def read(cls, path: str | Path) -> EvalRecord:
-        """Read and check one ``metrics.json``; ``ValueError`` with one line saying why it cannot be used."""
+        """Read and check one ``metrics.json``. ``RecordError`` (an ``AnosegError`` and a ``ValueError``) with one
+        line naming the file and saying why it cannot be used; ``FileNotFoundError`` when there is none."""
         path = Path(path)
-        return cls.from_document(_load_json(path), path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no eval result {path}")
+        try:
+            return cls.from_document(_load_json(path), path)
+        except ValueError as exc:
+            raise RecordError(path, str(exc)) from None
 
     # ---- the results of a run --------------------------------------------------------------------------------------
 
@@ -311,19 +339,11 @@ class EvalRecord:
         """Every finished, readable eval of a run (``<run>/eval/epoch_NNN[-variant]/metrics.json``), by epoch then
         folder; only those of ``variant`` when given (``""``: the default settings, the ones whose thresholds
         predict and export use). Unfinished evals (hidden staging folders) and unreadable files are left out."""
-        root = eval_root(Path(run))
-        if not root.is_dir():
-            return []
         found = []
-        for folder in sorted(root.iterdir()):
-            match = _EVAL_FOLDER.fullmatch(folder.name)
-            if not match or not folder.is_dir() or not (folder / METRICS_FILE).is_file():
-                continue
-            if variant is not None and (match.group(2) or "") != variant:
-                continue
+        for folder in result_folders(run, variant):
             try:
                 found.append(cls.read(folder / METRICS_FILE))
-            except ValueError:
+            except (OSError, ValueError):
                 continue
         return sorted(found, key=lambda r: (r.epoch if r.epoch is not None else -1, str(r.path)))
 
@@ -333,7 +353,7 @@ class EvalRecord:
         or it cannot be read."""
         try:
             return cls.read(eval_dir(Path(run), epoch, variant) / METRICS_FILE)
-        except ValueError:
+        except (OSError, ValueError):
             return None
 
     @classmethod

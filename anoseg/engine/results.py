@@ -30,7 +30,7 @@ from anoseg.constants import CHOSEN_ON_TEST, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import current_umask
 from anoseg.paths import DEFAULT_SEED
-from anoseg.runid import EvalRecord, RunId, file_sha256  # noqa: F401  (file_sha256: its home is anoseg.runid)
+from anoseg.runid import RunId, file_sha256, result_folders  # noqa: F401  (file_sha256: its home is anoseg.runid)
 
 
 def weights_sha256(checkpoint: dict[str, Any]) -> str:
@@ -195,15 +195,13 @@ def thresholds_for(run: Path, weights: str) -> Thresholds | None:
     """The thresholds of the newest finished default-settings eval of ``run`` (``eval/epoch_NNN/``) computed with the
     weights whose hash is ``weights``; an eval at another protocol or resolution never supplies predict's threshold."""
     found = []
-    for record in EvalRecord.results(run, variant=""):
-        if record.weights_sha256 != weights or record.path is None:
-            continue
+    for folder in result_folders(run, variant=""):
         try:
-            doc = json.loads((record.path.parent / THRESHOLDS_FILE).read_text(encoding="utf-8"))
+            doc = json.loads((folder / THRESHOLDS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(doc, dict) and doc.get("schema") == THRESHOLDS_SCHEMA and doc.get("weights_sha256") == weights:
-            found.append(thresholds_from_document(doc, record.path.parent, weights))
+            found.append(thresholds_from_document(doc, folder, weights))
     return found[-1] if found else None
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from anoseg.constants import ALL_CATEGORIES, METRICS_FILE, NO_GENERATOR, TASKS
 from anoseg.models.registry import MODELS
 from anoseg.paths import DEFAULT_SEED
-from anoseg.runid import EvalRecord, result_variant, run_of_result
+from anoseg.runid import EvalRecord, RecordError, result_variant, run_of_result
 
 UNIFIED, PER_CATEGORY = "unified", "per-category"
 
@@ -106,7 +106,12 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         ... # doctest: +SKIP
         'lfd'
     """
-    record = EvalRecord.read(path)
+    try:
+        record = EvalRecord.read(path)
+    except RecordError as exc:
+        raise ValueError(exc.reason) from None
+    except OSError as exc:
+        raise ValueError(f"unreadable ({exc})") from None
     if record.dataset != dataset:
         raise ValueError(f"belongs to dataset {record.dataset!r}, not {dataset!r}")
     return MetricsFile(

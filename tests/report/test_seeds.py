@@ -13,10 +13,10 @@ from report_helpers import anomaly_metrics, write_metrics
 
 from anoseg.metrics.anomaly import binary_metrics
 from anoseg.paths import eval_dir, run_dir
-from anoseg.runid import RunId
 from anoseg.report import build_report
 from anoseg.report.render import format_cells
 from anoseg.report.stats import beats, bootstrap_image_ci, weighted_image_metrics
+from anoseg.runid import RunId
 
 
 def write_seed(outputs: Path, generator: str, model: str, seed: int, categories: dict) -> Path:
