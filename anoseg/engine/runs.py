@@ -3,7 +3,8 @@
 * ``EvalJob``: the run (``RunSpec``) and how to evaluate it; shared by ``evaluate_anomaly`` and ``evaluate_scene``.
 * Checkpoint choice: ``load_run_checkpoint`` (``--epoch``, else the recipe's eval epoch, else the last one).
 * The metrics record: ``metrics_record`` builds ``metrics.json`` (schema ``anoseg.metrics/1``, docs/schemas.md)
-  with the header every task shares (run, checkpoint identity, date); ``write_percent_csv`` writes ``metrics.csv``
+  with the header every task shares (run, seed, variant, checkpoint identity, date), which the evaluators check and
+  write as an ``anoseg.runid.EvalRecord``; ``write_percent_csv`` writes ``metrics.csv``
   (the same values in percent, in the papers' table layouts).
 
 Result folders and the thresholds stored in them live in ``anoseg.engine.results``; checkpoint files in
