@@ -10,6 +10,8 @@
     <output>/<dataset>/<generator>/<model>/<category>/export/model.{onnx,ts}   export
     <output>/bench/bench.json                              bench
     <output>/sweeps/<name>/                                sweep (cell records, logs, derived recipes, summary)
+
+The way back, from a folder to the run it belongs to, is ``anoseg.runid.RunId.from_folder``.
 """
 
 from __future__ import annotations
@@ -98,39 +100,6 @@ def eval_variant(protocol: str, recipe_protocol: str, resolution: str) -> str:
     if resolution != MODEL_RESOLUTION:
         parts.append(resolution)
     return "-".join(parts)
-
-
-def output_of_run(run: Path) -> Path:
-    """The ``--output`` root a run directory lives under:
-    ``<output>/<dataset>/<generator>/<model>[/seed_<n>]/<category>`` (``IndexError`` for a path too short)."""
-    run = Path(run)
-    return run.parents[4] if re.fullmatch(r"seed_\d+", run.parent.name) else run.parents[3]
-
-
-def seed_of_run(run: Path) -> int:
-    """The seed a run folder was trained with, read from its path (``run_dir``'s inverse): ``seed_<n>`` above the
-    category, else ``DEFAULT_SEED``."""
-    match = re.fullmatch(r"seed_(\d+)", Path(run).parent.name)
-    return int(match.group(1)) if match else DEFAULT_SEED
-
-
-def run_identity(run: Path) -> dict[str, str | int] | None:
-    """``run_dir``'s inverse: the ``output``, ``dataset``, ``generator``, ``model``, ``seed`` and ``category`` of a run
-    folder's path, or None for a path too short to be one.
-
-    Example:
-        >>> run_identity(Path("outputs/demo/seas/lfd/seed_0/disk"))["seed"]
-        0
-    """
-    run = Path(run)
-    seeded = re.fullmatch(r"seed_\d+", run.parent.name) is not None
-    parents = run.parents
-    if len(parents) < (5 if seeded else 4):
-        return None
-    model_dir = run.parent.parent if seeded else run.parent
-    return {"output": str(output_of_run(run)), "dataset": model_dir.parent.parent.name,
-            "generator": model_dir.parent.name, "model": model_dir.name, "seed": seed_of_run(run),
-            "category": run.name}
 
 
 def run_dirs(output: str | Path, dataset: str) -> list[Path]:

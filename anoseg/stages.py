@@ -223,13 +223,12 @@ def _check_validation(select: str, recipe: Recipe, output: Path) -> None:
 
 def run_eval(job: EvalRunsJob) -> list[dict]:
     """Evaluate the run(s) and print a metrics table (percentages) for each; return their metrics dicts."""
-    from anoseg.constants import MODEL_RESOLUTION
     from anoseg.engine.checkpoint import resolve_device
     from anoseg.engine.curves import log_eval_metrics
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.engine.operating import parse_points
     from anoseg.models import model_spec
-    from anoseg.paths import eval_dir, eval_variant
+    from anoseg.paths import eval_dir
 
     recipe = job.recipe
     model_spec(job.model)
@@ -256,10 +255,8 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
         print_operating_points(results[-1])
         done = results[-1]
         log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
-        variant = eval_variant(done.get("protocol", recipe.protocol), recipe.protocol,
-                               done.get("resolution") or MODEL_RESOLUTION)
         console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "
-                      f"{eval_dir(run.run, done['epoch'], variant)}", highlight=False)
+                      f"{eval_dir(run.run, done['epoch'], done['variant'])}", highlight=False)
     if not results:
         raise AnosegError("nothing to evaluate")
     return results

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Le, MinLen
 
-from anoseg.constants import ALL_CATEGORIES, ANOMALY, DEVICE_PATTERN, METRICS_FILE, SWEEP_SCHEMA
+from anoseg.constants import ALL_CATEGORIES, ANOMALY, DEVICE_PATTERN, SWEEP_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import check_output, make_folder, write_json
 from anoseg.paths import DEFAULT_SEED, manifest_path, run_dir, sweep_dir
@@ -323,20 +323,12 @@ def _history_length(run: Path) -> int | None:
 
 
 def result_exists(cell: Cell) -> bool:
-    """True when the cell's run holds an evaluation of the checkpoint of its result epoch, newer than it."""
-    from anoseg.engine.checkpoint import LAST, epoch_path
-    from anoseg.paths import eval_dir
+    """True when the cell's run holds a readable evaluation of its result epoch whose checkpoint is still the one it
+    scored (``anoseg.runid.EvalRecord.is_current``: same SHA-256)."""
+    from anoseg.runid import EvalRecord
 
-    checkpoint = epoch_path(cell.run, cell.result_epoch)
-    if not checkpoint.is_file():
-        checkpoint = cell.run / LAST
-    metrics = eval_dir(cell.run, cell.result_epoch) / METRICS_FILE
-    try:
-        written = json.loads(metrics.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (written.get("epoch") == cell.result_epoch and checkpoint.is_file()
-            and metrics.stat().st_mtime >= checkpoint.stat().st_mtime)
+    record = EvalRecord.at(cell.run, cell.result_epoch)
+    return record is not None and record.epoch == cell.result_epoch and record.is_current(cell.run)
 
 
 def precision_warnings(plan: Plan) -> list[str]:
@@ -344,16 +336,13 @@ def precision_warnings(plan: Plan) -> list[str]:
     (``metrics.json`` ``precision``; ``--precision auto`` is bf16 on some machines, fp32 on others): the report's
     mean over those seeds mixes numerics. Cells without a result, or with a result older than the field, are left
     out."""
-    from anoseg.paths import eval_dir
+    from anoseg.runid import EvalRecord
 
     groups: dict[tuple, dict[str, list[int]]] = {}
     for cell in plan.cells:
-        try:
-            written = json.loads((eval_dir(cell.run, cell.result_epoch) / METRICS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        precision = written.get("precision") if isinstance(written, dict) else None
-        if isinstance(precision, str):
+        record = EvalRecord.at(cell.run, cell.result_epoch)
+        precision = record.precision if record is not None else None
+        if precision is not None:
             key = (cell.variant.tag, cell.model, cell.generator, cell.category)
             groups.setdefault(key, {}).setdefault(precision, []).append(cell.seed)
     lines = []

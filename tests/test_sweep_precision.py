@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from anoseg.paths import eval_dir
+from anoseg.runid import EvalRecord
 from anoseg.sweep import SweepSpec, expand, precision_warnings
 
 RECIPE = """\
@@ -31,10 +31,10 @@ def plan(tmp_path: Path, seeds: tuple[int, ...]):
 
 def evaluated(cell, precision: str | None) -> None:
     """The cell's metrics.json, with ``precision`` (None: a file older than the field)."""
-    path = eval_dir(cell.run, cell.result_epoch) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"schema": "anoseg.metrics/1", "epoch": cell.result_epoch}
-    path.write_text(json.dumps(doc | ({"precision": precision} if precision else {})))
+    record = EvalRecord(task="anomaly", dataset="tiny", generator=cell.generator, model=cell.model,
+                        trained_on=cell.category, protocol="clean", epoch=cell.result_epoch,
+                        categories={"mesh": {"image_auroc": 0.5}}, seed=cell.seed, precision=precision)
+    record.write(eval_dir(cell.run, cell.result_epoch))
 
 
 def test_seeds_of_one_cell_in_two_precisions_are_named(tmp_path):

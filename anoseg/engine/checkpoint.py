@@ -10,7 +10,7 @@ A checkpoint is a plain dict of tensors and JSON-like values::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import torch.nn as nn
 from anoseg.constants import ALL_CATEGORIES, CHECKPOINT_FORMAT, DEVICE_PATTERN, NO_GENERATOR
 from anoseg.errors import AnosegError
 from anoseg.io import write_with
-from anoseg.paths import DEFAULT_SEED, run_dir, run_dirs, run_identity
+from anoseg.paths import DEFAULT_SEED, run_dir, run_dirs
 from anoseg.recipes import Recipe
+from anoseg.runid import RunId
 
 LAST = "last.pt"
 
@@ -154,6 +155,15 @@ def has_checkpoint(run: Path) -> bool:
     return (run / LAST).is_file() or any((run / "checkpoints").glob("epoch_*.pt"))
 
 
+def _identity(run: Path) -> dict[str, Any] | None:
+    """A run folder's identity (``anoseg.runid.RunId``) and ``output`` root as a dict; None for a path too short."""
+    try:
+        identity, output, _ = RunId.locate(run)
+    except ValueError:
+        return None
+    return {**asdict(identity), "output": str(output)}
+
+
 def other_runs(run: Path, checkpoint: Path | None = None) -> str | None:
     """One sentence for a run folder without a checkpoint that names the runs of the same dataset that do exist,
     when one differs from it in a single identity (seed, category, generator or model): "no run for seed 42 in
@@ -161,10 +171,10 @@ def other_runs(run: Path, checkpoint: Path | None = None) -> str | None:
     missing ``--checkpoint`` file) makes the hint the existing checkpoint files instead of the option. None when no
     other run of the dataset exists.
     """
-    wanted = run_identity(run)
+    wanted = _identity(run)
     if wanted is None:
         return None
-    runs = [(p, run_identity(p)) for p in run_dirs(wanted["output"], str(wanted["dataset"]))
+    runs = [(p, _identity(p)) for p in run_dirs(wanted["output"], str(wanted["dataset"]))
             if p != Path(run) and has_checkpoint(p)]
     if not runs:
         return None

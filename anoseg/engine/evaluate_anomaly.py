@@ -29,7 +29,6 @@ from anoseg.constants import (
     F1MAX,
     METRICS,
     METRICS_CSV_FILE,
-    METRICS_FILE,
     NATIVE_RESOLUTION,
     PIXEL_AUPRO,
     PIXEL_LEVEL,
@@ -63,6 +62,7 @@ from anoseg.engine.runs import (
 from anoseg.errors import AnosegError
 from anoseg.io import write_json, write_with
 from anoseg.paths import data_report_path, dataset_dir, eval_dir, eval_variant, manifest_path
+from anoseg.runid import EvalRecord
 
 LFD_CSV_ROWS = {"auroc_sp": "image_auroc", "f1_sp": "image_f1max", "ap_sp": "image_ap", "auroc_px": "pixel_auroc",
                 "f1_px": "pixel_f1max", "ap_px": "pixel_ap", "iou_px": "iou"}
@@ -114,8 +114,8 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
     """
     specs = parse_points(job.target_fpr, job.target_recall)
     scoring = setup(job, progress)
-    target = eval_dir(job.run, scoring.checkpoint["epoch"],
-                      eval_variant(scoring.protocol, job.recipe.protocol, job.resolution))
+    variant = eval_variant(scoring.protocol, job.recipe.protocol, job.resolution)
+    target = eval_dir(job.run, scoring.checkpoint["epoch"], variant)
     staging = results.staging_dir(target)
     per_category: dict[str, dict] = {}
     points: list[dict] = []
@@ -135,14 +135,16 @@ def evaluate_anomaly(job: EvalJob, progress: Progress | None = None) -> dict:
         if job.resolution == NATIVE_RESOLUTION:
             scoring.warnings.append("operating points are fixed at model resolution (the default eval, whose "
                                     "thresholds predict uses); none at native resolution")
-        metrics = summarise(job, scoring, per_category)
+        metrics = summarise(job, scoring, per_category, variant)
         metrics["validation"] = {"images": len(scoring.val), "categories": sorted(set(scoring.val["category"]))}
         if scoring.selection is not None:
             metrics["checkpoint_selection"] = scoring.selection
         if points:
             metrics["operating_points"] = points + mean_points(points)
             metrics["deployed_point"] = deployed_point(specs).name
-        write_json(staging / METRICS_FILE, metrics)
+        record = EvalRecord.from_document(metrics)  # checked against the schema before it is written
+        record.write(staging)
+        metrics = record.document()
         write_json(staging / THRESHOLDS_FILE, results.thresholds_document(metrics))
         write_percent_csv(staging / METRICS_CSV_FILE,
                           {name: {row: values.get(metric) for row, metric in LFD_CSV_ROWS.items()}
@@ -357,9 +359,10 @@ def save_category_outputs(staging: Path, scores: CategoryScores, job: EvalJob, p
                        scores.names, job.overlays)
 
 
-def summarise(job: EvalJob, scoring: Scoring, per_category: dict[str, dict]) -> dict:
+def summarise(job: EvalJob, scoring: Scoring, per_category: dict[str, dict], variant: str = "") -> dict:
     """The metrics record: per-category results, their mean (undefined metrics left out, and said so), the
-    per-defect-type results (``by_defect``) and the split prepare used (``split``)."""
+    per-defect-type results (``by_defect``) and the split prepare used (``split``); ``variant`` names the evaluation
+    settings (``anoseg.paths.eval_variant``)."""
     from anoseg.metrics.anomaly import mean_over_categories
 
     mean, excluded = mean_over_categories(per_category, (*METRICS, PIXEL_AUPRO) if job.aupro else METRICS)
@@ -369,7 +372,8 @@ def summarise(job: EvalJob, scoring: Scoring, per_category: dict[str, dict]) -> 
             warnings.append(f"{metric} undefined for {', '.join(names)}; left out of the mean")
     record = metrics_record(job, scoring.checkpoint_file, scoring.checkpoint, task=ANOMALY,
                             protocol=scoring.protocol, resolution=job.resolution, image_size=scoring.size,
-                            categories=per_category, mean=mean, excluded=excluded, warnings=warnings)
+                            categories=per_category, mean=mean, excluded=excluded, warnings=warnings,
+                            variant=variant)
     record["by_defect"] = {category: scoring.by_defect[category] for category in per_category
                            if category in scoring.by_defect}
     record["split"] = scoring.split

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anoseg.constants import ALL_CATEGORIES, CLEAN, METRICS_CSV_FILE, METRICS_FILE, MODEL_RESOLUTION, ROAD
+from anoseg.constants import ALL_CATEGORIES, CLEAN, METRICS_CSV_FILE, MODEL_RESOLUTION, ROAD
 from anoseg.data.images import read_image
 from anoseg.data.manifest import read_manifest, select_rows
 from anoseg.data.scenes.labels import IGNORE, KITTI_RGB, class_palette, colourize, read_kitti_gt, read_label
@@ -31,8 +31,9 @@ from anoseg.engine.checkpoint import build_model, resolve_device
 from anoseg.engine.inference import dense_logits, softmax, torch_runner
 from anoseg.engine.runs import EvalJob, load_run_checkpoint, metrics_record, order_categories, write_percent_csv
 from anoseg.errors import AnosegError
-from anoseg.io import write_json, write_with
+from anoseg.io import write_with
 from anoseg.paths import eval_dir, manifest_path
+from anoseg.runid import EvalRecord
 
 ROAD_METRICS = ("maxf", "ap", "pre", "rec", "fpr", "fnr", "threshold", "n_images")
 URBAN = "URBAN"
@@ -84,7 +85,9 @@ def evaluate_scene(job: EvalJob, progress: Callable[[str, int, int], None] | Non
         per_category, mean = evaluate_split(test, predict, recipe, job, warnings, step, staging)
         metrics = metrics_record(job, checkpoint_file, checkpoint, task=recipe.task, protocol=CLEAN,
                                  image_size=size or [], categories=per_category, mean=mean, warnings=warnings)
-        write_json(staging / METRICS_FILE, metrics)
+        record = EvalRecord.from_document(metrics)  # checked against the schema before it is written
+        record.write(staging)
+        metrics = record.document()
         write_percent_csv(staging / METRICS_CSV_FILE, *_csv_columns(recipe.task, per_category))
         results.publish(staging, target)
     finally:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anoseg.constants import CHOSEN_ON_TEST, METRICS_FILE, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
+from anoseg.constants import CHOSEN_ON_TEST, THRESHOLDS_FILE, THRESHOLDS_SCHEMA
 from anoseg.errors import AnosegError
 from anoseg.io import (
     check_output,
@@ -38,18 +37,8 @@ from anoseg.io import (
     output_error,
     read_json,
 )
-from anoseg.paths import DEFAULT_SEED, eval_root, output_of_run
-
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+from anoseg.paths import DEFAULT_SEED
+from anoseg.runid import RunId, file_sha256, result_folders  # noqa: F401  (file_sha256: its home is anoseg.runid)
 
 
 def weights_sha256(checkpoint: dict[str, Any]) -> str:
@@ -113,23 +102,6 @@ def publish(staging: Path, target: Path) -> None:
 def discard(staging: Path) -> None:
     """Remove an unfinished staging folder."""
     shutil.rmtree(staging, ignore_errors=True)
-
-
-DEFAULT_RESULT = re.compile(r"epoch_\d+")  # eval/epoch_NNN: the recipe's protocol at model resolution
-
-
-def completed_results(run: Path, default_only: bool = False) -> list[Path]:
-    """The ``metrics.json`` of every finished eval of a run (``eval/epoch_NNN[-variant]/``), sorted by folder name.
-
-    ``default_only``: only the results of the default settings (``eval/epoch_NNN/``, the recipe's protocol at model
-    resolution), the ones whose thresholds predict and export use.
-    """
-    root = eval_root(run)
-    if not root.is_dir():
-        return []
-    return sorted(p / METRICS_FILE for p in root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / METRICS_FILE).is_file()
-                  and (not default_only or DEFAULT_RESULT.fullmatch(p.name)))
 
 
 #: What a thresholds.json without operating points (written before they existed) holds: test-set pixel F1-max.
@@ -254,10 +226,9 @@ def thresholds_for(run: Path, weights: str) -> Thresholds | None:
     naming it, unless another eval of the same weights supplies the thresholds.
     """
     found, damaged = [], []
-    for path in completed_results(run, default_only=True):
-        file = path.parent / THRESHOLDS_FILE
+    for folder in result_folders(run, variant=""):
         try:
-            doc = read_json(file, f"run `anoseg eval` again (it rewrites {path.parent.name})",
+            doc = read_json(folder / THRESHOLDS_FILE, f"run `anoseg eval` again (it rewrites {folder.name})",
                             check_thresholds_document)
         except FileNotFoundError:
             continue
@@ -265,7 +236,7 @@ def thresholds_for(run: Path, weights: str) -> Thresholds | None:
             damaged.append(exc)
             continue
         if doc["weights_sha256"] == weights:
-            found.append(thresholds_from_document(doc, path.parent, weights))
+            found.append(thresholds_from_document(doc, folder, weights))
     if not found and damaged:
         raise damaged[-1]
     return found[-1] if found else None
@@ -289,10 +260,10 @@ def eval_command(checkpoint: dict[str, Any], run: Path) -> str:
     parts = ["anoseg eval", f"--recipe {meta.get('dataset', '<recipe>')}", f"--model {checkpoint.get('model')}",
              f"--category {meta.get('trained_on', 'all')}", f"--generator {meta.get('generator', 'none')}"]
     try:
-        output = output_of_run(run)
+        output = RunId.locate(run)[1]
         if str(output) != "outputs":
             parts.append(f"--output {output}")
-    except IndexError:  # a checkpoint outside any run folder: the user knows where its run is
+    except ValueError:  # a checkpoint outside any run folder: the user knows where its run is
         pass
     if isinstance(meta.get("seed"), int) and meta["seed"] != DEFAULT_SEED:
         parts.append(f"--seed {meta['seed']}")

@@ -3,7 +3,8 @@
 * ``EvalJob``: the run (``RunSpec``) and how to evaluate it; shared by ``evaluate_anomaly`` and ``evaluate_scene``.
 * Checkpoint choice: ``load_run_checkpoint`` (``--epoch``, else the recipe's eval epoch, else the last one).
 * The metrics record: ``metrics_record`` builds ``metrics.json`` (schema ``anoseg.metrics/1``, docs/schemas.md)
-  with the header every task shares (run, checkpoint identity, date); ``write_percent_csv`` writes ``metrics.csv``
+  with the header every task shares (run, seed, variant, checkpoint identity, date), which the evaluators check and
+  write as an ``anoseg.runid.EvalRecord``; ``write_percent_csv`` writes ``metrics.csv``
   (the same values in percent, in the papers' table layouts).
 
 Result folders and the thresholds stored in them live in ``anoseg.engine.results``; checkpoint files in
@@ -158,15 +159,18 @@ def checkpoint_identity(run: Path, checkpoint_file: Path, checkpoint: dict) -> d
 
 def metrics_record(job: EvalJob, checkpoint_file: Path, checkpoint: dict, *, task: str, protocol: str,
                    image_size: Sequence[int], categories: dict, mean: dict, excluded: dict | None = None,
-                   warnings: list[str] | None = None, resolution: str | None = None) -> dict[str, Any]:
-    """The ``metrics.json`` document of one eval (schema ``anoseg.metrics/1``): the run, how it was trained (the
+                   warnings: list[str] | None = None, resolution: str | None = None, variant: str = ""
+                   ) -> dict[str, Any]:
+    """The ``metrics.json`` document of one eval (schema ``anoseg.metrics/1``): the run (with its ``seed`` and the
+    evaluation settings' ``variant``, ``anoseg.paths.eval_variant``), how it was trained (the
     checkpoint's precision and device kind, ``None`` where the checkpoint predates that record) and the device this
     eval ran on, the checkpoint's identity, per-category metrics and their mean (fractions), what the mean left out,
     and the warnings."""
     meta = checkpoint.get("meta") or {}
     header: dict[str, Any] = {"schema": METRICS_SCHEMA, "task": task, "dataset": job.recipe.name,
                               "generator": job.generator, "model": job.model, "trained_on": job.category,
-                              "protocol": protocol, "precision": training_precision(meta),
+                              "seed": job.seed, "variant": variant, "protocol": protocol,
+                              "precision": training_precision(meta),
                               "device_kind": meta.get("device_kind"),
                               "eval_device_kind": device_kind(resolve_device(job.device))}
     if resolution is not None:

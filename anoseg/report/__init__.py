@@ -52,6 +52,7 @@ from anoseg.report.tables import (
     split_line,
     summary_table,
 )
+from anoseg.runid import run_of_result
 
 __all__ = ["Report", "build_report", "print_report", "report_targets"]
 
@@ -256,6 +257,6 @@ def _write_figures(data: pd.DataFrame, order: list[str], out_dir: Path, say) -> 
                 say(message)
             if paths:
                 written[category] = paths
-    written.update(loss_curve_figures([(run_label(s.model, s.mode, s.generator), Path(s.run_dir).parents[1])
+    written.update(loss_curve_figures([(run_label(s.model, s.mode, s.generator), run_of_result(s.run_dir))
                                        for s in sources], out_dir))
     return written

@@ -6,9 +6,7 @@ Everything the report shows is a pandas reshaping of this table, so no number is
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from anoseg.constants import ALL_CATEGORIES, METRICS_FILE, METRICS_SCHEMA, NO_GENERATOR, TASKS
+from anoseg.constants import ALL_CATEGORIES, METRICS_FILE, NO_GENERATOR, TASKS
 from anoseg.models.registry import MODELS
-from anoseg.paths import seed_of_run
+from anoseg.paths import DEFAULT_SEED
+from anoseg.runid import EvalRecord, RecordError, result_variant, run_of_result
 
 UNIFIED, PER_CATEGORY = "unified", "per-category"
 
@@ -81,6 +80,8 @@ class MetricsFile:
     deployed_point: str | None = None
     precision: str = UNRECORDED  # the training precision (Lightning's name)
     device_kind: str = UNRECORDED  # the training device (anoseg.engine.checkpoint.device_kind)
+    seed: int = DEFAULT_SEED  # the training seed (metrics.json ``seed``; files of 0.2: from the run folder)
+    record: EvalRecord | None = field(default=None, compare=False, repr=False)  # the file as read
 
     @property
     def mode(self) -> str:
@@ -89,12 +90,7 @@ class MetricsFile:
     @property
     def run(self) -> Path:
         """The run folder: ``<run>/eval/epoch_NNN/metrics.json``."""
-        return self.path.parent.parent.parent
-
-    @property
-    def seed(self) -> int:
-        """The training seed, from the run folder (``<model>/seed_<n>/<category>``; the default seed has none)."""
-        return seed_of_run(self.run)
+        return run_of_result(self.path)
 
     def describe(self) -> str:
         """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from."""
@@ -111,92 +107,39 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         'lfd'
     """
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = EvalRecord.read(path)
+    except RecordError as exc:
+        raise ValueError(exc.reason) from None
+    except OSError as exc:
         raise ValueError(f"unreadable ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("schema") != METRICS_SCHEMA:
-        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
-        raise ValueError(f"not an {METRICS_SCHEMA} file (schema: {found!r})")
-    if raw.get("dataset") != dataset:
-        raise ValueError(f"belongs to dataset {raw.get('dataset')!r}, not {dataset!r}")
-    if raw.get("task") not in TASKS:
-        raise ValueError(f"unknown task {raw.get('task')!r}")
-    for key in ("generator", "model", "trained_on"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ValueError(f"missing or invalid {key!r}")
-    categories = raw.get("categories")
-    if not isinstance(categories, dict) or not categories:
-        raise ValueError("no 'categories'")
-    parsed = {}
-    for category, metrics in categories.items():
-        if not isinstance(metrics, dict):
-            raise ValueError(f"category {category!r} is not an object")
-        parsed[category] = {name: _number(value, f"{category}.{name}") for name, value in metrics.items()}
-    by_defect = {}
-    raw_by_defect = raw.get("by_defect") or {}
-    if not isinstance(raw_by_defect, dict):
-        raise ValueError("'by_defect' is not an object")
-    for category, types in raw_by_defect.items():
-        if not isinstance(types, dict) or not all(isinstance(v, dict) for v in types.values()):
-            raise ValueError(f"by_defect.{category} is not an object of defect types")
-        by_defect[category] = {defect: {name: _number(value, f"by_defect.{category}.{defect}.{name}")
-                                        for name, value in metrics.items()} for defect, metrics in types.items()}
-    split = raw.get("split") if isinstance(raw.get("split"), dict) else None
-    epoch = raw.get("epoch")
+    if record.dataset != dataset:
+        raise ValueError(f"belongs to dataset {record.dataset!r}, not {dataset!r}")
     return MetricsFile(
         path=path,
-        task=raw["task"],
-        generator=raw["generator"],
-        model=raw["model"],
-        trained_on=raw["trained_on"],
-        protocol=str(raw.get("protocol") or "unknown"),
-        epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
-        categories=parsed,
-        checkpoint=raw.get("checkpoint") if isinstance(raw.get("checkpoint"), str) else None,
-        checkpoint_sha256=raw.get("checkpoint_sha256") if isinstance(raw.get("checkpoint_sha256"), str) else None,
-        weights_sha256=raw.get("weights_sha256") if isinstance(raw.get("weights_sha256"), str) else None,
-        by_defect=by_defect,
-        split=split,
-        operating_points=_operating_points(raw.get("operating_points")),
-        deployed_point=raw.get("deployed_point") if isinstance(raw.get("deployed_point"), str) else None,
-        **{key: raw[key] for key in PROVENANCE if isinstance(raw.get(key), str) and raw[key]},
+        task=record.task,
+        generator=record.generator,
+        model=record.model,
+        trained_on=record.trained_on,
+        protocol=record.protocol,
+        epoch=record.epoch,
+        categories={category: _numbers(metrics) for category, metrics in record.categories.items()},
+        checkpoint=record.checkpoint,
+        checkpoint_sha256=record.checkpoint_sha256,
+        weights_sha256=record.weights_sha256,
+        by_defect={category: {defect: _numbers(metrics) for defect, metrics in types.items()}
+                   for category, types in (record.by_defect or {}).items()},
+        split=record.split,
+        operating_points=[e for e in record.operating_points or [] if e.get("category") != "mean"],
+        deployed_point=record.deployed_point,
+        **{key: getattr(record, key) for key in PROVENANCE if getattr(record, key)},
+        seed=record.seed,
+        record=record,
     )
 
 
-def _operating_points(value: Any) -> list[dict[str, Any]]:
-    """The per-category entries of metrics.json's ``operating_points`` (the ``mean`` entries are recomputed over the
-    report's categories); files written before operating points have none. ``ValueError`` for a malformed list."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
-        raise ValueError("'operating_points' is not a list of objects")
-    entries = []
-    for entry in value:
-        if entry.get("category") == "mean":
-            continue
-        for key in ("name", "category", "rule", "chosen_on"):
-            if not isinstance(entry.get(key), str):
-                raise ValueError(f"an operating point has no {key!r}")
-        for level in ("image", "pixel"):
-            if not isinstance(entry.get(level), dict):
-                raise ValueError(f"operating point {entry['name']!r} has no {level!r} results")
-            for name, number in entry[level].items():
-                _number(number, f"operating point {entry['name']}.{level}.{name}")
-        _number(entry.get("threshold"), f"operating point {entry['name']}.threshold")
-        entries.append(entry)
-    return entries
-
-
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where} is not a number ({value!r})")
-    return None if math.isnan(value) else float(value)
-
-
-EVAL_FOLDER = re.compile(r"epoch_\d+")  # the default settings (recipe's protocol, model resolution)
-EVAL_VARIANT = re.compile(r"epoch_\d+-.+")  # other settings (anoseg.paths.eval_variant): not reported
+def _numbers(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """A record's metric values as floats (NaN and null: None, an undefined metric)."""
+    return {name: None if value is None or math.isnan(value) else float(value) for name, value in metrics.items()}
 
 
 def find_datasets(outputs: Path) -> list[str]:
@@ -210,9 +153,7 @@ def find_datasets(outputs: Path) -> list[str]:
 
 def _is_result(path: Path, root: Path) -> bool:
     """A finished eval's metrics.json: in ``eval/epoch_NNN/`` and no hidden folder on the way (staging)."""
-    parts = path.relative_to(root).parts
-    return (len(parts) >= 3 and parts[-3] == "eval" and EVAL_FOLDER.fullmatch(parts[-2]) is not None
-            and not any(p.startswith(".") for p in parts))
+    return result_variant(path) == "" and not any(p.startswith(".") for p in path.relative_to(root).parts)
 
 
 def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[str], list[str]]:
@@ -231,7 +172,7 @@ def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[s
         relative = path.relative_to(root).parts
         if any(p.startswith(".") for p in relative):
             continue  # an eval still running or interrupted: never a result
-        if len(relative) >= 3 and relative[-3] == "eval" and EVAL_VARIANT.fullmatch(relative[-2]):
+        if result_variant(path):
             continue  # another protocol or resolution than the run's default: the report never mixes those in
         if not _is_result(path, root):
             warnings.append(f"skipped {_rel(path, outputs)}: not in a <run>/eval/epoch_NNN folder (an old layout?); "
@@ -274,16 +215,7 @@ def find_metrics(outputs: Path, dataset: str) -> tuple[list[MetricsFile], list[s
 
 def _stale(f: MetricsFile) -> str | None:
     """Why a result no longer belongs to its run's checkpoint (the file was replaced), or None."""
-    if not (f.checkpoint and f.checkpoint_sha256):
-        return None
-    path = f.run / f.checkpoint
-    if not path.is_file():
-        return None  # checkpoints may be deleted to save space; the result still names what it scored
-    from anoseg.engine.results import file_sha256
-
-    if file_sha256(path) != f.checkpoint_sha256:
-        return f"{f.checkpoint} has changed since this eval"
-    return None
+    return f.record.stale(f.run) if f.record is not None else None
 
 
 def tidy(files: list[MetricsFile], outputs: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -326,7 +258,7 @@ def tidy_by_defect(files: list[MetricsFile], data: pd.DataFrame) -> pd.DataFrame
             for defect, metrics in types.items():
                 for metric, value in metrics.items():
                     rows.append((f.task, f.model, f.mode, f.generator, f.seed, f.protocol, f.epoch, category, metric,
-                                 value, str(f.path.parent), defect))  # fmt: skip
+                                 value, str(f.path.parent), f.precision, f.device_kind, defect))  # fmt: skip
     frame = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, "defect"])
     frame["value"] = frame["value"].astype(float)
     return frame

@@ -12,10 +12,11 @@ import pytest
 from report_helpers import anomaly_metrics, write_metrics
 
 from anoseg.metrics.anomaly import binary_metrics
-from anoseg.paths import eval_dir, run_dir, seed_of_run
+from anoseg.paths import eval_dir, run_dir
 from anoseg.report import build_report
 from anoseg.report.render import format_cells
 from anoseg.report.stats import beats, bootstrap_image_ci, weighted_image_metrics
+from anoseg.runid import RunId
 
 
 def write_seed(outputs: Path, generator: str, model: str, seed: int, categories: dict) -> Path:
@@ -30,7 +31,7 @@ def write_seed(outputs: Path, generator: str, model: str, seed: int, categories:
 
 def test_seed_of_run_inverts_run_dir(tmp_path: Path) -> None:
     for seed in (0, 7, 42):
-        assert seed_of_run(run_dir(tmp_path, "d", "seas", "lfd", "all", seed)) == seed
+        assert RunId.from_folder(run_dir(tmp_path, "d", "seas", "lfd", "all", seed), tmp_path).seed == seed
 
 
 def test_mean_std_and_n_are_exact(tmp_path: Path) -> None:
