@@ -326,7 +326,7 @@ def tidy_by_defect(files: list[MetricsFile], data: pd.DataFrame) -> pd.DataFrame
             for defect, metrics in types.items():
                 for metric, value in metrics.items():
                     rows.append((f.task, f.model, f.mode, f.generator, f.seed, f.protocol, f.epoch, category, metric,
-                                 value, str(f.path.parent), defect))  # fmt: skip
+                                 value, str(f.path.parent), f.precision, f.device_kind, defect))  # fmt: skip
     frame = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, "defect"])
     frame["value"] = frame["value"].astype(float)
     return frame
