@@ -45,7 +45,7 @@ def run_synth(job: SynthJob) -> dict[str, Path]:
     from anoseg.data.synth import make_demo_data
 
     with console.status("writing the demo dataset"):
-        paths = make_demo_data(job.out, seed=job.seed)
+        paths = make_demo_data(job.out, seed=job.seed, train_good=job.train_good)
     console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
     return paths
 
