@@ -6,6 +6,7 @@
 The report must hold the oracle F1-max beside the validation-chosen F1, the test figures at the 1 % image-level
 false-alarm target, the per-defect tables and a line naming the split; predict must use that threshold and say it
 was chosen on validation; the validation rows never share a file (by content hash) with the test rows.
+About 20 s on two shared cores (not marked slow).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from click.testing import CliRunner
 
 from anoseg.cli import main
 from anoseg.data.synth import N_TRAIN_GOOD, make_demo_data
-
-pytestmark = pytest.mark.slow  # about a minute on two shared cores
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 RUN = Path("demo_val/seas/lfd/all")
@@ -54,6 +53,7 @@ class Sequence:
     predict: str
     metrics: dict
     thresholds: dict
+    selection: dict
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def sequence(tmp_path_factory) -> Sequence:
     eval_dir = out / RUN / "eval" / f"epoch_{selection['epoch']:03d}"
     return Sequence(data, out, (out / "report.md").read_text(), flat(predicted),
                     json.loads((eval_dir / "metrics.json").read_text()),
-                    json.loads((eval_dir / "thresholds.json").read_text()))
+                    json.loads((eval_dir / "thresholds.json").read_text()), selection)
 
 
 def markdown_table(report: str, header_start: str) -> pd.DataFrame:
@@ -125,9 +125,9 @@ def test_report_has_the_oracle_the_validation_f1_and_the_one_percent_point(seque
     assert "image FPR ≤ 1 % *" in report.replace("\\", "")  # the point predict uses is marked
     assert sequence.metrics["deployed_point"] == "image_fpr@0.01"
     for metric in ("Image AUROC", "Image AP", "Pixel AP", "Pixel IoU"):
-        table = markdown_table(report, "| Category / defect type")  # every defect table has this header ...
-        assert f"### {metric} by defect type" in report
-    assert {"disk / crack", "weave / hole", "mesh / broken", "mean"} <= set(table["Category / defect type"])
+        table = markdown_table(report.split(f"### {metric} by defect type\n", 1)[1], "| Category / defect type")
+        assert {"disk / crack", "weave / hole", "mesh / broken", "mean"} <= set(table["Category / defect type"])
+        assert table["LFD / SeaS"].str.fullmatch(r"\d+\.\d\d|-").all()
 
 
 def test_predict_uses_the_validation_threshold_and_says_so(sequence: Sequence) -> None:
@@ -136,6 +136,19 @@ def test_predict_uses_the_validation_threshold_and_says_so(sequence: Sequence) -
     assert chosen_on == "validation"
     assert f"threshold {threshold:.4f} (image FPR ≤ 1 % on validation)" in sequence.predict
     assert "validation" in sequence.predict and "disk" in sequence.predict
+
+
+def test_predict_with_another_checkpoint_names_the_one_chosen_on_validation(sequence: Sequence,
+                                                                            tmp_path: Path) -> None:
+    run = sequence.out / RUN
+    other = next(p for p in sorted((run / "checkpoints").glob("epoch_*.pt"))
+                 if p.name != Path(sequence.selection["checkpoint"]).name)
+    result = CliRunner().invoke(main, ["predict", str(sequence.data / "mvtec/disk/test/crack/000.png"),
+                                       "--checkpoint", str(other), "--device", "cpu", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert "no decision threshold computed" in text and "chosen on validation by val:pixel_ap" in text
+    assert f"epoch {sequence.selection['epoch']})" in text
 
 
 def test_a_v02_outputs_tree_still_reports(sequence: Sequence, tmp_path: Path) -> None:
