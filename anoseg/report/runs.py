@@ -79,6 +79,7 @@ class MetricsFile:
     split: dict[str, Any] | None = None  # the split prepare used (None: not recorded, files before it was)
     operating_points: list[dict[str, Any]] = field(default_factory=list)  # per-category entries (docs/schemas.md)
     deployed_point: str | None = None
+    selected_by: str | None = None  # the validation metric that chose the checkpoint (``val:pixel_ap``), if one did
     precision: str = UNRECORDED  # the training precision (Lightning's name)
     device_kind: str = UNRECORDED  # the training device (anoseg.engine.checkpoint.device_kind)
 
@@ -97,9 +98,11 @@ class MetricsFile:
         return seed_of_run(self.run)
 
     def describe(self) -> str:
-        """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from."""
+        """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from (and, when a
+        validation metric chose it, ``, chosen on validation by val:pixel_ap``)."""
         weights = f", weights {self.weights_sha256[:12]}" if self.weights_sha256 else ""
-        return f"epoch {self.epoch}{weights} ({_rel(self.path.parent, self.run)})"
+        chosen = f", chosen on validation by {self.selected_by}" if self.selected_by else ""
+        return f"epoch {self.epoch}{weights}{chosen} ({_rel(self.path.parent, self.run)})"
 
 
 def parse_metrics(path: Path, dataset: str) -> MetricsFile:
@@ -142,6 +145,7 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         by_defect[category] = {defect: {name: _number(value, f"by_defect.{category}.{defect}.{name}")
                                         for name, value in metrics.items()} for defect, metrics in types.items()}
     split = raw.get("split") if isinstance(raw.get("split"), dict) else None
+    selection = raw.get("checkpoint_selection") if isinstance(raw.get("checkpoint_selection"), dict) else {}
     epoch = raw.get("epoch")
     return MetricsFile(
         path=path,
@@ -159,6 +163,7 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         split=split,
         operating_points=_operating_points(raw.get("operating_points")),
         deployed_point=raw.get("deployed_point") if isinstance(raw.get("deployed_point"), str) else None,
+        selected_by=selection.get("metric") if isinstance(selection.get("metric"), str) else None,
         **{key: raw[key] for key in PROVENANCE if isinstance(raw.get(key), str) and raw[key]},
     )
 
