@@ -54,6 +54,8 @@ class Sequence:
     metrics: dict
     thresholds: dict
     selection: dict
+    prepared: str
+    recipe: dict
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def sequence(tmp_path_factory) -> Sequence:
     recipe_file = root / "demo_val.yaml"
     recipe_file.write_text(yaml.safe_dump(recipe))
     common = ["--recipe", recipe_file, "--output", out]
-    invoke("prepare", *common)
+    prepared = flat(invoke("prepare", *common))
     invoke("train", *common, "--model", "lfd", "--device", "cpu", "--backbone-weights", "none",
            "--select", "val:pixel_ap")
     selection = json.loads((out / RUN / "selection.json").read_text())
@@ -79,7 +81,7 @@ def sequence(tmp_path_factory) -> Sequence:
     eval_dir = out / RUN / "eval" / f"epoch_{selection['epoch']:03d}"
     return Sequence(data, out, (out / "report.md").read_text(), flat(predicted),
                     json.loads((eval_dir / "metrics.json").read_text()),
-                    json.loads((eval_dir / "thresholds.json").read_text()), selection)
+                    json.loads((eval_dir / "thresholds.json").read_text()), selection, prepared, recipe)
 
 
 def markdown_table(report: str, header_start: str) -> pd.DataFrame:
@@ -106,6 +108,17 @@ def test_validation_rows_never_share_a_file_with_test(sequence: Sequence) -> Non
               for split, rows in (("val", val), ("test", test))}
     assert len(set(hashes["val"])) == len(val) and len(set(hashes["test"])) == len(test)
     assert not set(hashes["val"]) & set(hashes["test"])
+
+
+def test_prepare_says_what_the_validation_part_holds(sequence: Sequence, tmp_path: Path) -> None:
+    report = json.loads((sequence.out / "demo_val/seas/data_report.json").read_text())
+    good = ", ".join(f"{c} {report['counts'][c]['val/good']}" for c in ("weave", "disk", "mesh"))
+    assert f"validation (split.val = 0.2): {report['split']['val_rows']['good']} good" in sequence.prepared
+    assert f"good per category: {good}" in sequence.prepared
+    tiny = {**sequence.recipe, "split": {"val": 0.001}}  # about one file in a thousand: no good validation image
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny))
+    output = flat(invoke("prepare", "--recipe", tmp_path / "r.yaml", "--output", tmp_path / "o"))
+    assert "warning: no good validation image for weave, disk, mesh" in output
 
 
 def test_report_has_the_oracle_the_validation_f1_and_the_one_percent_point(sequence: Sequence) -> None:
