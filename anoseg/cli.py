@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from anoseg.constants import (
+    DEMO_TRAIN_GOOD,
     EXECUTORS,
     EXPORT_FORMATS,
     EXPORTERS,
@@ -166,12 +167,15 @@ def main(debug: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default="data/demo", show_default=True,
               help="Folder to write the demo dataset into.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed writes the same files.")
-def synth(out: Path, seed: int) -> None:
+@click.option("--train-good", type=click.IntRange(min=DEMO_TRAIN_GOOD), default=DEMO_TRAIN_GOOD, show_default=True,
+              help="Good training images per category; the extra ones (for a validation split, recipe demo_val) "
+                   "change no other file.")
+def synth(out: Path, seed: int, train_good: int) -> None:
     """Write the built-in demo dataset: an MVTec-layout set and SeaS-layout generated pairs."""
     from anoseg.jobs import SynthJob
     from anoseg.stages import run_synth
 
-    run_synth(SynthJob(out=out, seed=seed))
+    run_synth(SynthJob(out=out, seed=seed, train_good=train_good))
 
 
 @main.command()

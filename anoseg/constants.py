@@ -16,6 +16,9 @@ PERLIN, CUTPASTE = "perlin", "cutpaste"
 #: ``anoseg generate --method``: anoseg's own defect makers (``data/generators``'s ``METHODS`` says what each writes).
 GENERATION_METHODS = (PERLIN, CUTPASTE)
 
+#: ``anoseg synth``: the demo dataset's ``train/good`` images per category (``--train-good`` asks for more).
+DEMO_TRAIN_GOOD = 12
+
 # ---- tasks and protocols ------------------------------------------------------------------------------------------
 ANOMALY, ROAD, SCENE = "anomaly", "road", "scene"
 #: A recipe's ``task``: anomaly segmentation (the papers), road detection (KITTI) or multi-class scene parsing.

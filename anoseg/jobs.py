@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from anoseg.constants import REPORT_FORMATS, RESOLUTIONS
+from anoseg.constants import DEMO_TRAIN_GOOD, REPORT_FORMATS, RESOLUTIONS
 from anoseg.paths import DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -23,10 +23,12 @@ OUTPUTS = Path("outputs")  # the default root of every output
 
 @dataclass(frozen=True)
 class SynthJob:
-    """``anoseg synth``: write the demo dataset into ``out``; the same ``seed`` writes the same files."""
+    """``anoseg synth``: write the demo dataset into ``out``; the same ``seed`` writes the same files; ``train_good``
+    good training images per category (the extra ones change no other file)."""
 
     out: Path = Path("data/demo")
     seed: int = 0
+    train_good: int = DEMO_TRAIN_GOOD  # train/good images per category (the default's, or more)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def run_synth(job: SynthJob) -> dict[str, Path]:
 
     check_output(job.out, folder=True, replace=False)
     with console.status("writing the demo dataset"):
-        paths = make_demo_data(job.out, seed=job.seed)
+        paths = make_demo_data(job.out, seed=job.seed, train_good=job.train_good)
     console.print(f"demo data: real {paths['data_root']}  generated {paths['generated_root']}")
     return paths
 
@@ -103,8 +103,26 @@ def run_prepare(job: PrepareJob) -> Path | None:
     _print_counts(count_table(frame), f"{recipe.name} / {recipe.generator}")
     for message in report.get("warnings", []):
         warn(message)
+    _print_validation(report)
     console.print(f"manifest: {target}")
     return target
+
+
+def _print_validation(report: dict) -> None:
+    """With ``split.val``: one line of what the validation part holds (the good parts per category are what an
+    image-level FPR target is fixed on), and a warning for a category without any good validation image."""
+    split = report.get("split") or {}
+    rows = split.get("val_rows")
+    if not split.get("val") or not isinstance(rows, dict):
+        return
+    good = {c: counts.get("val/good", 0) for c, counts in (report.get("counts") or {}).items()}
+    console.print(f"validation (split.val = {split['val']:g}): {rows.get('good', 0)} good, "
+                  f"{rows.get('real_defect', 0)} real defect, {rows.get('generated', 0)} generated images; good per "
+                  f"category: {', '.join(f'{c} {n}' for c, n in good.items())}")
+    empty = [c for c, n in good.items() if n == 0]
+    if empty:
+        warn(f"no good validation image for {', '.join(empty)}: an image-level --target-fpr is chosen on test there "
+             "(oracle); raise split.val or add train/good images")
 
 
 def run_init(job: InitJob) -> None:

@@ -2,7 +2,8 @@
 
 ``make_demo_data(root, seed)`` writes, deterministically for a seed (byte-identical files):
 
-* ``root/mvtec/<category>/{train/good, test/good, test/<d>, ground_truth/<d>/NNN_mask.png}``, 160×160 images,
+* ``root/mvtec/<category>/{train/good, test/good, test/<d>, ground_truth/<d>/NNN_mask.png}``, 160×160 images
+  (12 ``train/good`` images per category, or more with ``train_good``),
   for three categories: ``weave`` (RGB fabric texture), ``disk`` (RGB shaded object on a background) and ``mesh``
   (grayscale wire mesh, mode ``L`` like MVTec's grid/screw/zipper);
 * ``root/generated/seas/<category>/<d>/{image,mask}/NNN.png``, 192×192 (another size than the real images, as with
@@ -23,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from anoseg.constants import DEMO_TRAIN_GOOD
 from anoseg.io import make_folder, output_error
 
 REAL_SIZE = 160
 GENERATED_SIZE = 192
-N_TRAIN_GOOD = 12
+N_TRAIN_GOOD = DEMO_TRAIN_GOOD
 N_TEST_GOOD = 8
 N_GENERATED = 10
 
@@ -261,9 +263,15 @@ def _defect_image(spec: DemoCategory, painter: Painter, rng: np.random.Generator
     return image, mask
 
 
-def _write_category(spec: DemoCategory, seed: int, data_root: Path, generated_root: Path) -> None:
-    # one stream per category, so adding a category never changes the others
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(spec.name.encode()),)))
+def _stream(seed: int, *key: str) -> np.random.Generator:
+    """A random stream fixed by the seed and ``key``: one per category (adding a category never changes the others),
+    another for a category's extra ``train/good`` images (asking for them never changes the default files)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(zlib.crc32(k.encode()) for k in key)))
+
+
+def _write_category(spec: DemoCategory, seed: int, data_root: Path, generated_root: Path,
+                    train_good: int = N_TRAIN_GOOD) -> None:
+    rng = _stream(seed, spec.name)
     base = data_root / spec.name
     for folder, count in (("train", N_TRAIN_GOOD), ("test", N_TEST_GOOD)):
         for i in range(count):
@@ -282,18 +290,27 @@ def _write_category(spec: DemoCategory, seed: int, data_root: Path, generated_ro
                 image, mask = _defect_image(spec, painter, rng, GENERATED_SIZE)
             _save(image, out / "image" / f"{i:03d}.png", "RGB")  # SeaS writes RGB images whatever the source
             _save_mask(mask, out / "mask" / f"{i:03d}.png")
+    extra = _stream(seed, spec.name, "train/good")  # after everything else, from its own stream
+    for i in range(N_TRAIN_GOOD, train_good):
+        _save(spec.render(extra, REAL_SIZE)[0], base / "train" / "good" / f"{i:03d}.png", spec.mode)
 
 
-def make_demo_data(root: str | Path, seed: int = 0) -> dict[str, Path]:
+def make_demo_data(root: str | Path, seed: int = 0, train_good: int = N_TRAIN_GOOD) -> dict[str, Path]:
     """Write the demo dataset under ``root`` (see the module docstring); the same seed gives byte-identical files.
+
+    ``train_good`` (≥ ``N_TRAIN_GOOD``) is the number of ``train/good`` images per category: the ones beyond the
+    default 12 come from a stream of their own, so every other file is byte-identical to the default dataset's
+    (more good images for a validation split, recipe ``demo_val``). ``ValueError`` below ``N_TRAIN_GOOD``.
 
     Example:
         >>> paths = make_demo_data("data/demo")
         >>> paths["data_root"], paths["generated_root"]
         (PosixPath('data/demo/mvtec'), PosixPath('data/demo/generated/seas'))
     """
+    if train_good < N_TRAIN_GOOD:
+        raise ValueError(f"train_good must be at least {N_TRAIN_GOOD}, not {train_good}")
     root = Path(root)
     data_root, generated_root = root / "mvtec", root / "generated" / "seas"
     for spec in DEMO_CATEGORIES:
-        _write_category(spec, seed, data_root, generated_root)
+        _write_category(spec, seed, data_root, generated_root, train_good)
     return {"data_root": data_root, "generated_root": generated_root}

@@ -57,6 +57,7 @@ from anoseg.engine.runs import (
     load_run_checkpoint,
     metrics_record,
     order_categories,
+    read_selection,
     write_percent_csv,
 )
 from anoseg.errors import AnosegError
@@ -173,6 +174,10 @@ def setup(job: EvalJob, progress: Progress | None = None) -> Scoring:
     cache = dataset_dir(job.output, recipe.name, job.generator) / "cache"
     mask_threshold = prepared_mask_threshold(data_report_path(job.output, recipe.name, job.generator))
     selection = None
+    if metric is None and job.epoch is None:  # the checkpoint train --select chose, if that is the one loaded
+        chosen = read_selection(job.run)
+        if chosen is not None and Path(chosen.pop("path")) == checkpoint_file:
+            selection = {**chosen, "chosen_by": "train"}
     if metric is not None:
         checkpoint_file, checkpoint, selection = select_checkpoint(job, metric, val, protocol, cache, mask_threshold,
                                                                    progress)

@@ -335,13 +335,27 @@ def prepare(job: PredictJob) -> Prediction:
         why = "given with --threshold"
     elif meta.get("thresholds") is None:
         raise AnosegError(f"no decision threshold computed for {meta['source']}: run `{meta['eval_command']}` "
-                          "first, or pass --threshold")
+                          f"first, or pass --threshold{_selected_hint(job.checkpoint)}")
     else:
         chosen = meta["thresholds"].select(job.operating_point)
         threshold, why = chosen.pick(job.category)
         point = chosen.label(job.category)
     batch_size = job.batch_size or DEFAULT_BATCH.get(meta["device"], DEFAULT_BATCH["cpu"])
     return Prediction(job, run, meta, files, names, out, threshold, why, batch_size, notes, point)
+
+
+def _selected_hint(checkpoint: Path | None) -> str:
+    """For the error of a checkpoint without thresholds: the end of the sentence naming the other checkpoint of its
+    run that ``train --select`` chose (the one ``anoseg eval`` scores by default), or ``""``."""
+    if checkpoint is None:
+        return ""
+    from anoseg.engine.runs import read_selection
+
+    chosen = read_selection(run_of_checkpoint(checkpoint))
+    if chosen is None or Path(chosen["path"]).resolve() == Path(checkpoint).resolve():
+        return ""
+    return (f" (the run's checkpoint chosen on validation by {chosen['metric']} is {chosen['path']}, epoch "
+            f"{chosen['epoch']})")
 
 
 def predict(sources: list[Path], **options: Any) -> list[dict]:

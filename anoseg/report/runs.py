@@ -78,6 +78,7 @@ class MetricsFile:
     split: dict[str, Any] | None = None  # the split prepare used (None: not recorded, files before it was)
     operating_points: list[dict[str, Any]] = field(default_factory=list)  # per-category entries (docs/schemas.md)
     deployed_point: str | None = None
+    selected_by: str | None = None  # the validation metric that chose the checkpoint (``val:pixel_ap``), if one did
     precision: str = UNRECORDED  # the training precision (Lightning's name)
     device_kind: str = UNRECORDED  # the training device (anoseg.engine.checkpoint.device_kind)
     seed: int = DEFAULT_SEED  # the training seed (metrics.json ``seed``; files of 0.2: from the run folder)
@@ -93,9 +94,11 @@ class MetricsFile:
         return run_of_result(self.path)
 
     def describe(self) -> str:
-        """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from."""
+        """``epoch 3, weights 0123456789ab (eval/epoch_003)``: which checkpoint these numbers come from (and, when a
+        validation metric chose it, ``, chosen on validation by val:pixel_ap``)."""
         weights = f", weights {self.weights_sha256[:12]}" if self.weights_sha256 else ""
-        return f"epoch {self.epoch}{weights} ({_rel(self.path.parent, self.run)})"
+        chosen = f", chosen on validation by {self.selected_by}" if self.selected_by else ""
+        return f"epoch {self.epoch}{weights}{chosen} ({_rel(self.path.parent, self.run)})"
 
 
 def parse_metrics(path: Path, dataset: str) -> MetricsFile:
@@ -134,6 +137,8 @@ def parse_metrics(path: Path, dataset: str) -> MetricsFile:
         **{key: getattr(record, key) for key in PROVENANCE if getattr(record, key)},
         seed=record.seed,
         record=record,
+        selected_by=(record.checkpoint_selection or {}).get("metric")
+        if isinstance((record.checkpoint_selection or {}).get("metric"), str) else None,
     )
 
 

@@ -423,9 +423,11 @@ def _split_text(split: dict[str, Any] | None) -> str:
 
 def split_line(files: list) -> str | None:
     """The line under the summary saying which split the runs were prepared with (metrics.json ``split``), per run
-    when they differ; None when no file records it (results from before anoseg recorded the split)."""
+    when they differ; for results from before anoseg recorded the split (none records it), that it was not
+    recorded, and what anoseg's split then always was."""
     if all(f.split is None for f in files):
-        return None
+        return (f"Split: {_split_text(None)} (evaluated before anoseg recorded it; anoseg's split was then always "
+                "the papers' protocol: no validation part, the first ⌊n/3⌋ real defects of each type train).")
     texts: dict[str, list[str]] = {}
     for f in sorted(files, key=lambda f: run_rank(f.model, f.mode, f.generator)):
         label = run_label(f.model, f.mode, f.generator)
