@@ -6,7 +6,6 @@ compares the md5 of every file (data and outputs) before and after.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -15,17 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from fixtures import sandbox, snapshot
 
 from anoseg.cli import main
 
 
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
-
-def md5_tree(*roots: Path) -> dict[str, str]:
-    return {str(p): hashlib.md5(p.read_bytes()).hexdigest() for root in roots for p in sorted(root.rglob("*"))
-            if p.is_file()}
-
 
 RUN = "{out}/demo/seas/lfd/disk"
 TRAIN = ["train", "--recipe", "{recipe}", "--model", "lfd", "--category", "disk", "--output", "{out}",
@@ -193,16 +188,10 @@ def test_the_table_is_large_and_names_are_unique():
 @pytest.mark.parametrize(("args", "setup", "code", "fragment"), [case[1:] for case in CASES],
                          ids=[case[0] for case in CASES])
 def test_bad_invocation_is_one_line_and_changes_nothing(pipeline, tmp_path, args, setup, code, fragment):
-    out = tmp_path / "out"
-    shutil.copytree(pipeline.out, out)
-    recipe = tmp_path / "demo.yaml"
-    shutil.copy(pipeline.recipe, recipe)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    env = {"out": str(out), "recipe": str(recipe), "data": str(pipeline.data), "tmp": str(scratch)}
+    env = sandbox(pipeline, tmp_path)
     if setup is not None:
         setup(env)
-    before = md5_tree(tmp_path, pipeline.data)
+    before = snapshot(tmp_path, pipeline.data)
 
     result = invoke(*[arg.format(**env) for arg in args])
 
@@ -212,4 +201,4 @@ def test_bad_invocation_is_one_line_and_changes_nothing(pipeline, tmp_path, args
     assert len(lines[0]) < 400, lines[0]  # a sentence, not a dump
     assert "Traceback" not in result.output and "internal error" not in result.stderr
     assert fragment in " ".join(lines[0].split()), lines[0]
-    assert md5_tree(tmp_path, pipeline.data) == before
+    assert snapshot(tmp_path, pipeline.data) == before

@@ -8,10 +8,8 @@ or a second run with a plain setting), never against anoseg's own output alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +20,11 @@ import torch
 from click.testing import CliRunner
 from data.conftest import make_mvtec, write_image, write_mask
 from data.public_trees import bmad, bmad_readme
+from fixtures import sandbox, snapshot
 from PIL import Image
 
 from anoseg.cli import main
+from anoseg.constants import EXPORT_SCHEMA
 from anoseg.data.manifest import read_manifest
 from anoseg.engine.checkpoint import load_checkpoint
 
@@ -50,11 +50,6 @@ train:
 
 def invoke(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(main, list(args), env=env)
-
-
-def md5_tree(*roots: Path) -> dict[str, str]:
-    return {str(p): hashlib.md5(p.read_bytes()).hexdigest() for root in roots for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
 
 
 def tiny_recipe(path: Path, data: Path, layout: str = "mvtec_ad", batch: int = 4) -> Path:
@@ -94,8 +89,8 @@ def conv_onnx(path: Path, shape: list, image_size: list[int] | None, out_channel
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
-    path.with_suffix(".json").write_text(json.dumps({"task": "anomaly", "image_size": image_size or [],
-                                                     "mean": MEAN, "std": STD}))
+    path.with_suffix(".json").write_text(json.dumps({"schema": EXPORT_SCHEMA, "task": "anomaly",
+                                                     "image_size": image_size or [], "mean": MEAN, "std": STD}))
     return weights.reshape(out_channels, channels)
 
 
@@ -243,21 +238,15 @@ def test_refusal_names_are_unique():
 @pytest.mark.parametrize(("args", "setup", "environment", "fragment"), [case[1:] for case in REFUSALS],
                          ids=[case[0] for case in REFUSALS])
 def test_refused_in_one_line_and_nothing_changes(pipeline, tmp_path, args, setup, environment, fragment):
-    out = tmp_path / "out"
-    shutil.copytree(pipeline.out, out)
-    recipe = tmp_path / "demo.yaml"
-    shutil.copy(pipeline.recipe, recipe)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    env = {"out": str(out), "recipe": str(recipe), "data": str(pipeline.data), "tmp": str(scratch)}
+    env = sandbox(pipeline, tmp_path)
     if setup is not None:
         setup(env)
-    before = md5_tree(tmp_path, pipeline.data)
+    before = snapshot(tmp_path, pipeline.data)
 
     result = invoke(*[arg.format(**env) for arg in args], env=environment)
 
     one_line_error(result, fragment.format(**env))
-    assert md5_tree(tmp_path, pipeline.data) == before
+    assert snapshot(tmp_path, pipeline.data) == before
 
 
 # ---- kind 5: models of another input size are fed that size ---------------------------------------------------------

@@ -10,7 +10,6 @@ permission bits); the cases that need it are skipped where the file system keeps
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from fixtures import sandbox, snapshot
 
 from anoseg.cli import main
 
@@ -271,12 +271,6 @@ CASES = [
 ]
 
 
-def tree(*roots: Path) -> dict[str, str]:
-    """Every file's md5 and every folder (a staging folder left behind shows as a new entry)."""
-    return {str(p): hashlib.md5(p.read_bytes()).hexdigest() if p.is_file() else "folder"
-            for root in roots for p in sorted(root.rglob("*"))}
-
-
 @pytest.fixture(scope="module")
 def exported(pipeline, tmp_path_factory):
     """The pipeline's outputs plus ``anoseg export`` of its run (the ONNX file and its sidecar)."""
@@ -303,15 +297,9 @@ def test_the_table_is_large_and_names_are_unique():
 
 @pytest.mark.parametrize(("args", "setup", "fragment"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_output_is_one_line_and_changes_nothing(exported, tmp_path, frozen, args, setup, fragment):
-    out = tmp_path / "out"
-    shutil.copytree(exported.out, out)
-    recipe = tmp_path / "demo.yaml"
-    shutil.copy(exported.recipe, recipe)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    env = {"out": str(out), "recipe": str(recipe), "data": str(exported.data), "tmp": str(scratch)}
+    env = sandbox(exported, tmp_path)
     setup(env, frozen)
-    before = tree(tmp_path, exported.data)
+    before = snapshot(tmp_path, exported.data)
 
     result = invoke(*[arg.format(**env) for arg in args])
 
@@ -321,7 +309,7 @@ def test_bad_output_is_one_line_and_changes_nothing(exported, tmp_path, frozen, 
     assert len(lines[0]) < 500, lines[0]  # a sentence, not a dump
     assert "Traceback" not in result.output and "internal error" not in result.stderr
     assert fragment in " ".join(lines[0].split()), lines[0]
-    assert tree(tmp_path, exported.data) == before
+    assert snapshot(tmp_path, exported.data) == before
 
 
 def test_report_skips_and_lists_a_damaged_result(exported, tmp_path):
