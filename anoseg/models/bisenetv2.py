@@ -36,13 +36,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from anoseg.models.blocks import ConvBNAct, init_conv_bn, resize
+from anoseg.models.base import Segmenter, SegmenterOutput
+from anoseg.models.blocks import ConvBNAct, init_conv_bn
 
 __all__ = ["BiSeNetV2"]
 
@@ -177,10 +176,11 @@ class BilateralGuidedAggregation(nn.Module):
 
 
 class SegmentHead(nn.Module):
-    """3×3 conv-BN-ReLU → dropout 0.1 → [nearest ×2 → 3×3 CBR to ``up_channels``] → 1×1 classifier → resize.
+    """3×3 conv-BN-ReLU → dropout 0.1 → [nearest ×2 → 3×3 CBR to ``up_channels``] → 1×1 classifier.
 
     The main head has no middle step (``up_channels=None``). An aux head at stride ``s`` uses ``up_channels = s²``,
-    as in the reference.
+    as in the reference. The logits stay at the head's resolution; :class:`BiSeNetV2` resizes them to the input
+    (the reference's bilinear upsampling, ``align_corners=False``).
     """
 
     def __init__(self, in_channels: int, mid_channels: int, num_classes: int, up_channels: int | None = None) -> None:
@@ -190,14 +190,14 @@ class SegmentHead(nn.Module):
         self.up_conv = ConvBNAct(mid_channels, up_channels) if up_channels else None
         self.classifier = nn.Conv2d(up_channels or mid_channels, num_classes, 1, bias=True)
 
-    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.conv(x))
         if self.up_conv is not None:
             x = self.up_conv(F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="nearest"))
-        return resize(self.classifier(x), size)
+        return self.classifier(x)
 
 
-class BiSeNetV2(nn.Module):
+class BiSeNetV2(Segmenter):
     """BiSeNetV2: detail and semantic branches, BGA fusion, a 1024-channel head, and four training-only aux heads.
 
     Eval: ``forward(x)`` returns logits ``(N, num_classes, H, W)``. Train: ``{"out": logits, "aux": [4 logits]}``,
@@ -232,11 +232,11 @@ class BiSeNetV2(nn.Module):
             if isinstance(module, GatherExpand):
                 nn.init.zeros_(module.project.bn.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
-        size = x.shape[-2:]
+    def forward_logits(self, x: torch.Tensor) -> SegmenterOutput:
         aux_features, semantic = self.semantic(x)
-        out = self.head(self.bga(self.detail(x), semantic), size)
+        out = self.head(self.bga(self.detail(x), semantic))  # 1/8; Segmenter resizes it in eval mode
         if not self.training:
             return out
-        aux = [head(feature, size) for head, feature in zip(self.aux_heads, aux_features, strict=True)]
-        return {"out": out, "aux": aux}
+        size = x.shape[-2:]
+        aux = [self.to_input(head(feature), size) for head, feature in zip(self.aux_heads, aux_features, strict=True)]
+        return {"out": self.to_input(out, size), "aux": aux}

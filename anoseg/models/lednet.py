@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from anoseg.models.base import Segmenter
 from anoseg.models.blocks import ConvBNAct, channel_shuffle, resize
 
 __all__ = ["APN", "Downsampler", "LEDNet", "LEDNetEncoder", "SSnbt"]
@@ -175,7 +176,7 @@ class APN(nn.Module):
         return t * self.mid(x) + self.global_branch(x)
 
 
-class LEDNet(nn.Module):
+class LEDNet(Segmenter):
     """LEDNet with the APN emitting ``num_classes`` and logits resized to the input size (see the module docstring).
 
     Example:
@@ -183,10 +184,12 @@ class LEDNet(nn.Module):
         torch.Size([1, 2, 256, 256])
     """
 
+    align_corners = True
+
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
         self.encoder = LEDNetEncoder()
         self.decoder = APN(LEDNetEncoder.out_channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(self.decoder(self.encoder(x)), x.shape[-2:], align_corners=True)
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))

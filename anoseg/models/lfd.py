@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from anoseg.errors import AnosegError
 from anoseg.models.backbones.resnet import ResNet18Trunk
+from anoseg.models.base import Segmenter
 from anoseg.models.blocks import ConvBNAct, resize
 from anoseg.models.weights import StateDict
 
@@ -70,7 +71,7 @@ class SelectiveFusion(nn.Module):
         return attention * detail + context
 
 
-class LFD(nn.Module):
+class LFD(Segmenter):
     """LFD_Core: bilateral ResNet-18 segmenter (see the module docstring).
 
     ``scale_factor`` s shrinks the context path's input to ``(H // s, W // (2 s))``; the paper uses s = 2.
@@ -92,14 +93,13 @@ class LFD(nn.Module):
         self.fusion = SelectiveFusion(128)
         self.head = nn.Sequential(ConvBNAct(128, 128, 1, bias=True), nn.Conv2d(128, num_classes, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         # The context path sees the width shrunk twice as much as the height (industrial images: wide defects).
         context = self.context(resize(x, (h // self.scale_factor, w // (2 * self.scale_factor))))[-1]
         context = self.aggregation(context)
         detail = self.channel_adjust(self.detail(x)[-1])
-        logits = self.head(self.fusion(detail, context))
-        return resize(logits, (h, w))
+        return self.head(self.fusion(detail, context))  # H/4 × W/4; Segmenter resizes to H × W
 
 
 def torchvision_to_lfd(state: StateDict, module: nn.Module | None = None) -> StateDict:

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from anoseg.models.backbones import Backbone
+from anoseg.models.base import Segmenter
 from anoseg.models.blocks import ActFactory, ConvBNAct, resize
 
 DASPP_CHANNELS = 96
@@ -74,7 +75,7 @@ class DASPP(nn.Module):
         return torch.cat([x, *(branch(x) for branch in self.branches), pooled], dim=1)
 
 
-class LiteSeg(nn.Module):
+class LiteSeg(Segmenter):
     """LiteSeg on a backbone whose first feature map is the low-level one and whose last is the deep one.
 
     ``low_projection`` is the number of channels the low-level map is projected to (separable 1×1 → BN → ReLU),
@@ -86,6 +87,8 @@ class LiteSeg(nn.Module):
         >>> model(torch.zeros(1, 3, 256, 256)).shape
         torch.Size([1, 2, 256, 256])
     """
+
+    align_corners = True
 
     def __init__(self, backbone: Backbone, num_classes: int = 2, low_projection: int | None = None) -> None:
         super().__init__()
@@ -104,9 +107,8 @@ class LiteSeg(nn.Module):
             nn.Conv2d(DASPP_CHANNELS, num_classes, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
         low, high = self.low_projection(features[0]), features[-1]
         high = resize(self.fuse(self.daspp(high)), low.shape[-2:], align_corners=True)
-        logits = self.classifier(torch.cat((high, low), dim=1))
-        return resize(logits, x.shape[-2:], align_corners=True)
+        return self.classifier(torch.cat((high, low), dim=1))

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from anoseg.models.base import Segmenter, SegmenterOutput
 from anoseg.models.blocks import ConvBNAct, init_conv_bn, resize
 from anoseg.models.keys import rename_keys
 from anoseg.models.weights import StateDict
@@ -239,7 +240,7 @@ class SegHead(nn.Module):
 # The network
 
 
-class SANet(nn.Module):
+class SANet(Segmenter):
     """SANet for ``num_classes`` classes. See the module docstring for the outputs in eval and train mode.
 
     Example:
@@ -247,6 +248,8 @@ class SANet(nn.Module):
         >>> model(torch.zeros(1, 3, 256, 512)).shape
         torch.Size([1, 2, 256, 512])
     """
+
+    align_corners = True  # the authors' MODEL.ALIGN_CORNERS
 
     def __init__(self, variant: str | SANetConfig = "s", num_classes: int = 2) -> None:
         super().__init__()
@@ -274,8 +277,7 @@ class SANet(nn.Module):
         init_conv_bn(self, zero_bias=False)  # the authors keep PyTorch's default conv biases
 
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
-        input_size = x.shape[-2:]
+    def forward_logits(self, x: torch.Tensor) -> SegmenterOutput:
         x = self.layer1(self.stem(x))
         x = self.layer2(torch.relu(x))
         x3 = self.layer3(torch.relu(x))  # 128 ch at 1/8, pre-activation
@@ -297,7 +299,7 @@ class SANet(nn.Module):
         out = self.head(self.decoder(d1, d2, detail, context))  # 1/8
         if self.training:
             return {"out": out, "aux": [self.aux_head(x4)], "boundary": self.boundary_head(detail)}
-        return resize(out, input_size, align_corners=True)
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------------------

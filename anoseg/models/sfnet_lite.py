@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from anoseg.models.backbones import Backbone
+from anoseg.models.base import Segmenter
 from anoseg.models.blocks import ConvBNAct, PyramidPooling, resize
 
 __all__ = ["FlowAlign", "GatedDualFlowAlign", "SFNet", "SFNetHead", "SFNetLite", "SFNetLiteHead", "flow_warp"]
@@ -138,7 +139,7 @@ class SFNetLiteHead(nn.Module):
         return self.classifier(self.fuse(torch.cat([fused, p4], dim=1)))
 
 
-class SFNetLite(nn.Module):
+class SFNetLite(Segmenter):
     """SFNet-Lite: a stride-{4,8,16,32} backbone and :class:`SFNetLiteHead`; logits upsampled ×4 to the input.
 
     Returns one tensor ``(N, num_classes, H, W)`` in both modes (it trains without deep supervision).
@@ -150,15 +151,17 @@ class SFNetLite(nn.Module):
         torch.Size([1, 2, 256, 256])
     """
 
+    align_corners = True
+
     def __init__(self, backbone: Backbone, num_classes: int, channels: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
         c4, _, c16, c32 = backbone.out_channels
         self.head = SFNetLiteHead((c4, c16, c32), num_classes, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         feat4, _, feat16, feat32 = self.backbone(x)
-        return resize(self.head(feat4, feat16, feat32), x.shape[-2:], align_corners=True)
+        return self.head(feat4, feat16, feat32)
 
 
 class SFNetHead(nn.Module):
@@ -189,13 +192,15 @@ class SFNetHead(nn.Module):
         return self.classifier(self.fuse(fused))
 
 
-class SFNet(nn.Module):
+class SFNet(Segmenter):
     """SFNet v1: a stride-{4,8,16,32} backbone and :class:`SFNetHead`; logits upsampled ×4 to the input."""
+
+    align_corners = True
 
     def __init__(self, backbone: Backbone, num_classes: int, channels: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = SFNetHead(tuple(backbone.out_channels), num_classes, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(self.head(self.backbone(x)), x.shape[-2:], align_corners=True)
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

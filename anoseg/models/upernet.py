@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from anoseg.models.backbones import Backbone
+from anoseg.models.base import Segmenter
 from anoseg.models.blocks import ConvBNAct, PyramidPooling, resize
 
 __all__ = ["UPerHead", "UperNet"]
@@ -67,7 +68,7 @@ class UPerHead(nn.Module):
         return self.classifier(self.dropout(self.fpn_bottleneck(fused)))
 
 
-class UperNet(nn.Module):
+class UperNet(Segmenter):
     """A stride-{4,8,16,32} backbone and :class:`UPerHead`; logits resized to the input (align_corners=False).
 
     Example:
@@ -82,5 +83,5 @@ class UperNet(nn.Module):
         self.backbone = backbone
         self.head = UPerHead(tuple(backbone.out_channels), num_classes, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(self.head(self.backbone(x)), x.shape[-2:])
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

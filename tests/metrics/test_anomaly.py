@@ -361,7 +361,7 @@ def test_metrics_package_imports_no_heavy_library() -> None:
 def test_sorted_keys_counts_equal_generic_counts(chunk: int) -> None:
     """The one-sort path (float32 >= 0) gives the same counts as sorting positives and negatives apart, also when a
     chunk boundary splits a group of tied positives or the run of negatives tied with them."""
-    from anoseg.metrics import anomaly as impl
+    from anoseg.metrics import _engine as impl
 
     for seed in range(40):
         rng = np.random.default_rng(seed)
@@ -393,7 +393,7 @@ def test_binary_metrics_negative_and_signed_zero_scores() -> None:
 def test_anomaly_metrics_threaded_iou_and_generic_path_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """IoUs computed in the helper thread (large categories) equal the in-thread ones; float64 maps (generic path)
     give the same metrics as float32 maps (sorted keys)."""
-    from anoseg.metrics import anomaly as impl
+    from anoseg.metrics import _engine as impl
 
     scores, masks = make_category(seed=2, n_normal=3, n_anomalous=9)
     inline = anomaly_metrics(scores, masks)
@@ -423,7 +423,7 @@ def test_sort_and_count_in_two_threads_equal_one_sort(monkeypatch: pytest.Monkey
     be counted in both halves), when one score fills most of the array, and for tiny inputs."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from anoseg.metrics import anomaly as impl
+    from anoseg.metrics import _engine as impl
 
     monkeypatch.setattr(impl, "_CHUNK", chunk)
     with ThreadPoolExecutor(2) as pool:

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from anoseg.metrics import METRICS, anomaly_metrics, aupro
-from anoseg.metrics import anomaly as impl
+from anoseg.metrics import _engine as impl
 
 
 def curve_aupro(scores: np.ndarray, masks: np.ndarray, limit: float = 0.3) -> float:
