@@ -195,8 +195,9 @@ def run_train(job: TrainRunsJob) -> list[Path]:
         if job.select is not None and not is_worker_process():  # DDP ranks > 0 re-run the command: rank 0 chooses
             from anoseg.engine.evaluate import EvalJob
             from anoseg.engine.evaluate_anomaly import record_selection
+            from anoseg.engine.rundir import run_lock
 
-            with _progress_bar() as progress:
+            with run_lock(run.run), _progress_bar() as progress:
                 record = record_selection(EvalJob(recipe=recipe, model=job.model, category=category,
                                                   generator=recipe.generator, output=job.output, seed=job.seed,
                                                   device=job.device, select=job.select), progress)
@@ -227,6 +228,7 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     from anoseg.engine.curves import log_eval_metrics
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.engine.operating import parse_points
+    from anoseg.engine.rundir import run_lock
     from anoseg.models import model_spec
     from anoseg.paths import eval_dir, eval_variant
 
@@ -247,14 +249,17 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     for run in engine_jobs(EvalJob, job):
         category = run.category
         console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
-        with _progress_bar() as progress:
-            results.append(evaluate(run, progress))
+        # the run's lock, as train holds it: an eval never writes into a run being trained (or `--fresh`-replaced)
+        # or beside another eval of it, and clears what a killed eval left (anoseg.engine.results.remove_leftovers)
+        with run_lock(run.run):
+            with _progress_bar() as progress:
+                results.append(evaluate(run, progress))
+            done = results[-1]
+            log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
         for message in results[-1]["warnings"]:
             warn(message)
         print_metrics(results[-1])
         print_operating_points(results[-1])
-        done = results[-1]
-        log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
         variant = eval_variant(done.get("protocol", recipe.protocol), recipe.protocol,
                                done.get("resolution") or MODEL_RESOLUTION)
         console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "

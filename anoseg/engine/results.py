@@ -60,11 +60,37 @@ def weights_sha256(checkpoint: dict[str, Any]) -> str:
 
 
 def staging_dir(target: Path) -> Path:
-    """A fresh hidden folder beside ``target`` to write a result into before ``publish``."""
+    """A fresh hidden folder beside ``target`` to write a result into before ``publish``.
+
+    The caller holds the lock of the folder the result belongs to (``anoseg.engine.rundir.run_lock``: the run for an
+    eval, the output folder for predict), so what an interrupted writer of ``target`` left (``remove_leftovers``) is
+    cleared first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates 0o700; the result must look like any new folder
     return staging
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Clear what a killed writer of ``target`` left beside it; return the folders removed.
+
+    Its staging folders (``.<name>.partial-*``) are deleted. A previous result that ``publish`` had moved aside
+    (``.<name>.old-*``) is put back when ``target`` is missing (killed between ``publish``'s two renames), else
+    deleted. Only for a caller holding the lock of ``target``'s folder: no live writer owns them.
+    """
+    removed = []
+    for kind in ("partial", "old"):
+        for folder in sorted(target.parent.glob(f".{target.name}.{kind}-*")):
+            if not folder.is_dir():
+                continue
+            if kind == "old" and not os.path.lexists(target):
+                folder.rename(target)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def publish(staging: Path, target: Path) -> None:
