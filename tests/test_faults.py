@@ -241,3 +241,38 @@ def test_a_full_disk_is_one_line_exit_2_and_keeps_every_earlier_output(work, nam
     line = one_error_line(result)
     assert "file too large" in line and "writing " in line and ".tmp" not in line and ".partial-" not in line, line
     assert tree(root, skip=()) == before  # nothing replaced, nothing half-written left (hidden files included)
+
+
+def test_a_write_truncated_at_the_size_limit_is_refused_not_kept(tmp_path):
+    """PIL's JPEG encoder writes in one call and ignores a short count: past ``ulimit -f`` it used to leave a
+    truncated file and report success."""
+    script = ("import sys, numpy as np; from PIL import Image; from anoseg.errors import AnosegError; "
+              "from anoseg.io import write_with\n"
+              "picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))\n"
+              "try:\n    write_with(sys.argv[1], lambda tmp: picture.save(tmp, format='JPEG', quality=95))\n"
+              "except AnosegError as exc:\n    print(exc)\n")
+    target = tmp_path / "overlay.jpg"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FULL, resource.RLIM_INFINITY))
+
+    result = subprocess.run([sys.executable, "-c", script, str(target)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, preexec_fn=limit, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"file too large (past the file size limit, ulimit -f) writing {target}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_a_killed_publish_left_is_cleared_and_a_result_moved_aside_is_put_back(tmp_path):
+    from anoseg.engine import results
+
+    target = tmp_path / "eval" / "epoch_001"
+    aside = tmp_path / "eval" / ".epoch_001.old-abc"  # publish's first rename done, its second not
+    aside.mkdir(parents=True)
+    (aside / "metrics.json").write_text("{}")
+    (tmp_path / "eval" / ".epoch_001.partial-xyz").mkdir()
+    (tmp_path / "eval" / ".epoch_002.partial-xyz").mkdir()  # another result's: not ours to clear
+    removed = results.remove_leftovers(target)
+    assert [p.name for p in removed] == [".epoch_001.partial-xyz"]
+    assert (target / "metrics.json").read_text() == "{}"
+    assert sorted(p.name for p in target.parent.iterdir()) == [".epoch_002.partial-xyz", "epoch_001"]
