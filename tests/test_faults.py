@@ -248,7 +248,7 @@ def test_a_write_truncated_at_the_size_limit_is_refused_not_kept(tmp_path):
     truncated file and report success."""
     script = ("import sys, numpy as np; from PIL import Image; from anoseg.errors import AnosegError; "
               "from anoseg.io import write_with\n"
-              "picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))\n"
+              "picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))\n"
               "try:\n    write_with(sys.argv[1], lambda tmp: picture.save(tmp, format='JPEG', quality=95))\n"
               "except AnosegError as exc:\n    print(exc)\n")
     target = tmp_path / "overlay.jpg"
