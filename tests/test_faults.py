@@ -56,21 +56,28 @@ def one_error_line(result, code: int = 2) -> str:
     return lines[-1]
 
 
-def _normalised(path: Path) -> str:
+def _normalised(path: Path, volatile: frozenset[str]) -> str:
     data = path.read_bytes()
     if path.suffix == ".json":
         def drop(obj):
             if isinstance(obj, dict):
-                return {k: drop(v) for k, v in obj.items() if k != "created"}
+                return {k: drop(v) for k, v in obj.items() if k not in volatile}
             return [drop(v) for v in obj] if isinstance(obj, list) else obj
         data = json.dumps(drop(json.loads(data)), sort_keys=True).encode()
     return hashlib.sha256(data).hexdigest()
 
 
-def tree(root: Path, skip: tuple[str, ...] = ("logs",)) -> dict[str, str]:
-    """Every file under ``root`` (hidden ones too) → digest of its content (JSON without ``created``)."""
-    return {str(p.relative_to(root)): _normalised(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and not set(p.relative_to(root).parts) & set(skip)}
+def tree(root: Path, skip: tuple[str, ...] = ("logs",), volatile: frozenset[str] = frozenset({"created"}),
+         suffixes: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file under ``root`` (hidden ones too; none in a folder of ``skip``, none ending in ``suffixes``) →
+    digest of its content (JSON without the keys ``volatile``: time stamps)."""
+    return {str(p.relative_to(root)): _normalised(p, volatile) for p in sorted(root.rglob("*"))
+            if p.is_file() and not set(p.relative_to(root).parts) & set(skip) and not p.name.endswith(suffixes)}
+
+
+#: What two trainings of the same run differ by: their speed (train_history.json, and so the checkpoint files' bytes
+#: and the ``checkpoint_sha256`` eval records). Their weights (``weights_sha256``) are the same.
+TRAINING_TIMES = frozenset({"created", "images_per_s", "checkpoint_sha256"})
 
 
 def hidden(root: Path) -> list[str]:
@@ -276,3 +283,31 @@ def test_what_a_killed_publish_left_is_cleared_and_a_result_moved_aside_is_put_b
     assert [p.name for p in removed] == [".epoch_001.partial-xyz"]
     assert (target / "metrics.json").read_text() == "{}"
     assert sorted(p.name for p in target.parent.iterdir()) == [".epoch_002.partial-xyz", "epoch_001"]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_run_again_resumes_and_matches_an_uninterrupted_one(reference, pipeline, tmp_path):
+    """Killed after its cell's training, before the eval: the rerun evaluates only, and the cell's run and result are
+    those of a sweep that was never interrupted."""
+    sweep = ["sweep", "--recipe", str(pipeline.recipe), "--model", "lfd", "--generator", "seas", "--category", "disk",
+             "--seed", "7",
+             "--output", "out", "--device", "cpu", "--executor", "debug", "--no-report", "--name", "faults"]
+    results = {}
+    for name, fault in (("uninterrupted", None), ("killed", "kill:anoseg.sweep:_run_logged:2")):
+        root = tmp_path / name
+        shutil.copytree(reference / "out", root / "out")
+        first = cli(root, *sweep, fault=fault)
+        if fault:
+            assert first.returncode == -9, first.stderr
+            trained = {p: p.stat().st_mtime_ns for p in (root / "out").rglob("*.pt")}
+            first = cli(root, *sweep)
+            assert {p: p.stat().st_mtime_ns for p in (root / "out").rglob("*.pt")} == trained  # not trained again
+        assert first.returncode == 0, first.stderr
+        summary = json.loads((root / "out" / "sweeps" / "faults" / "summary.json").read_text())
+        runs = [p for p in (root / "out").rglob("last.pt") if "7" in str(p.relative_to(root))]
+        assert len(runs) == 1, runs
+        results[name] = (tree(runs[0].parent, volatile=TRAINING_TIMES, suffixes=(".pt",)), summary.get("counts"),
+                         hidden(root / "out"))
+    killed, uninterrupted = results["killed"][0], results["uninterrupted"][0]
+    assert sorted(k for k in killed.keys() | uninterrupted.keys() if killed.get(k) != uninterrupted.get(k)) == []
+    assert results["killed"][1:] == results["uninterrupted"][1:]
