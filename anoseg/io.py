@@ -142,6 +142,15 @@ def _full(written: Path) -> int | None:
     return errno.ENOSPC if free == 0 else None
 
 
+def leftover_temp_files(path: str | Path) -> list[Path]:
+    """The temporary files beside ``path`` that killed atomic writes of it left (``atomic_path``'s names). Only for
+    a caller holding the lock of ``path``'s folder, so that no live writer owns them."""
+    path = Path(path)
+    # "..<stem>.*": the temporary file of a write into a temporary file (a writer that is itself atomic)
+    return sorted(p for dots in (".", "..") for p in path.parent.glob(f"{dots}{path.stem}.*.tmp{path.suffix}")
+                  if p.is_file())
+
+
 _umask_lock = threading.Lock()
 
 

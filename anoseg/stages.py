@@ -59,6 +59,8 @@ def run_prepare(job: PrepareJob) -> Path | None:
 
     from anoseg.data.build import build_manifest
     from anoseg.data.manifest import count_table, write_manifest
+    from anoseg.engine.rundir import run_lock
+    from anoseg.io import leftover_temp_files
 
     recipe, output, generated, strict, dry_run = job.recipe, job.output, job.generated, job.strict, job.dry_run
     categories = list(job.categories) if job.categories else None
@@ -90,12 +92,16 @@ def run_prepare(job: PrepareJob) -> Path | None:
         raise AnosegError(f"no usable image under {recipe.data_root}" + (f" ({found[0]})" if found else "")
                           + "; nothing written")
     target = manifest_path(output, recipe.name, recipe.generator)
+    report_file = data_report_path(output, recipe.name, recipe.generator)
     # The two files belong together: the report records the manifest's digest and is written first, the manifest
     # last. Killed in between, the pair disagrees and train/eval refuse it (check_prepared) instead of mixing them.
-    with atomic_path(target) as staged:
-        write_manifest(frame, staged)
-        write_json(data_report_path(output, recipe.name, recipe.generator),
-                   {**report, "manifest_sha256": _sha256(staged)})
+    # One prepare at a time writes them (the folder's lock), and clears what a killed one left.
+    with run_lock(target.parent):
+        for stale in leftover_temp_files(target) + leftover_temp_files(report_file):
+            stale.unlink(missing_ok=True)
+        with atomic_path(target) as staged:
+            write_manifest(frame, staged)
+            write_json(report_file, {**report, "manifest_sha256": _sha256(staged)})
     _print_counts(count_table(frame), f"{recipe.name} / {recipe.generator}")
     for message in report.get("warnings", []):
         warn(message)

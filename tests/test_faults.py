@@ -169,7 +169,7 @@ def test_an_export_killed_between_its_two_files_is_refused_by_predict_then_redon
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, nth", [("prepare", 2), ("report", 2)])
+@pytest.mark.parametrize("name, nth", [("prepare", 2), ("prepare", 3), ("report", 2)])
 def test_a_killed_prepare_or_report_run_again_matches_an_uninterrupted_one(work, reference, name, nth):
     root, cmds = work
     killed = cli(root, *cmds[name], fault=f"kill:anoseg.io:atomic_path:{nth}")
@@ -178,6 +178,8 @@ def test_a_killed_prepare_or_report_run_again_matches_an_uninterrupted_one(work,
     assert again.returncode == 0, again.stderr
     visible = [p for p in tree(root / "out") if not any(part.startswith(".") for part in Path(p).parts)]
     assert {p: tree(root / "out")[p] for p in visible} == tree(reference / "out")
+    if name == "prepare":  # its folder's lock lets it clear the temporary files the killed one left
+        assert hidden(root / "out") == []
 
 
 # ---- two processes on one run ------------------------------------------------------------------------------------
