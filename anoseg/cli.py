@@ -7,6 +7,7 @@ Heavy packages (torch, anomalib, pandas) are imported inside the commands so tha
 from __future__ import annotations
 
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -49,9 +50,22 @@ class Cli(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # a bug: one line, traceback only with --debug
+            full = _no_room(exc)
+            if full is not None:  # a full disk met outside anoseg.io's writes (a staging folder, a log): exit 2 too
+                _fail(full, 2)
             if DEBUG["on"]:
                 raise
             _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+
+
+def _no_room(exc: Exception) -> str | None:
+    """The one line for an ``OSError`` of a write that did not fit (``anoseg.io.NO_ROOM``), else None."""
+    from anoseg.io import no_room
+
+    if not isinstance(exc, OSError):
+        return None
+    full = no_room(exc.filename or "the output", exc)
+    return None if full is None else str(full)
 
 
 def _fail(message: str, code: int) -> None:
@@ -156,6 +170,8 @@ def main(debug: bool) -> None:
       sweep     a grid of models × generators × seeds: prepare → train → eval → report
     """
     DEBUG["on"] = debug
+    if hasattr(signal, "SIGXFSZ"):  # past `ulimit -f` a write fails with EFBIG (one line, exit 2) instead of killing us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (CPython ignores it already; embedders may not)
     from anoseg.environment import check_thread_settings
     from anoseg.log import print_undecodable_names
 

@@ -7,6 +7,7 @@ model file and its sidecar atomically.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -87,10 +88,14 @@ def export_model(checkpoint: str | Path, fmt: str = "onnx", out: Path | None = N
                    "created": datetime.now().isoformat(timespec="seconds")},
         "training": meta,
     }
-    with atomic_open(model_file, "wb") as handle:
-        handle.write(data)
+    # The sidecar names the model file's bytes (model_sha256) and is written first, the model last: killed (or out of
+    # space) in between, the new sidecar and the old model disagree and predict refuses the pair instead of running
+    # the old model with the new sidecar's threshold and normalisation.
+    sidecar["model_sha256"] = hashlib.sha256(data).hexdigest()
     sidecar_file = model_file.with_suffix(".json")
     write_json(sidecar_file, sidecar)
+    with atomic_open(model_file, "wb") as handle:
+        handle.write(data)
     return {**sidecar, "path": str(model_file), "sidecar": str(sidecar_file),
             "max_abs_diff": info["verification"]["max_abs_diff"]}
 

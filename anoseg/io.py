@@ -8,6 +8,11 @@ a file must go) are ``AnosegError``s naming the path: ``check_output`` finds the
 and every write here turns the ``OSError`` of creating or replacing an output into the same sentence
 (``output_error``). Files anoseg wrote and reads back (reports, thresholds, sidecars) are read with ``read_json``,
 which names the file and the command that rewrites it when one is damaged.
+
+A write that does not fit (a full disk or quota: ``ENOSPC``/``EDQUOT``; a file past the size limit of ``ulimit -f``:
+``EFBIG``) is an ``AnosegError`` naming the file (``no_room``), and the file it would have replaced is kept. Some
+writers do not report a short write (PIL's JPEG encoder writes in one call and ignores its count), so a finished
+write is checked too: a file that reached the size limit, or a disk left with no free block, is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -70,7 +76,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as exc:
+            full = no_room(path, exc, tmp)
+            if full is None:
+                raise
+            raise full from None
+        full = no_room(path, None, tmp)  # a writer that ignored a short write left a truncated file
+        if full is not None:
+            raise full
         try:
             os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0o600; the result must look like any new file
             os.replace(tmp, path)
@@ -78,6 +93,75 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             raise output_error(exc, path) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: The errors of a write that does not fit, and how the one line says each.
+NO_ROOM = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+           errno.EFBIG: "file too large (past the file size limit, ulimit -f)"}
+
+
+def no_room(path: str | Path, exc: BaseException | None = None, written: Path | None = None) -> AnosegError | None:
+    """The ``AnosegError`` for writing ``path`` when the data did not fit, else None.
+
+    ``exc`` is the error the write raised (None: it raised none); it did not fit if it is an ``OSError`` of
+    ``NO_ROOM``, or if ``written`` (the file being written) reached the process's file size limit, or if the disk holds
+    no free block. The sentence says that nothing was replaced.
+    """
+    if isinstance(exc, AnosegError):  # a nested atomic write already said it
+        return exc if str(exc).startswith(tuple(NO_ROOM.values())) else None
+    code = exc.errno if isinstance(exc, OSError) and exc.errno in NO_ROOM else None
+    if code is None and written is not None:
+        code = _full(written)
+    if code is None:
+        return None
+    return AnosegError(f"{NO_ROOM[code]} writing {public_path(path)}; nothing was replaced (free some space, then "
+                       "run the command again)")
+
+
+# the hidden names a write goes through: atomic_path's ".<stem>.<random>.tmp<suffix>" and the staging folders of
+# anoseg.engine.results (".<name>.partial-<random>")
+_HIDDEN = re.compile(r"\.(?P<stem>.+)\.[A-Za-z0-9_]+\.tmp(?P<suffix>.*)|\.(?P<name>.+)\.partial-[A-Za-z0-9_]+")
+
+
+def public_path(path: str | Path) -> Path:
+    """``path`` with the hidden names it is written through replaced by the names the user will see.
+
+    Example:
+        >>> str(public_path("out/eval/.epoch_001.partial-2x3vx4_i/.metrics.k2j3_x9a.tmp.json"))
+        'out/eval/epoch_001/metrics.json'
+    """
+    parts = []
+    for part in Path(path).parts:
+        hidden = _HIDDEN.fullmatch(part)
+        if hidden is None:
+            parts.append(part)
+        else:
+            parts.append(hidden["name"] or hidden["stem"] + hidden["suffix"])
+    return Path(*parts) if parts else Path(path)
+
+
+def _full(written: Path) -> int | None:
+    import resource
+
+    try:
+        size = written.stat().st_size
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and size >= limit:
+            return errno.EFBIG
+        disk = os.statvfs(written.parent)
+    except OSError:
+        return None
+    free = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail  # root may fill the reserved blocks too
+    return errno.ENOSPC if free == 0 else None
+
+
+def leftover_temp_files(path: str | Path) -> list[Path]:
+    """The temporary files beside ``path`` that killed atomic writes of it left (``atomic_path``'s names). Only for
+    a caller holding the lock of ``path``'s folder, so that no live writer owns them."""
+    path = Path(path)
+    # "..<stem>.*": the temporary file of a write into a temporary file (a writer that is itself atomic)
+    return sorted(p for dots in (".", "..") for p in path.parent.glob(f"{dots}{path.stem}.*.tmp{path.suffix}")
+                  if p.is_file())
 
 
 _umask_lock = threading.Lock()

@@ -60,6 +60,8 @@ def run_prepare(job: PrepareJob) -> Path | None:
 
     from anoseg.data.build import build_manifest
     from anoseg.data.manifest import count_table, write_manifest
+    from anoseg.engine.rundir import run_lock
+    from anoseg.io import leftover_temp_files
 
     recipe, output, generated, strict, dry_run = job.recipe, job.output, job.generated, job.strict, job.dry_run
     categories = list(job.categories) if job.categories else None
@@ -94,12 +96,16 @@ def run_prepare(job: PrepareJob) -> Path | None:
         raise AnosegError(f"no usable image under {recipe.data_root}" + (f" ({found[0]})" if found else "")
                           + "; nothing written")
     target = manifest_path(output, recipe.name, recipe.generator)
+    report_file = data_report_path(output, recipe.name, recipe.generator)
     # The two files belong together: the report records the manifest's digest and is written first, the manifest
     # last. Killed in between, the pair disagrees and train/eval refuse it (check_prepared) instead of mixing them.
-    with atomic_path(target) as staged:
-        write_manifest(frame, staged)
-        write_json(data_report_path(output, recipe.name, recipe.generator),
-                   {**report, "manifest_sha256": _sha256(staged)})
+    # One prepare at a time writes them (the folder's lock), and clears what a killed one left.
+    with run_lock(target.parent):
+        for stale in leftover_temp_files(target) + leftover_temp_files(report_file):
+            stale.unlink(missing_ok=True)
+        with atomic_path(target) as staged:
+            write_manifest(frame, staged)
+            write_json(report_file, {**report, "manifest_sha256": _sha256(staged)})
     _print_counts(count_table(frame), f"{recipe.name} / {recipe.generator}")
     for message in report.get("warnings", []):
         warn(message)
@@ -214,8 +220,9 @@ def run_train(job: TrainRunsJob) -> list[Path]:
         if job.select is not None and not is_worker_process():  # DDP ranks > 0 re-run the command: rank 0 chooses
             from anoseg.engine.evaluate import EvalJob
             from anoseg.engine.evaluate_anomaly import record_selection
+            from anoseg.engine.rundir import run_lock
 
-            with _progress_bar() as progress:
+            with run_lock(run.run), _progress_bar() as progress:
                 record = record_selection(EvalJob(recipe=recipe, model=job.model, category=category,
                                                   generator=recipe.generator, output=job.output, seed=job.seed,
                                                   device=job.device, select=job.select), progress)
@@ -245,6 +252,7 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     from anoseg.engine.curves import log_eval_metrics
     from anoseg.engine.evaluate import EvalJob, evaluate
     from anoseg.engine.operating import parse_points
+    from anoseg.engine.rundir import run_lock
     from anoseg.models import model_spec
     from anoseg.paths import eval_dir
 
@@ -265,14 +273,17 @@ def run_eval(job: EvalRunsJob) -> list[dict]:
     for run in engine_jobs(EvalJob, job):
         category = run.category
         console.print(f"[bold]eval[/bold] {job.model} on {recipe.name}/{recipe.generator}/{category}")
-        with _progress_bar() as progress:
-            results.append(evaluate(run, progress))
+        # the run's lock, as train holds it: an eval never writes into a run being trained (or `--fresh`-replaced)
+        # or beside another eval of it, and clears what a killed eval left (anoseg.engine.results.remove_leftovers)
+        with run_lock(run.run):
+            with _progress_bar() as progress:
+                results.append(evaluate(run, progress))
+            done = results[-1]
+            log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
         for message in results[-1]["warnings"]:
             warn(message)
         print_metrics(results[-1])
         print_operating_points(results[-1])
-        done = results[-1]
-        log_eval_metrics(run.run, done["epoch"], done["mean"])  # the run's eval curve (anoseg.engine.curves)
         console.print(f"  results of epoch {done['epoch']} (weights {done['weights_sha256'][:12]}): "
                       f"{eval_dir(run.run, done['epoch'], done['variant'])}", highlight=False)
     if not results:

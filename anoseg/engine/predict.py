@@ -39,6 +39,7 @@ from anoseg.engine.inference import (
     resize,
     softmax,
 )
+from anoseg.engine.rundir import run_lock
 from anoseg.errors import AnosegError
 from anoseg.io import NAME_ERRORS, TEXT_ENCODING, check_output, expect, is_number, read_json, write_with
 from anoseg.jobs import PredictJob
@@ -193,6 +194,9 @@ def _onnx_predictor(model_file: Path, device: str = "auto") -> tuple[Runner, dic
         raise AnosegError(f"{model_file} has no sidecar {sidecar} (written by `anoseg export`)")
     meta = read_json(sidecar, f"run `anoseg export` again (it rewrites {model_file} and {sidecar.name})",
                      check_sidecar)
+    if meta.get("model_sha256") not in (None, results.file_sha256(model_file)):  # older sidecars hold no digest
+        raise AnosegError(f"{model_file} and its sidecar {sidecar} are not from the same `anoseg export` (it was "
+                          "interrupted between them); run export again")
     if meta.get("thresholds"):  # per-category thresholds of the eval of the exported weights (anoseg export)
         document = {"epoch": (meta.get("source") or {}).get("epoch"), "categories": meta["thresholds"],
                     "mean": meta.get("threshold"), "operating_point": meta.get("operating_point"),
@@ -382,9 +386,15 @@ def write_predictions(prediction: Prediction, progress: Callable[[int, int], Non
     in ``skipped.csv``; the run fails (writing nothing) if none can be read. ``progress(images done, total)`` is
     called after each batch.
     """
+    files = prediction.files
+    with run_lock(prediction.out):  # one predict at a time writes an output folder
+        return _write_locked(prediction, files, progress)
+
+
+def _write_locked(prediction: Prediction, files: list[Path], progress: Callable[[int, int], None] | None
+                  ) -> PredictResult:
     import pandas as pd
 
-    files = prediction.files
     staging = results.staging_dir(prediction.out)
     try:
         with ThreadPoolExecutor(max_workers=_writer_threads()) as pool:

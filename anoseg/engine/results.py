@@ -60,18 +60,41 @@ def staging_dir(target: Path) -> Path:
     """A fresh hidden folder beside ``target`` to write a result into before ``publish``.
 
     Raises ``AnosegError`` naming the path when ``target`` cannot be written or replaced (``anoseg.io.check_output``:
-    a read-only or immutable folder, a file in the way), before any work is done.
+    a read-only or immutable folder, a file in the way), before any work is done. The caller holds the lock of the
+    folder the result belongs to (``anoseg.engine.rundir.run_lock``: the run for an eval, the output folder for
+    predict), so what an interrupted writer of ``target`` left (``remove_leftovers``) is cleared first.
     """
     check_output(target, folder=True, replace=True)
+    make_folder(target.parent)
+    remove_leftovers(target)
     if target.is_dir():
         check_removable(target)  # the older result is deleted once the new one is in place
-    make_folder(target.parent)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     except OSError as exc:
         raise output_error(exc, target.parent, inside=True) from None
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates 0o700; the result must look like any new folder
     return staging
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Clear what a killed writer of ``target`` left beside it; return the folders removed.
+
+    Its staging folders (``.<name>.partial-*``) are deleted. A previous result that ``publish`` had moved aside
+    (``.<name>.old-*``) is put back when ``target`` is missing (killed between ``publish``'s two renames), else
+    deleted. Only for a caller holding the lock of ``target``'s folder: no live writer owns them.
+    """
+    removed = []
+    for kind in ("partial", "old"):
+        for folder in sorted(target.parent.glob(f".{target.name}.{kind}-*")):
+            if not folder.is_dir():
+                continue
+            if kind == "old" and not os.path.lexists(target):
+                folder.rename(target)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def publish(staging: Path, target: Path) -> None:
